@@ -1,0 +1,195 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults for Config; CreateConfig returns them and Traefik overlays the keys it finds.
+const (
+	DefaultMetricsPath    = "/metrics"
+	DefaultSidecarURL     = "http://127.0.0.1:9180"
+	DefaultRemovalDelay   = "2s"
+	DefaultResyncInterval = "30s"
+)
+
+// Route is one backend of a circuit, with the ids Backend.AI knows it by.
+// URL must equal the server URL written under the circuit's service, so that
+// the sidecar can join the two.
+type Route struct {
+	URL       string `json:"url"`
+	SessionID string `json:"sessionId,omitempty"`
+	RouteID   string `json:"routeId,omitempty"`
+}
+
+// Config is the middleware configuration, decoded by Traefik from the etcd keys
+// under .../middlewares/<name>/plugin/<plugin key>/. Traefik matches keys to
+// fields ignoring case, so the coordinator may write them in lower case.
+type Config struct {
+	// CircuitID is the AppProxy circuit this router serves. Required.
+	CircuitID string `json:"circuitId"`
+	// WorkerAuthority is the AppProxy worker's authority (worker_<authority>).
+	WorkerAuthority string `json:"workerAuthority,omitempty"`
+	// SessionIDs are the circuit's sessions; interactive circuits have one.
+	SessionIDs []string `json:"sessionIds,omitempty"`
+	// Routes label each server with its session and route ids.
+	Routes []Route `json:"routes,omitempty"`
+	// MetricsPath is the path Prometheus scrapes on each server.
+	MetricsPath string `json:"metricsPath,omitempty"`
+	// MetricsPort is the port Prometheus scrapes; 0 means the server URL's own port.
+	MetricsPort int `json:"metricsPort,omitempty"`
+	// Labels are extra target labels; names must be valid Prometheus label names.
+	Labels map[string]string `json:"labels,omitempty"`
+	// SidecarURL is where the plugin pushes the routers Traefik has loaded.
+	SidecarURL string `json:"-"`
+	// Token, when set, is sent as a bearer token with every push.
+	Token string `json:"-"`
+	// RemovalDelay is how long a middleware may have no live instance before
+	// it is reported gone; it rides out a configuration reload.
+	RemovalDelay string `json:"-"`
+	// ResyncInterval is how often the whole live set is re-sent, so that a
+	// restarted sidecar learns it again.
+	ResyncInterval string `json:"-"`
+}
+
+// CreateConfig returns the defaults. Traefik calls it before decoding the keys.
+func CreateConfig() *Config {
+	return &Config{
+		SessionIDs:     []string{},
+		Routes:         []Route{},
+		MetricsPath:    DefaultMetricsPath,
+		Labels:         map[string]string{},
+		SidecarURL:     DefaultSidecarURL,
+		RemovalDelay:   DefaultRemovalDelay,
+		ResyncInterval: DefaultResyncInterval,
+	}
+}
+
+// reservedLabels are set by the sidecar; an extra label may not override them,
+// or the join between routing and container metrics would break.
+var reservedLabels = map[string]bool{
+	"circuit_id":       true,
+	"session_id":       true,
+	"route_id":         true,
+	"worker_authority": true,
+	"worker_node":      true,
+	"service_group":    true,
+	"traefik_router":   true,
+	"traefik_service":  true,
+	"app":              true,
+}
+
+// Validate reports the first invalid field, named as in the configuration.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.CircuitID) == "" {
+		return errors.New("circuitId: required")
+	}
+	if !utf8.ValidString(c.CircuitID) {
+		return errors.New("circuitId: not valid UTF-8")
+	}
+	if !utf8.ValidString(c.WorkerAuthority) {
+		return errors.New("workerAuthority: not valid UTF-8")
+	}
+	for i, id := range c.SessionIDs {
+		if !utf8.ValidString(id) {
+			return fmt.Errorf("sessionIds[%d]: not valid UTF-8", i)
+		}
+	}
+	for i, r := range c.Routes {
+		if err := checkServerURL(r.URL); err != nil {
+			return fmt.Errorf("routes[%d].url: %w", i, err)
+		}
+		if !utf8.ValidString(r.SessionID) || !utf8.ValidString(r.RouteID) {
+			return fmt.Errorf("routes[%d]: ids must be valid UTF-8", i)
+		}
+	}
+	if !strings.HasPrefix(c.MetricsPath, "/") {
+		return fmt.Errorf("metricsPath: %q must start with /", c.MetricsPath)
+	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		return fmt.Errorf("metricsPort: %d is not a port (0 to 65535, 0 = the server's own)", c.MetricsPort)
+	}
+	for name, value := range c.Labels {
+		if !IsLabelName(name) {
+			return fmt.Errorf("labels.%s: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)", name)
+		}
+		if reservedLabels[name] {
+			return fmt.Errorf("labels.%s: reserved, set by traefik-sd", name)
+		}
+		if !utf8.ValidString(value) {
+			return fmt.Errorf("labels.%s: value is not valid UTF-8", name)
+		}
+	}
+	u, err := url.Parse(c.SidecarURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("sidecarURL: %q is not an http(s) URL", c.SidecarURL)
+	}
+	if _, err := parsePositiveDuration(c.RemovalDelay); err != nil {
+		return fmt.Errorf("removalDelay: %w", err)
+	}
+	if _, err := parsePositiveDuration(c.ResyncInterval); err != nil {
+		return fmt.Errorf("resyncInterval: %w", err)
+	}
+	return nil
+}
+
+// Normalize sorts the lists so that two configs with the same content compare
+// equal: Traefik's KV decoding delivers lists in key text order (0, 1, 10, 2…).
+func (c *Config) Normalize() {
+	ids := make([]string, 0, len(c.SessionIDs))
+	for _, id := range c.SessionIDs {
+		id = strings.TrimSpace(id)
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	c.SessionIDs = ids
+	sort.Slice(c.Routes, func(i, j int) bool { return c.Routes[i].URL < c.Routes[j].URL })
+}
+
+// IsLabelName tells whether name is a label name Prometheus keeps after
+// relabeling: [a-zA-Z_][a-zA-Z0-9_]* without the reserved __ prefix.
+func IsLabelName(name string) bool {
+	if name == "" || strings.HasPrefix(name, "__") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if b == '_' || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (i > 0 && b >= '0' && b <= '9') {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func checkServerURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "h2c" {
+		return fmt.Errorf("%q: scheme must be http, https or h2c", raw)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	return nil
+}
+
+func parsePositiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q must be positive", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,195 @@
+// Package interpreted_test runs the plugin the way Traefik does: its source,
+// interpreted by Yaegi (the version Traefik v3 ships) with only the standard
+// library's symbols. The plugin's own tests run here a second time,
+// interpreted, so anything Yaegi cannot handle fails here and not in Traefik.
+package interpreted_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+)
+
+const (
+	pluginImport = "github.com/traefik-sd/traefik-sd/plugin"
+	// suiteImport holds the plugin's external tests. Yaegi sees an import
+	// cycle when plugin_test sits beside the package it imports, so the
+	// tests get a directory of their own.
+	suiteImport = "pluginsuite"
+)
+
+// newInterpreter lays the plugin's source out in a GOPATH, as Traefik's
+// plugins-local directory does, and returns an interpreter that can import it.
+func newInterpreter(tb testing.TB, withTests bool) *interp.Interpreter {
+	tb.Helper()
+	gopath := tb.TempDir()
+	pkgDir := filepath.Join(gopath, "src", filepath.FromSlash(pluginImport))
+	suiteDir := filepath.Join(gopath, "src", suiteImport)
+	for _, dir := range []string{pkgDir, suiteDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join("..", "*.go"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("plugin source not found: %v", err)
+	}
+	for _, f := range files {
+		dst := pkgDir
+		if strings.HasSuffix(f, "_test.go") {
+			if !withTests {
+				continue
+			}
+			dst = suiteDir
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), src, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	i := interp.New(interp.Options{GoPath: gopath})
+	if err := i.Use(stdlib.Symbols); err != nil {
+		tb.Fatal(err)
+	}
+	return i
+}
+
+func TestPluginTestsUnderYaegi(t *testing.T) {
+	i := newInterpreter(t, true)
+	if err := i.EvalTest(suiteImport); err != nil {
+		t.Fatalf("yaegi could not load the plugin with its tests: %v", err)
+	}
+	syms := i.Symbols(suiteImport)[suiteImport]
+	var names []string
+	for name := range syms {
+		if _, ok := syms[name].Interface().(func(*testing.T)); ok && strings.HasPrefix(name, "Test") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	if len(names) < 5 {
+		t.Fatalf("found only %d plugin tests under yaegi: %v", len(names), names)
+	}
+	for _, name := range names {
+		t.Run(name, syms[name].Interface().(func(*testing.T)))
+	}
+}
+
+// interpretedNew loads the plugin as Traefik does and returns its New and a
+// filled config, called through reflection as Traefik's middleware builder does.
+func interpretedNew(tb testing.TB, sidecarURL string) func(ctx context.Context, next http.Handler, name string) (http.Handler, error) {
+	i := newInterpreter(tb, false)
+	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
+		tb.Fatalf("yaegi could not import the plugin: %v", err)
+	}
+	fnNew, err := i.Eval("plugin.New")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fnCreate, err := i.Eval("plugin.CreateConfig")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return func(ctx context.Context, next http.Handler, name string) (http.Handler, error) {
+		cfg := fnCreate.Call(nil)[0]
+		cfg.Elem().FieldByName("CircuitID").SetString("c-bench")
+		cfg.Elem().FieldByName("SidecarURL").SetString(sidecarURL)
+		out := fnNew.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(next), cfg, reflect.ValueOf(name)})
+		if e := out[1].Interface(); e != nil {
+			return nil, e.(error)
+		}
+		return out[0].Interface().(http.Handler), nil
+	}
+}
+
+func TestInterpretedNewReturnsNativeNext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	newFn := interpretedNew(t, srv.URL)
+	called := 0
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called++ })
+	h, err := newFn(ctx, next, "bai_sd_c@etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	if called != 1 {
+		t.Fatalf("next called %d times", called)
+	}
+	// The handler Traefik gets back is next itself, so no interpreted code
+	// runs per request.
+	if reflect.ValueOf(h).Pointer() != reflect.ValueOf(next).Pointer() {
+		t.Errorf("New returned %T, not next", h)
+	}
+}
+
+// wrapperSource is the conventional shape of a pass-through plugin
+// (plugindemo's): a struct whose ServeHTTP calls next. It is the baseline
+// that shows what returning next saves under Yaegi.
+const wrapperSource = `package wrapper
+
+import "net/http"
+
+type passThrough struct{ next http.Handler }
+
+func (p *passThrough) ServeHTTP(rw http.ResponseWriter, req *http.Request) { p.next.ServeHTTP(rw, req) }
+
+func Wrap(next http.Handler) http.Handler { return &passThrough{next: next} }
+`
+
+func BenchmarkServeHTTP(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	next := http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusOK) })
+	req := httptest.NewRequest(http.MethodGet, "/v1/chat", nil)
+	rw := httptest.NewRecorder()
+
+	h, err := interpretedNew(b, srv.URL)(ctx, next, "bai_sd_bench@etcd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := interp.New(interp.Options{})
+	if err := i.Use(stdlib.Symbols); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := i.Eval(wrapperSource); err != nil {
+		b.Fatal(err)
+	}
+	wrap, err := i.Eval("wrapper.Wrap")
+	if err != nil {
+		b.Fatal(err)
+	}
+	wrapped := wrap.Call([]reflect.Value{reflect.ValueOf(http.Handler(next))})[0].Interface().(http.Handler)
+
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"baseline=next-direct", next},
+		{"traefik-sd-plugin-under-yaegi", h},
+		{"conventional-wrapper-under-yaegi", wrapped},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for n := 0; n < b.N; n++ {
+				bc.h.ServeHTTP(rw, req)
+			}
+		})
+	}
+}

@@ -1,0 +1,336 @@
+package plugin_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/plugin"
+)
+
+// fakeSidecar applies pushes the way the real sidecar does (full replaces,
+// delta must follow the last seq) and keeps the history for the tests.
+type fakeSidecar struct {
+	mu       sync.Mutex
+	failWith int // status to answer with; 0 = accept
+	lastSeq  uint64
+	lastBoot string
+	live     map[string]plugin.LiveMiddleware
+	removed  []string
+	pushes   int
+	fulls    int
+	tokens   []string
+}
+
+func newFakeSidecar(t *testing.T) (*fakeSidecar, *httptest.Server) {
+	f := &fakeSidecar{live: map[string]plugin.LiveMiddleware{}}
+	srv := httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeSidecar) serve(rw http.ResponseWriter, req *http.Request) {
+	if req.URL.Path != plugin.SyncPath || req.Method != http.MethodPost {
+		http.Error(rw, "wrong endpoint", http.StatusNotFound)
+		return
+	}
+	var p plugin.Push
+	if err := json.NewDecoder(req.Body).Decode(&p); err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokens = append(f.tokens, req.Header.Get("Authorization"))
+	if f.failWith != 0 {
+		http.Error(rw, "induced failure", f.failWith)
+		return
+	}
+	if !p.Full && (p.Boot != f.lastBoot || p.Seq != f.lastSeq+1) {
+		http.Error(rw, "need full", http.StatusConflict)
+		return
+	}
+	f.pushes++
+	f.lastSeq, f.lastBoot = p.Seq, p.Boot
+	if p.Full {
+		f.fulls++
+		f.live = map[string]plugin.LiveMiddleware{}
+	}
+	for _, m := range p.Middlewares {
+		f.live[m.Name] = m
+	}
+	for _, name := range p.Removed {
+		delete(f.live, name)
+		f.removed = append(f.removed, name)
+	}
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeSidecar) names() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var names []string
+	for name := range f.live {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}
+
+func (f *fakeSidecar) setFailure(status int) {
+	f.mu.Lock()
+	f.failWith = status
+	f.mu.Unlock()
+}
+
+func (f *fakeSidecar) forget() {
+	f.mu.Lock()
+	f.live = map[string]plugin.LiveMiddleware{}
+	f.lastBoot = ""
+	f.lastSeq = 0
+	f.mu.Unlock()
+}
+
+func testConfig(sidecarURL, circuit string) *plugin.Config {
+	cfg := plugin.CreateConfig()
+	cfg.CircuitID = circuit
+	cfg.WorkerAuthority = "worker-1"
+	cfg.SidecarURL = sidecarURL
+	cfg.RemovalDelay = "300ms"
+	cfg.ResyncInterval = "1s"
+	return cfg
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCreateConfigDefaults(t *testing.T) {
+	cfg := plugin.CreateConfig()
+	if cfg.MetricsPath != "/metrics" || cfg.SidecarURL != "http://127.0.0.1:9180" || cfg.MetricsPort != 0 {
+		t.Errorf("defaults: got path %q, sidecar %q, port %d", cfg.MetricsPath, cfg.SidecarURL, cfg.MetricsPort)
+	}
+	if cfg.Labels == nil || cfg.SessionIDs == nil || cfg.Routes == nil {
+		t.Error("CreateConfig must make its maps and slices")
+	}
+}
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	testCases := []struct {
+		desc    string
+		change  func(c *plugin.Config)
+		wantErr string
+	}{
+		{desc: "no circuit id", change: func(c *plugin.Config) { c.CircuitID = " " }, wantErr: "circuitId: required"},
+		{desc: "label name with a dash", change: func(c *plugin.Config) { c.Labels["team-name"] = "x" }, wantErr: "labels.team-name"},
+		{desc: "label name with __ prefix", change: func(c *plugin.Config) { c.Labels["__address__"] = "x" }, wantErr: "labels.__address__"},
+		{desc: "label that overrides an identity", change: func(c *plugin.Config) { c.Labels["circuit_id"] = "x" }, wantErr: "reserved"},
+		{desc: "port out of range", change: func(c *plugin.Config) { c.MetricsPort = 70000 }, wantErr: "metricsPort"},
+		{desc: "negative port", change: func(c *plugin.Config) { c.MetricsPort = -1 }, wantErr: "metricsPort"},
+		{desc: "relative metrics path", change: func(c *plugin.Config) { c.MetricsPath = "metrics" }, wantErr: "metricsPath"},
+		{desc: "sidecar URL without scheme", change: func(c *plugin.Config) { c.SidecarURL = "127.0.0.1:9180" }, wantErr: "sidecarURL"},
+		{desc: "route URL without host", change: func(c *plugin.Config) {
+			c.Routes = []plugin.Route{{URL: "http://10.0.0.1:80/"}, {URL: "http:///x"}}
+		}, wantErr: "routes[1].url"},
+		{desc: "route URL with a bad scheme", change: func(c *plugin.Config) { c.Routes = []plugin.Route{{URL: "ftp://h/"}} }, wantErr: "routes[0].url"},
+		{desc: "removal delay not a duration", change: func(c *plugin.Config) { c.RemovalDelay = "soon" }, wantErr: "removalDelay"},
+		{desc: "zero resync interval", change: func(c *plugin.Config) { c.ResyncInterval = "0s" }, wantErr: "resyncInterval"},
+	}
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	for _, test := range testCases {
+		test := test
+		t.Run(test.desc, func(t *testing.T) {
+			cfg := testConfig("http://127.0.0.1:1", "c-invalid")
+			test.change(cfg)
+			handler, err := plugin.New(context.Background(), next, cfg, "bai_sd_invalid@etcd")
+			if err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+			if handler != nil {
+				t.Error("New returned a handler with its error")
+			}
+			if !strings.Contains(err.Error(), test.wantErr) {
+				t.Errorf("error %q does not name %q", err, test.wantErr)
+			}
+		})
+	}
+}
+
+func TestServeHTTPPassesThrough(t *testing.T) {
+	_, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		rw.Header().Set("X-Next", req.URL.Path)
+		rw.WriteHeader(http.StatusTeapot)
+	})
+	handler, err := plugin.New(ctx, next, testConfig(srv.URL, "c-pass"), "bai_sd_pass@etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://app.example/v1/chat", nil))
+	if rec.Code != http.StatusTeapot || rec.Header().Get("X-Next") != "/v1/chat" {
+		t.Errorf("request did not reach next unchanged: status %d, X-Next %q", rec.Code, rec.Header().Get("X-Next"))
+	}
+}
+
+func TestPushesConfigOfLiveMiddlewares(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := testConfig(srv.URL, "c-1")
+	cfg.Token = "s3cret"
+	cfg.SessionIDs = []string{"s-10", "s-2"}
+	cfg.Routes = []plugin.Route{{URL: "http://10.0.1.22:8000/", SessionID: "s-2"}, {URL: "http://10.0.1.21:8000/", SessionID: "s-10", RouteID: "r-1"}}
+	cfg.Labels["team"] = "ml"
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), cfg, "bai_sd_c-1@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := testConfig(srv.URL, "c-2")
+	cfg2.Token = "s3cret"
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), cfg2, "bai_sd_c-2@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both middlewares pushed", func() bool { return side.names() == "bai_sd_c-1@etcd,bai_sd_c-2@etcd" })
+
+	side.mu.Lock()
+	defer side.mu.Unlock()
+	got := side.live["bai_sd_c-1@etcd"].Config
+	if got.CircuitID != "c-1" || got.WorkerAuthority != "worker-1" || got.Labels["team"] != "ml" {
+		t.Errorf("pushed config lost fields: %+v", got)
+	}
+	if strings.Join(got.SessionIDs, " ") != "s-10 s-2" || got.Routes[0].URL != "http://10.0.1.21:8000/" || got.Routes[0].RouteID != "r-1" {
+		t.Errorf("lists not sorted or lost: sessions %v routes %+v", got.SessionIDs, got.Routes)
+	}
+	if got.Token != "" {
+		t.Error("the token travelled in the body")
+	}
+	for _, token := range side.tokens {
+		if token != "Bearer s3cret" {
+			t.Errorf("Authorization header: got %q", token)
+		}
+	}
+}
+
+func TestReloadDoesNotFlap(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	if _, err := plugin.New(ctx1, http.NotFoundHandler(), testConfig(srv.URL, "c-reload"), "bai_sd_reload@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first push", func() bool { return side.names() == "bai_sd_reload@etcd" })
+
+	// A reload, as Traefik does it: the old generation's ctx is cancelled and
+	// New runs again for the same router.
+	for i := 0; i < 3; i++ {
+		cancel1()
+		var ctx2 context.Context
+		ctx2, cancel1 = context.WithCancel(context.Background())
+		if _, err := plugin.New(ctx2, http.NotFoundHandler(), testConfig(srv.URL, "c-reload"), "bai_sd_reload@etcd"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond) // twice the removal delay
+	side.mu.Lock()
+	removed := append([]string{}, side.removed...)
+	side.mu.Unlock()
+	if len(removed) != 0 {
+		t.Errorf("a reload reported the middleware gone: %v", removed)
+	}
+	if side.names() != "bai_sd_reload@etcd" {
+		t.Errorf("live set after reloads: %q", side.names())
+	}
+	cancel1()
+}
+
+func TestRemovedAfterDelay(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	keep, cancelKeep := context.WithCancel(context.Background())
+	defer cancelKeep()
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-gone"), "bai_sd_gone@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plugin.New(keep, http.NotFoundHandler(), testConfig(srv.URL, "c-keep"), "bai_sd_keep@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both pushed", func() bool { return side.names() == "bai_sd_gone@etcd,bai_sd_keep@etcd" })
+
+	cancelled := time.Now()
+	cancel()
+	waitFor(t, "removal pushed", func() bool { return side.names() == "bai_sd_keep@etcd" })
+	if waited := time.Since(cancelled); waited < 300*time.Millisecond {
+		t.Errorf("removed after %v, before the 300ms removal delay", waited)
+	}
+	side.mu.Lock()
+	defer side.mu.Unlock()
+	if len(side.removed) != 1 || side.removed[0] != "bai_sd_gone@etcd" {
+		t.Errorf("removals: %v", side.removed)
+	}
+}
+
+func TestSidecarDownThenUpLosesNothing(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-a"), "bai_sd_a@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first push", func() bool { return side.names() == "bai_sd_a@etcd" })
+
+	// The sidecar goes away while routers come and go.
+	side.setFailure(http.StatusServiceUnavailable)
+	short, cancelShort := context.WithCancel(context.Background())
+	for _, id := range []string{"b", "c", "d"} {
+		if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-"+id), "bai_sd_"+id+"@etcd"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := plugin.New(short, http.NotFoundHandler(), testConfig(srv.URL, "c-e"), "bai_sd_e@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	cancelShort()
+	time.Sleep(700 * time.Millisecond)
+
+	// It comes back having lost its state, as a restarted sidecar does.
+	side.forget()
+	side.setFailure(0)
+	waitFor(t, "the live set delivered after recovery", func() bool {
+		return side.names() == "bai_sd_a@etcd,bai_sd_b@etcd,bai_sd_c@etcd,bai_sd_d@etcd"
+	})
+}
+
+func TestRestartedSidecarRelearnsTheSet(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-r"), "bai_sd_r@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first push", func() bool { return side.names() == "bai_sd_r@etcd" })
+	side.forget()
+	// Nothing changes in Traefik; the periodic full push (1s here) restores it.
+	waitFor(t, "resync after the sidecar forgot", func() bool { return side.names() == "bai_sd_r@etcd" })
+
+	// A delta to a sidecar that lost track is refused with 409 and answered with a full push.
+	side.forget()
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-s"), "bai_sd_s@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "full push after a 409", func() bool { return side.names() == "bai_sd_r@etcd,bai_sd_s@etcd" })
+}

@@ -1,0 +1,385 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+)
+
+const (
+	// batchWindow lets a reload's burst of New calls (all routers, within
+	// milliseconds) go out as one push.
+	batchWindow = 100 * time.Millisecond
+	// maxTick bounds how long a cancelled ctx can go unnoticed.
+	maxTick      = 500 * time.Millisecond
+	minTick      = 10 * time.Millisecond
+	firstBackoff = 250 * time.Millisecond
+	maxBackoff   = 10 * time.Second
+	pushTimeout  = 10 * time.Second
+)
+
+// liveSet is the process-wide registry. Traefik keeps one Yaegi interpreter
+// per plugin for the life of the process, so this outlives every reload.
+var liveSet = newRegistry()
+
+type registry struct {
+	mu      sync.Mutex
+	dests   map[string]*destination
+	wake    chan struct{}
+	started sync.Once
+	node    string
+	boot    string
+	client  *http.Client
+}
+
+// destination is one sidecar (URL and token) and what it has been told.
+// Every middleware pointing at it is tracked here.
+type destination struct {
+	url          string
+	token        string
+	resync       time.Duration
+	middlewares  map[string]*liveMiddleware
+	pending      map[string]bool // names changed since the last delivered push
+	pendingSince time.Time
+	needFull     bool
+	seq          uint64
+	nextResync   time.Time
+	retryAt      time.Time
+	backoff      time.Duration
+	failing      bool
+	emptySince   time.Time
+}
+
+type liveMiddleware struct {
+	name         string
+	cfg          Config
+	cfgKey       string
+	instances    []context.Context
+	since        time.Time
+	emptySince   time.Time
+	removalDelay time.Duration
+}
+
+func newRegistry() *registry {
+	node, err := os.Hostname()
+	if err != nil || node == "" {
+		node = "unknown"
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// Uniqueness per process is all Boot needs; the clock gives that too.
+		return &registry{dests: map[string]*destination{}, wake: make(chan struct{}, 1), node: node,
+			boot: fmt.Sprintf("t%x", time.Now().UnixNano()), client: &http.Client{Timeout: pushTimeout}}
+	}
+	return &registry{
+		dests:  map[string]*destination{},
+		wake:   make(chan struct{}, 1),
+		node:   node,
+		boot:   hex.EncodeToString(b[:]),
+		client: &http.Client{Timeout: pushTimeout},
+	}
+}
+
+// add records one live instance of a middleware. It never blocks on the
+// network: the sender does all I/O.
+func (r *registry) add(ctx context.Context, name string, cfg Config, now time.Time) {
+	removal, _ := parsePositiveDuration(cfg.RemovalDelay)
+	resync, _ := parsePositiveDuration(cfg.ResyncInterval)
+	key, _ := json.Marshal(cfg)
+
+	r.mu.Lock()
+	// One destination per sidecar URL: the sidecar knows this process by
+	// (node, boot), so two senders to one URL would overwrite each other.
+	d := r.dests[cfg.SidecarURL]
+	if d == nil {
+		d = &destination{
+			url:         cfg.SidecarURL,
+			token:       cfg.Token,
+			resync:      resync,
+			middlewares: map[string]*liveMiddleware{},
+			pending:     map[string]bool{},
+			needFull:    true,
+		}
+		r.dests[cfg.SidecarURL] = d
+	}
+	d.token = cfg.Token
+	d.emptySince = time.Time{}
+	// The shortest interval any middleware asks for wins, so none waits longer than it wants.
+	if resync < d.resync {
+		d.resync = resync
+	}
+	m := d.middlewares[name]
+	if m == nil {
+		m = &liveMiddleware{name: name, since: now}
+		d.middlewares[name] = m
+	}
+	if m.cfgKey != string(key) {
+		m.cfg = cfg
+		m.cfgKey = string(key)
+		d.markPending(name, now)
+	}
+	m.removalDelay = removal
+	m.emptySince = time.Time{}
+	m.instances = append(pruneDone(m.instances), ctx)
+	r.mu.Unlock()
+
+	r.started.Do(func() { go r.run() })
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *destination) markPending(name string, now time.Time) {
+	if len(d.pending) == 0 {
+		d.pendingSince = now
+	}
+	d.pending[name] = true
+}
+
+func pruneDone(ctxs []context.Context) []context.Context {
+	live := ctxs[:0]
+	for _, c := range ctxs {
+		if c.Err() == nil {
+			live = append(live, c)
+		}
+	}
+	for i := len(live); i < len(ctxs); i++ {
+		ctxs[i] = nil
+	}
+	return live
+}
+
+// run is the one sender goroutine. It lives as long as the process, as the
+// interpreter does, and must never die: a panic here would take Traefik down.
+func (r *registry) run() {
+	timer := time.NewTimer(minTick)
+	for {
+		select {
+		case <-r.wake:
+		case <-timer.C:
+		}
+		next := r.stepSafely(time.Now())
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+func (r *registry) stepSafely(now time.Time) (next time.Duration) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Printf("traefik-sd plugin: sender recovered from panic: %v", p)
+			next = maxTick
+		}
+	}()
+	return r.step(now)
+}
+
+// outgoing is a push prepared under the lock and sent without it.
+type outgoing struct {
+	dest *destination
+	body []byte
+	full bool
+}
+
+// step sweeps cancelled instances, sends what is due and says when to look again.
+func (r *registry) step(now time.Time) time.Duration {
+	tick := maxTick
+	var sends []outgoing
+
+	r.mu.Lock()
+	for _, d := range r.dests {
+		for name, m := range d.middlewares {
+			m.instances = pruneDone(m.instances)
+			if m.removalDelay/4 < tick {
+				tick = m.removalDelay / 4
+			}
+			if len(m.instances) > 0 {
+				continue
+			}
+			if m.emptySince.IsZero() {
+				m.emptySince = now
+			}
+			if now.Sub(m.emptySince) >= m.removalDelay {
+				delete(d.middlewares, name)
+				d.markPending(name, now)
+			}
+		}
+		if r.dropIfAbandoned(d, now) {
+			continue
+		}
+		out, ok, wait := r.prepare(d, now)
+		if ok {
+			sends = append(sends, out)
+		}
+		if wait > 0 && wait < tick {
+			tick = wait
+		}
+	}
+	r.mu.Unlock()
+
+	for _, out := range sends {
+		r.deliver(out, now)
+	}
+	if tick < minTick {
+		tick = minTick
+	}
+	return tick
+}
+
+// dropIfAbandoned forgets a destination that has had no middleware for a
+// whole resync interval and has been told so, or cannot be told: the
+// sidecar forgets a silent process by itself, so retrying forever to a
+// sidecar nobody points at would only leak.
+func (r *registry) dropIfAbandoned(d *destination, now time.Time) bool {
+	if len(d.middlewares) > 0 {
+		return false
+	}
+	if d.emptySince.IsZero() {
+		d.emptySince = now
+		return false
+	}
+	delivered := !d.needFull && len(d.pending) == 0
+	if now.Sub(d.emptySince) < d.resync || (!delivered && !d.failing) {
+		return false
+	}
+	delete(r.dests, d.url)
+	return true
+}
+
+// prepare builds the push due for d, if any, and marks what it carries as in
+// flight. Otherwise it may say how long until one is due.
+func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.Duration) {
+	if now.Before(d.retryAt) {
+		return outgoing{}, false, d.retryAt.Sub(now)
+	}
+	// A burst of New calls (a reload) is still arriving: send it whole.
+	if len(d.pending) > 0 {
+		if wait := batchWindow - now.Sub(d.pendingSince); wait > 0 {
+			return outgoing{}, false, wait
+		}
+	}
+	resyncDue := !now.Before(d.nextResync)
+	if !d.needFull && !resyncDue && len(d.pending) == 0 {
+		return outgoing{}, false, d.nextResync.Sub(now)
+	}
+	full := d.needFull || resyncDue
+	d.seq++
+	push := Push{
+		Node:          r.node,
+		Boot:          r.boot,
+		Seq:           d.seq,
+		Full:          full,
+		ResyncSeconds: int(d.resync / time.Second),
+		Middlewares:   []LiveMiddleware{},
+	}
+	if push.ResyncSeconds < 1 {
+		push.ResyncSeconds = 1
+	}
+	if full {
+		for _, m := range d.middlewares {
+			push.Middlewares = append(push.Middlewares, m.live())
+		}
+	} else {
+		for name := range d.pending {
+			if m, ok := d.middlewares[name]; ok {
+				push.Middlewares = append(push.Middlewares, m.live())
+			} else {
+				push.Removed = append(push.Removed, name)
+			}
+		}
+		sort.Strings(push.Removed)
+	}
+	sort.Slice(push.Middlewares, func(i, j int) bool { return push.Middlewares[i].Name < push.Middlewares[j].Name })
+	body, err := json.Marshal(push)
+	if err != nil {
+		log.Printf("traefik-sd plugin: encoding push: %v", err)
+		return outgoing{}, false, 0
+	}
+	// What is in flight is no longer pending; if it is not delivered, the
+	// next push is a full one and carries it again.
+	d.pending = map[string]bool{}
+	d.needFull = false
+	if full {
+		d.nextResync = now.Add(d.resync)
+	}
+	return outgoing{dest: d, body: body, full: full}, true, 0
+}
+
+func (m *liveMiddleware) live() LiveMiddleware {
+	return LiveMiddleware{Name: m.name, Instances: len(m.instances), Since: m.since, Config: m.cfg}
+}
+
+func (r *registry) deliver(out outgoing, now time.Time) {
+	err := r.post(out)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := out.dest
+	if err == nil {
+		if d.failing {
+			log.Printf("traefik-sd plugin: pushes to %s delivered again", d.url)
+		}
+		d.failing = false
+		d.backoff = 0
+		d.retryAt = time.Time{}
+		return
+	}
+	d.needFull = true
+	if err == errNeedFull {
+		return // the sidecar lost track of us; resend everything at once
+	}
+	d.backoff *= 2
+	if d.backoff == 0 {
+		d.backoff = firstBackoff
+	}
+	if d.backoff > maxBackoff {
+		d.backoff = maxBackoff
+	}
+	d.retryAt = now.Add(d.backoff)
+	if !d.failing {
+		log.Printf("traefik-sd plugin: push to %s failed, retrying with backoff: %v", d.url, err)
+	}
+	d.failing = true
+}
+
+var errNeedFull = errors.New("sidecar asked for a full push")
+
+func (r *registry) post(out outgoing) error {
+	req, err := http.NewRequest(http.MethodPost, out.dest.url+SyncPath, bytes.NewReader(out.body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if out.dest.token != "" {
+		req.Header.Set("Authorization", "Bearer "+out.dest.token)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusConflict:
+		return errNeedFull
+	case resp.StatusCode/100 != 2:
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
