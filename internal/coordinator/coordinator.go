@@ -1,0 +1,284 @@
+// Package coordinator plays Backend.AI's AppProxy coordinator in tests and
+// the demo: it writes circuits into etcd exactly as BACKENDAI.md describes
+// (names, key layout, case, one transaction per write, prefix deletes), plus
+// the traefik-sd middleware that the coordinator is asked to add per circuit.
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Route is one session container behind a circuit.
+type Route struct {
+	RouteID   string // empty for interactive circuits
+	SessionID string
+	Host      string
+	Port      int
+}
+
+// URL is the server URL the coordinator writes for this route.
+func (r Route) URL() string { return "http://" + r.Host + ":" + strconv.Itoa(r.Port) + "/" }
+
+// Circuit is what the coordinator knows of one circuit.
+type Circuit struct {
+	ID       string
+	App      string
+	Mode     string // "interactive" or "inference"
+	Hostname string // the Host() rule
+	Routes   []Route
+	// HealthCheckPath, when set, writes a health check (inference circuits).
+	HealthCheckPath string
+	HealthInterval  string
+	// SD adds the traefik-sd middleware bai_sd_<id> to the router.
+	SD          bool
+	SidecarURL  string
+	MetricsPort int
+	PluginName  string // traefik-sd's plugin key; default "traefik-sd"
+	Labels      map[string]string
+}
+
+// Writer writes circuits of one worker.
+type Writer struct {
+	Client    *clientv3.Client
+	Namespace string // default "traefik"
+	Authority string
+}
+
+func (w *Writer) prefix() string {
+	ns := w.Namespace
+	if ns == "" {
+		ns = "traefik"
+	}
+	return ns + "/worker_" + w.Authority + "/http/"
+}
+
+// RouterPrefix and friends are the subtrees of one circuit.
+func (w *Writer) routerPrefix(id string) string  { return w.prefix() + "routers/bai_router_" + id }
+func (w *Writer) servicePrefix(id string) string { return w.prefix() + "services/bai_service_" + id }
+func (w *Writer) pluginPrefix(id string) string  { return w.prefix() + "middlewares/bai_appproxy_plugin_" + id }
+func (w *Writer) sdPrefix(id string) string      { return w.prefix() + "middlewares/bai_sd_" + id }
+
+// Keys returns every key the coordinator writes for c, with its value.
+func (w *Writer) Keys(c Circuit) map[string]string {
+	kv := map[string]string{}
+	r := w.routerPrefix(c.ID) + "/"
+	kv[r+"rule"] = "Host(`" + c.Hostname + "`)"
+	kv[r+"service"] = "bai_service_" + c.ID
+	kv[r+"entrypoints/0"] = "domainproxy"
+	mws := []string{"CORSHeaders", "bai_appproxy_plugin_" + c.ID, "bai_appproxy_plugin_" + c.ID + "_go"}
+	if c.SD {
+		mws = append(mws, "bai_sd_"+c.ID)
+	}
+	for i, m := range mws {
+		kv[r+"middlewares/"+strconv.Itoa(i)] = m
+	}
+	for k, v := range w.serviceKeys(c) {
+		kv[k] = v
+	}
+	h := w.prefix() + "middlewares/CORSHeaders/headers/"
+	kv[h+"accessControlAllowHeaders"] = "*"
+	kv[h+"accessControlAllowOriginList/0"] = "*"
+
+	circuitJSON, _ := json.Marshal(map[string]interface{}{
+		"id": c.ID, "app": c.App, "protocol": "http", "app_mode": c.Mode, "frontend_mode": "wildcard",
+		"session_ids": sessionIDs(c),
+	})
+	kv[w.pluginPrefix(c.ID)+"/plugin/appproxy-traefik-plugin/circuit"] = string(circuitJSON)
+	g := w.pluginPrefix(c.ID) + "_go/plugin/appproxy-traefik-plugin-go/"
+	kv[g+"id"] = c.ID
+	kv[g+"lastusedmarkerpath"] = "/var/lib/backend.ai/appproxy/worker/last-used-time-marker.socket"
+	if c.Mode == "interactive" {
+		for i, s := range sessionIDs(c) {
+			kv[g+"sessionids/"+strconv.Itoa(i)] = s
+		}
+	}
+	if c.SD {
+		for k, v := range w.sdKeys(c) {
+			kv[k] = v
+		}
+	}
+	return kv
+}
+
+func (w *Writer) serviceKeys(c Circuit) map[string]string {
+	kv := map[string]string{}
+	s := w.servicePrefix(c.ID) + "/loadBalancer/"
+	for i, rt := range c.Routes {
+		kv[s+"servers/"+strconv.Itoa(i)+"/url"] = rt.URL()
+	}
+	if c.HealthCheckPath != "" {
+		interval := c.HealthInterval
+		if interval == "" {
+			interval = "10s"
+		}
+		kv[s+"healthCheck/path"] = c.HealthCheckPath
+		kv[s+"healthCheck/interval"] = interval
+		kv[s+"healthCheck/timeout"] = "5s"
+	}
+	return kv
+}
+
+// sdKeys is the traefik-sd middleware, lower-case as the coordinator writes
+// plugin keys. Routes carry their ids so every server gets its labels.
+func (w *Writer) sdKeys(c Circuit) map[string]string {
+	name := c.PluginName
+	if name == "" {
+		name = "traefik-sd"
+	}
+	p := w.sdPrefix(c.ID) + "/plugin/" + name + "/"
+	kv := map[string]string{
+		p + "circuitid":       c.ID,
+		p + "workerauthority": w.Authority,
+	}
+	if c.SidecarURL != "" {
+		kv[p+"sidecarurl"] = c.SidecarURL
+	}
+	if c.MetricsPort != 0 {
+		kv[p+"metricsport"] = strconv.Itoa(c.MetricsPort)
+	}
+	for i, s := range sessionIDs(c) {
+		kv[p+"sessionids/"+strconv.Itoa(i)] = s
+	}
+	for i, rt := range c.Routes {
+		kv[p+"routes/"+strconv.Itoa(i)+"/url"] = rt.URL()
+		kv[p+"routes/"+strconv.Itoa(i)+"/sessionid"] = rt.SessionID
+		if rt.RouteID != "" {
+			kv[p+"routes/"+strconv.Itoa(i)+"/routeid"] = rt.RouteID
+		}
+	}
+	keys := make([]string, 0, len(c.Labels))
+	for k := range c.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		kv[p+"labels/"+url.PathEscape(k)] = c.Labels[k]
+	}
+	return kv
+}
+
+func sessionIDs(c Circuit) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range c.Routes {
+		if r.SessionID != "" && !seen[r.SessionID] {
+			seen[r.SessionID] = true
+			out = append(out, r.SessionID)
+		}
+	}
+	return out
+}
+
+// Put creates or rewrites whole circuits, as the coordinator does at create
+// and at every start: per batch of five, one transaction that deletes the
+// stale keys of the circuits' subtrees and puts every key, unchanged ones
+// included. (etcd refuses a put inside a delete-range of the same
+// transaction, so stale keys are found first.)
+func (w *Writer) Put(ctx context.Context, circuits ...Circuit) error {
+	for start := 0; start < len(circuits); start += 5 {
+		end := start + 5
+		if end > len(circuits) {
+			end = len(circuits)
+		}
+		var prefixes []string
+		kv := map[string]string{}
+		for _, c := range circuits[start:end] {
+			prefixes = append(prefixes, w.subtrees(c.ID)...)
+			for k, v := range w.Keys(c) {
+				kv[k] = v
+			}
+		}
+		if err := w.replace(ctx, prefixes, kv); err != nil {
+			return fmt.Errorf("writing circuits: %w", err)
+		}
+	}
+	return nil
+}
+
+// UpdateRoutes replaces only the services of the given circuits, in one
+// transaction, as the coordinator's route sync does. The traefik-sd
+// middleware's routes are rewritten with them.
+func (w *Writer) UpdateRoutes(ctx context.Context, circuits ...Circuit) error {
+	var prefixes []string
+	kv := map[string]string{}
+	for _, c := range circuits {
+		prefixes = append(prefixes, w.servicePrefix(c.ID)+"/")
+		for k, v := range w.serviceKeys(c) {
+			kv[k] = v
+		}
+		if c.SD {
+			prefixes = append(prefixes, w.sdPrefix(c.ID)+"/")
+			for k, v := range w.sdKeys(c) {
+				kv[k] = v
+			}
+		}
+	}
+	if err := w.replace(ctx, prefixes, kv); err != nil {
+		return fmt.Errorf("updating routes: %w", err)
+	}
+	return nil
+}
+
+func (w *Writer) replace(ctx context.Context, prefixes []string, kv map[string]string) error {
+	var ops []clientv3.Op
+	for _, p := range prefixes {
+		resp, err := w.Client.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return err
+		}
+		for _, k := range resp.Kvs {
+			if _, keep := kv[string(k.Key)]; !keep {
+				ops = append(ops, clientv3.OpDelete(string(k.Key)))
+			}
+		}
+	}
+	ops = append(ops, putOps(kv)...)
+	_, err := w.Client.Txn(ctx).Then(ops...).Commit()
+	return err
+}
+
+// Delete removes circuits with the coordinator's prefix deletes. The plugin
+// prefix also matches the _go middleware; bai_sd_ is traefik-sd's own.
+func (w *Writer) Delete(ctx context.Context, ids ...string) error {
+	var ops []clientv3.Op
+	for _, id := range ids {
+		ops = append(ops, w.deleteOps(id)...)
+	}
+	if _, err := w.Client.Txn(ctx).Then(ops...).Commit(); err != nil {
+		return fmt.Errorf("deleting circuits: %w", err)
+	}
+	return nil
+}
+
+func (w *Writer) subtrees(id string) []string {
+	return []string{w.routerPrefix(id), w.servicePrefix(id), w.pluginPrefix(id),
+		w.prefix() + "middlewares/bai_ipallowlist_" + id, w.sdPrefix(id)}
+}
+
+func (w *Writer) deleteOps(id string) []clientv3.Op {
+	var ops []clientv3.Op
+	for _, p := range w.subtrees(id) {
+		ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
+	}
+	return ops
+}
+
+func putOps(kv map[string]string) []clientv3.Op {
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ops := make([]clientv3.Op, 0, len(keys))
+	for _, k := range keys {
+		ops = append(ops, clientv3.OpPut(k, kv[k]))
+	}
+	return ops
+}

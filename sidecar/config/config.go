@@ -1,0 +1,229 @@
+// Package config is the sidecar's static configuration, loaded the way
+// Traefik loads its own with paerser: from a file (--configFile, YAML or
+// TOML), else from flags, else from TRAEFIK_SD_* environment variables.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/traefik/paerser/cli"
+	"github.com/traefik/paerser/file"
+	"github.com/traefik/paerser/flag"
+	"github.com/traefik/paerser/types"
+)
+
+// EnvPrefix prefixes the environment variables, e.g. TRAEFIK_SD_WORKER_AUTHORITY.
+const EnvPrefix = "TRAEFIK_SD_"
+
+// Configuration is everything the sidecar can be told at start.
+type Configuration struct {
+	ConfigFile string   `description:"Configuration file (YAML or TOML); when given, flags and environment are not read." json:"configFile,omitempty"`
+	Address    string   `description:"Listen address of the HTTP API (targets, plugin pushes, metrics)." json:"address,omitempty"`
+	LogLevel   string   `description:"Log level: debug, info, warn or error." json:"logLevel,omitempty"`
+	Etcd       Etcd     `description:"The etcd cluster Traefik's etcd provider reads." json:"etcd,omitempty"`
+	Worker     Worker   `description:"The AppProxy worker this sidecar serves." json:"worker,omitempty"`
+	Traefik    Traefik  `description:"Traefik's own metrics." json:"traefik,omitempty"`
+	Plugin     Plugin   `description:"The traefik-sd middleware plugin." json:"plugin,omitempty"`
+	AppProxy   AppProxy `description:"Static AppProxy targets." json:"appproxy,omitempty"`
+	Routes     Routes   `description:"Which circuits' servers are published." json:"routes,omitempty"`
+	Server     Server   `description:"Access to and limits of the HTTP API." json:"server,omitempty"`
+}
+
+// Etcd configures the etcd client.
+type Etcd struct {
+	Endpoints      []string       `description:"etcd endpoints (host:port or URLs)." json:"endpoints,omitempty"`
+	RootKey        string         `description:"Traefik's etcd provider rootKey (default traefik/worker_<authority>)." json:"rootKey,omitempty"`
+	Username       string         `description:"etcd user." json:"username,omitempty"`
+	Password       string         `description:"etcd password." json:"password,omitempty"`
+	TLS            *TLS           `description:"TLS to etcd." json:"tls,omitempty"`
+	DialTimeout    types.Duration `description:"Timeout to connect to etcd." json:"dialTimeout,omitempty"`
+	RequestTimeout types.Duration `description:"Timeout of each etcd call (a listing included)." json:"requestTimeout,omitempty"`
+}
+
+// TLS is a client TLS configuration.
+type TLS struct {
+	CA                 string `description:"CA certificate file." json:"ca,omitempty"`
+	Cert               string `description:"Client certificate file." json:"cert,omitempty"`
+	Key                string `description:"Client key file." json:"key,omitempty"`
+	InsecureSkipVerify bool   `description:"Do not verify the server certificate." json:"insecureSkipVerify,omitempty"`
+}
+
+// Worker identifies the AppProxy worker and this Traefik node.
+type Worker struct {
+	Authority string `description:"AppProxy worker authority (required)." json:"authority,omitempty"`
+	Node      string `description:"This Traefik node's id; HA nodes share an authority (default: host name)." json:"node,omitempty"`
+}
+
+// Traefik says where Traefik's metrics are.
+type Traefik struct {
+	MetricsURL     string         `description:"URL the sidecar scrapes for server health, e.g. http://127.0.0.1:8080/metrics." json:"metricsURL,omitempty"`
+	Target         string         `description:"host:port Prometheus scrapes for Traefik (default: from metricsURL)." json:"target,omitempty"`
+	ScrapeInterval types.Duration `description:"How often Traefik's metrics are read." json:"scrapeInterval,omitempty"`
+	Provider       string         `description:"Name of Traefik's etcd provider in references (name@provider)." json:"provider,omitempty"`
+}
+
+// Plugin configures the push endpoint.
+type Plugin struct {
+	Name  string `description:"The plugin's key in the middleware configuration (plugin/<name>/...)." json:"name,omitempty"`
+	Token string `description:"Bearer token the plugin must send with pushes." json:"token,omitempty"`
+}
+
+// AppProxy holds the static AppProxy targets.
+type AppProxy struct {
+	WorkerTarget      string `description:"host:port of the AppProxy worker's /metrics." json:"workerTarget,omitempty"`
+	CoordinatorTarget string `description:"host:port of the AppProxy coordinator's /metrics." json:"coordinatorTarget,omitempty"`
+}
+
+// Routes selects the published circuits.
+type Routes struct {
+	All bool `description:"Publish the servers of every HTTP circuit, not only those whose router has the traefik-sd middleware." json:"all,omitempty"`
+}
+
+// Server configures the HTTP API.
+type Server struct {
+	ReadToken    string         `description:"Bearer token required to read targets, metrics and readiness." json:"readToken,omitempty"`
+	ReadUser     string         `description:"Basic-auth user allowed to read (with readPassword)." json:"readUser,omitempty"`
+	ReadPassword string         `description:"Basic-auth password." json:"readPassword,omitempty"`
+	TLSCert      string         `description:"Serve HTTPS with this certificate file (with tlsKey)." json:"tlsCert,omitempty"`
+	TLSKey       string         `description:"Key file of tlsCert." json:"tlsKey,omitempty"`
+	MaxPushBytes int            `description:"Largest plugin push body accepted." json:"maxPushBytes,omitempty"`
+	ReadTimeout  types.Duration `description:"Timeout to read a request." json:"readTimeout,omitempty"`
+	WriteTimeout types.Duration `description:"Timeout to write a response." json:"writeTimeout,omitempty"`
+	MaxConns     int            `description:"Most concurrent connections." json:"maxConns,omitempty"`
+}
+
+// Default returns the defaults every source overlays.
+func Default() *Configuration {
+	return &Configuration{
+		Address:  "127.0.0.1:9180",
+		LogLevel: "info",
+		Etcd: Etcd{
+			Endpoints:      []string{"127.0.0.1:2379"},
+			DialTimeout:    types.Duration(5 * time.Second),
+			RequestTimeout: types.Duration(10 * time.Second),
+		},
+		Traefik: Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
+		Plugin:  Plugin{Name: "traefik-sd"},
+		Server: Server{
+			MaxPushBytes: 32 << 20,
+			ReadTimeout:  types.Duration(10 * time.Second),
+			WriteTimeout: types.Duration(30 * time.Second),
+			MaxConns:     1024,
+		},
+	}
+}
+
+// Command returns the paerser command that loads into cfg and calls run.
+func Command(cfg *Configuration, run func() error) *cli.Command {
+	return &cli.Command{
+		Name:          "traefik-sd",
+		Description:   "traefik-sd publishes what Traefik routes (from its etcd configuration, its plugin and its metrics) as Prometheus HTTP SD targets.",
+		Configuration: cfg,
+		Resources:     []cli.ResourceLoader{&fileLoader{}, &cli.FlagLoader{}, &cli.EnvLoader{Prefix: EnvPrefix}},
+		Run:           func([]string) error { return run() },
+	}
+}
+
+// fileLoader reads --configFile when given, and only then: no hidden default locations.
+type fileLoader struct{}
+
+func (fileLoader) Load(args []string, cmd *cli.Command) (bool, error) {
+	ref, err := flag.Parse(args, cmd.Configuration)
+	if err != nil {
+		return false, err
+	}
+	path := ""
+	for k, v := range ref {
+		if strings.EqualFold(k, "traefik.configFile") {
+			path = v
+		}
+	}
+	if path == "" {
+		return false, nil
+	}
+	if err := file.Decode(path, cmd.Configuration); err != nil {
+		return false, fmt.Errorf("configuration file %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// Complete fills derived defaults and checks every option; errors name it.
+func (c *Configuration) Complete() error {
+	if strings.TrimSpace(c.Worker.Authority) == "" {
+		return errors.New("--worker.authority is required")
+	}
+	if c.Worker.Node == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--worker.node not given and no host name: %w", err)
+		}
+		c.Worker.Node = host
+	}
+	if c.Etcd.RootKey == "" {
+		c.Etcd.RootKey = "traefik/worker_" + c.Worker.Authority
+	}
+	c.Etcd.RootKey = strings.TrimSuffix(c.Etcd.RootKey, "/")
+	if len(c.Etcd.Endpoints) == 0 {
+		return errors.New("--etcd.endpoints: at least one endpoint")
+	}
+	if _, _, err := net.SplitHostPort(c.Address); err != nil {
+		return fmt.Errorf("--address %q: %w", c.Address, err)
+	}
+	if c.Traefik.MetricsURL != "" {
+		u, err := url.Parse(c.Traefik.MetricsURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--traefik.metricsURL %q: not an http(s) URL", c.Traefik.MetricsURL)
+		}
+		if c.Traefik.Target == "" {
+			c.Traefik.Target = u.Host
+		}
+	}
+	for name, target := range map[string]string{
+		"--traefik.target":             c.Traefik.Target,
+		"--appproxy.workerTarget":      c.AppProxy.WorkerTarget,
+		"--appproxy.coordinatorTarget": c.AppProxy.CoordinatorTarget,
+	} {
+		if target == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
+			return fmt.Errorf("%s %q: want host:port", name, target)
+		}
+	}
+	if time.Duration(c.Traefik.ScrapeInterval) < 100*time.Millisecond {
+		return fmt.Errorf("--traefik.scrapeInterval %s: at least 100ms", time.Duration(c.Traefik.ScrapeInterval))
+	}
+	if c.Plugin.Name == "" || strings.Contains(c.Plugin.Name, "/") {
+		return fmt.Errorf("--plugin.name %q: a plugin key without /", c.Plugin.Name)
+	}
+	if c.Traefik.Provider == "" {
+		return errors.New("--traefik.provider: required")
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		return errors.New("--server.tlsCert and --server.tlsKey go together")
+	}
+	if (c.Server.ReadUser == "") != (c.Server.ReadPassword == "") {
+		return errors.New("--server.readUser and --server.readPassword go together")
+	}
+	if c.Server.MaxPushBytes < 1024 {
+		return fmt.Errorf("--server.maxPushBytes %d: at least 1024", c.Server.MaxPushBytes)
+	}
+	if c.Server.MaxConns < 1 {
+		return fmt.Errorf("--server.maxConns %d: at least 1", c.Server.MaxConns)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--logLevel %q: debug, info, warn or error", c.LogLevel)
+	}
+	if c.Etcd.TLS != nil && (c.Etcd.TLS.Cert == "") != (c.Etcd.TLS.Key == "") {
+		return errors.New("--etcd.tls.cert and --etcd.tls.key go together")
+	}
+	return nil
+}

@@ -1,0 +1,384 @@
+// Package daemon runs the sidecar: it owns every goroutine, feeds the etcd
+// watcher's batches and Traefik's scrapes into the decoded configuration, and
+// republishes the target set whenever what would be published changes.
+//
+// Data flows one way: sources (watch, scrape, plugin pushes) -> one loop that
+// owns the dynamic.Store -> targets.Build -> publish.Publisher -> server.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
+	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
+	"github.com/traefik-sd/traefik-sd/sidecar/server"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+	"github.com/traefik-sd/traefik-sd/sidecar/watch"
+	"github.com/valyala/fasthttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Daemon is one running sidecar.
+type Daemon struct {
+	cfg     *config.Configuration
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	pub     *publish.Publisher
+	plugins *pluginsync.Store
+	store   *dynamic.Store
+	health  health
+	ready   atomic.Bool
+	opts    targets.Options
+	addr    net.Addr
+}
+
+// health is the last good scrape's view of down servers.
+type health struct{ down map[string]bool }
+
+func (h health) Down(service, serverURL string) bool { return h.down[scrape.ServerKey(service, serverURL)] }
+
+// New prepares a daemon from a completed configuration.
+func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
+	m := metrics.New()
+	d := &Daemon{
+		cfg:     cfg,
+		log:     log,
+		metrics: m,
+		pub:     publish.New(),
+		plugins: pluginsync.NewStore(func(delay time.Duration) { m.EtcdToPluginPush.Observe(delay.Seconds()) }),
+		store:   dynamic.NewStore(cfg.Plugin.Name),
+		opts: targets.Options{
+			WorkerAuthority:   cfg.Worker.Authority,
+			WorkerNode:        cfg.Worker.Node,
+			Provider:          cfg.Traefik.Provider,
+			RoutesAll:         cfg.Routes.All,
+			TraefikTarget:     cfg.Traefik.Target,
+			WorkerTarget:      cfg.AppProxy.WorkerTarget,
+			CoordinatorTarget: cfg.AppProxy.CoordinatorTarget,
+		},
+	}
+	if u, err := url.Parse(cfg.Traefik.MetricsURL); err == nil && cfg.Traefik.MetricsURL != "" {
+		d.opts.TraefikMetricsPath = u.Path
+		d.opts.TraefikScheme = u.Scheme
+	}
+	return d
+}
+
+// Addr is the address the API listens on, once Run has started it.
+func (d *Daemon) Addr() net.Addr { return d.addr }
+
+// Run serves until ctx is done, then stops everything it started and waits for it.
+func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
+	client, err := d.etcdClient()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	ln, err := net.Listen("tcp", d.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("--address %s: %w", d.cfg.Address, err)
+	}
+	d.addr = ln.Addr()
+	api := &server.Server{
+		Publisher:    d.pub,
+		Plugins:      d.plugins,
+		Metrics:      d.metrics,
+		Log:          d.log,
+		PushToken:    d.cfg.Plugin.Token,
+		ReadToken:    d.cfg.Server.ReadToken,
+		ReadUser:     d.cfg.Server.ReadUser,
+		ReadPassword: d.cfg.Server.ReadPassword,
+		Ready:        d.ready.Load,
+		MaxPushBytes: d.cfg.Server.MaxPushBytes,
+	}
+	httpd := &fasthttp.Server{
+		Handler:            api.Handler(),
+		Name:               "traefik-sd",
+		ReadTimeout:        time.Duration(d.cfg.Server.ReadTimeout),
+		WriteTimeout:       time.Duration(d.cfg.Server.WriteTimeout),
+		IdleTimeout:        time.Minute,
+		MaxRequestBodySize: d.cfg.Server.MaxPushBytes + 1,
+		Concurrency:        d.cfg.Server.MaxConns,
+		NoDefaultDate:      true,
+		Logger:             slogPrinter{d.log},
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var err error
+		if d.cfg.Server.TLSCert != "" {
+			err = httpd.ServeTLS(ln, d.cfg.Server.TLSCert, d.cfg.Server.TLSKey)
+		} else {
+			err = httpd.Serve(ln)
+		}
+		serveErr <- err
+	}()
+
+	batches := make(chan watch.Batch, 64)
+	statuses := make(chan watch.Status, 16)
+	w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout)}
+	wg.Add(1)
+	go func() { defer wg.Done(); w.Run(ctx, batches, statuses) }()
+
+	scrapes := make(chan scrape.Outcome, 1)
+	if d.cfg.Traefik.MetricsURL != "" {
+		s := &scrape.Scraper{URL: d.cfg.Traefik.MetricsURL, Interval: time.Duration(d.cfg.Traefik.ScrapeInterval), Client: &http.Client{}}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Run(ctx, scrapes) }()
+	}
+
+	if started != nil {
+		started <- d.addr
+	}
+	d.log.Info("traefik-sd started", "address", d.addr.String(), "rootKey", d.cfg.Etcd.RootKey,
+		"authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
+	err = d.loop(ctx, batches, statuses, scrapes, serveErr)
+	cancel()
+	_ = httpd.Shutdown()
+	wg.Wait()
+	return err
+}
+
+func (d *Daemon) loop(ctx context.Context, batches <-chan watch.Batch, statuses <-chan watch.Status,
+	scrapes <-chan scrape.Outcome, serveErr <-chan error,
+) error {
+	expire := time.NewTicker(time.Second)
+	defer expire.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-serveErr:
+			if err != nil {
+				return fmt.Errorf("serving: %w", err)
+			}
+			return nil
+		case b := <-batches:
+			d.applyBatch(b)
+			// Take what else is queued before rendering once.
+			for more := true; more; {
+				select {
+				case b = <-batches:
+					d.applyBatch(b)
+				default:
+					more = false
+				}
+			}
+			d.commit(b.Received)
+		case st := <-statuses:
+			d.watchStatus(st)
+		case o := <-scrapes:
+			if d.applyScrape(o) {
+				d.republish(time.Time{})
+			}
+		case now := <-expire.C:
+			for _, node := range d.plugins.Expire(now) {
+				d.log.Warn("plugin of a Traefik process went silent; forgetting it", "node", node)
+			}
+			nodes := d.plugins.Nodes()
+			total := 0
+			for _, n := range nodes {
+				total += len(n.Middlewares)
+			}
+			d.metrics.PluginNodes.Set(float64(len(nodes)))
+			d.metrics.PluginMiddlewares.Set(float64(total))
+		}
+	}
+}
+
+func (d *Daemon) applyBatch(b watch.Batch) {
+	if b.Snapshot {
+		pairs := map[dynamic.ObjectID]map[string]string{}
+		for _, ev := range b.Events {
+			id, sub, ok := dynamic.SplitKey(ev.Key)
+			if !ok {
+				continue
+			}
+			if pairs[id] == nil {
+				pairs[id] = map[string]string{}
+			}
+			pairs[id][sub] = ev.Value
+		}
+		d.store.Reset(pairs)
+	} else {
+		for _, ev := range b.Events {
+			id, sub, ok := dynamic.SplitKey(ev.Key)
+			if !ok {
+				continue
+			}
+			if ev.Deleted {
+				d.store.Delete(id, sub)
+			} else {
+				d.store.Put(id, sub, ev.Value)
+			}
+		}
+	}
+	d.metrics.EtcdRevision.Set(float64(b.Revision))
+	d.metrics.EtcdLastEvent.Set(float64(b.Received.UnixNano()) / 1e9)
+}
+
+// commit decodes what the batches changed and republishes if that matters.
+func (d *Daemon) commit(received time.Time) {
+	changed, errs := d.store.Commit()
+	for _, err := range errs {
+		d.metrics.DecodeErrors.Inc()
+		d.log.Warn("ignoring an object that cannot be decoded; the rest still counts", "error", err)
+	}
+	d.metrics.DecodeBroken.Set(float64(len(d.store.Errors)))
+	d.metrics.EtcdObjects.Set(float64(d.store.Len()))
+	for _, id := range changed {
+		if id.Kind != dynamic.Middlewares {
+			continue
+		}
+		if m := d.store.Middlewares[id.Name]; m != nil && m.SD != nil {
+			d.plugins.NoteEtcdChange(id.Name, m.SD, received)
+		}
+	}
+	if len(changed) > 0 || !d.ready.Load() {
+		d.republish(received)
+	}
+	d.ready.Store(true)
+}
+
+func (d *Daemon) republish(received time.Time) {
+	start := time.Now()
+	ts := targets.Build(d.opts, d.store, d.health, nil)
+	if !d.pub.Set(ts) {
+		return
+	}
+	d.metrics.Renders.Inc()
+	d.metrics.RenderSeconds.Observe(time.Since(start).Seconds())
+	if !received.IsZero() {
+		d.metrics.ChangeToPublish.Observe(time.Since(received).Seconds())
+	}
+	for _, g := range []string{targets.GroupRoute, targets.GroupTraefik, targets.GroupWorker, targets.GroupCoordinator} {
+		d.metrics.Targets.WithLabelValues(g).Set(float64(d.pub.Current().Groups[g]))
+	}
+	d.log.Debug("published targets", "targets", len(ts))
+}
+
+func (d *Daemon) watchStatus(st watch.Status) {
+	if st.Connected {
+		d.metrics.EtcdConnected.Set(1)
+		return
+	}
+	d.metrics.EtcdConnected.Set(0)
+	if st.Relist {
+		reason := "watch_lost"
+		if st.Compacted {
+			reason = "compacted"
+		}
+		d.metrics.EtcdRelists.WithLabelValues(reason).Inc()
+	}
+	if st.Err != nil {
+		d.log.Warn("etcd watch interrupted; serving the last good target set and re-listing", "error", st.Err)
+	}
+}
+
+// applyScrape takes one scrape; it reports whether the set of down servers changed.
+func (d *Daemon) applyScrape(o scrape.Outcome) bool {
+	if o.Err != nil {
+		d.metrics.Scrapes.WithLabelValues("error").Inc()
+		d.log.Debug("scraping Traefik failed; keeping the last known server health", "error", o.Err)
+		return false
+	}
+	d.metrics.Scrapes.WithLabelValues("ok").Inc()
+	d.metrics.ScrapeLastSuccess.Set(float64(o.At.UnixNano()) / 1e9)
+	if o.Result.Broken > 0 {
+		d.metrics.ScrapeBrokenLines.Add(float64(o.Result.Broken))
+		d.log.Warn("skipped malformed lines in Traefik's metrics", "count", o.Result.Broken, "first", o.Result.FirstError)
+	}
+	d.metrics.TraefikServersDown.Set(float64(len(o.Result.Down)))
+	if o.Result.LastReloadSuccess > 0 {
+		d.metrics.TraefikReload.WithLabelValues("success").Set(o.Result.LastReloadSuccess)
+	}
+	if o.Result.LastReloadFailure > 0 {
+		d.metrics.TraefikReload.WithLabelValues("failure").Set(o.Result.LastReloadFailure)
+	}
+	if sameSet(d.health.down, o.Result.Down) {
+		return false
+	}
+	d.health = health{down: o.Result.Down}
+	return true
+}
+
+func sameSet(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Daemon) etcdClient() (*clientv3.Client, error) {
+	c := d.cfg.Etcd
+	cc := clientv3.Config{
+		Endpoints:            c.Endpoints,
+		DialTimeout:          time.Duration(c.DialTimeout),
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Username:             c.Username,
+		Password:             c.Password,
+		Logger:               zap.NewNop(),
+	}
+	if c.TLS != nil {
+		tc := &tls.Config{InsecureSkipVerify: c.TLS.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
+		if c.TLS.CA != "" {
+			pem, err := os.ReadFile(c.TLS.CA)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd.tls.ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("--etcd.tls.ca: no certificate found")
+			}
+			tc.RootCAs = pool
+		}
+		if c.TLS.Cert != "" {
+			cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd.tls.cert/key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		cc.TLS = tc
+	}
+	client, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return client, nil
+}
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...interface{}) {
+	p.log.Warn(fmt.Sprintf(format, args...))
+}

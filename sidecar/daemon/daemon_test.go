@@ -1,0 +1,289 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik-sd/traefik-sd/sidecar/daemon"
+	"github.com/traefik/paerser/types"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+type group struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// fakeTraefikMetrics serves server_up lines the test sets.
+type fakeTraefikMetrics struct {
+	mu   sync.Mutex
+	body string
+}
+
+func (f *fakeTraefikMetrics) ServeHTTP(rw http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, _ = io.WriteString(rw, f.body)
+}
+
+func (f *fakeTraefikMetrics) set(body string) {
+	f.mu.Lock()
+	f.body = body
+	f.mu.Unlock()
+}
+
+type env struct {
+	etcd    *testbed.Etcd
+	client  *clientv3.Client
+	coord   *coordinator.Writer
+	base    string
+	metrics *fakeTraefikMetrics
+}
+
+func startEnv(t *testing.T, authority string) *env {
+	dir := t.TempDir()
+	e := &env{etcd: testbed.StartEtcd(t, dir), metrics: &fakeTraefikMetrics{}}
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "etcd client")
+	t.Cleanup(func() { client.Close() })
+	e.client = client
+	e.coord = &coordinator.Writer{Client: client, Authority: authority}
+
+	traefik := httptest.NewServer(e.metrics)
+	t.Cleanup(traefik.Close)
+
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1:0"
+	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+	cfg.Worker.Authority = authority
+	cfg.Worker.Node = "node-a"
+	cfg.Traefik.MetricsURL = traefik.URL + "/metrics"
+	cfg.Traefik.ScrapeInterval = types.Duration(100 * time.Millisecond)
+	cfg.AppProxy.CoordinatorTarget = "10.0.0.5:10200"
+	testbed.Must(t, cfg.Complete(), "config")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() { done <- daemon.New(cfg, log).Run(ctx, started) }()
+	select {
+	case addr := <-started:
+		e.base = "http://" + addr.String()
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("daemon: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("daemon did not stop within 10s")
+		}
+	})
+	testbed.WaitHTTP(t, nil, e.base+"/readyz", http.StatusOK, 20*time.Second)
+	return e
+}
+
+func (e *env) targets(t *testing.T) ([]group, string, []byte) {
+	t.Helper()
+	resp, err := http.Get(e.base + "/v1/targets")
+	testbed.Must(t, err, "GET /v1/targets")
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("/v1/targets: %s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	var groups []group
+	testbed.Must(t, json.Unmarshal(body, &groups), "decoding %s", body)
+	return groups, resp.Header.Get("ETag"), body
+}
+
+// routeSet renders the route targets as "address session route" lines.
+func routeSet(groups []group) string {
+	var lines []string
+	for _, g := range groups {
+		if g.Labels["service_group"] != "appproxy-circuit-route" {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%s %s %s %s", g.Targets[0], g.Labels["circuit_id"], g.Labels["session_id"], g.Labels["route_id"]))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func (e *env) waitRoutes(t *testing.T, what, want string) time.Duration {
+	t.Helper()
+	return testbed.Eventually(t, 10*time.Second, what, func() (bool, string) {
+		groups, _, _ := e.targets(t)
+		got := routeSet(groups)
+		return got == want, "\n" + got
+	})
+}
+
+func interactive() coordinator.Circuit {
+	return coordinator.Circuit{
+		ID: "11111111-aaaa-4aaa-8aaa-000000000001", App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
+		Routes: []coordinator.Route{{SessionID: "sess-i", Host: "10.0.1.10", Port: 8080}},
+		SD:     true, MetricsPort: 9100,
+	}
+}
+
+func inference() coordinator.Circuit {
+	return coordinator.Circuit{
+		ID: "22222222-bbbb-4bbb-8bbb-000000000002", App: "llama-chat", Mode: "inference", Hostname: "llama-chat.example",
+		Routes: []coordinator.Route{
+			{RouteID: "route-1", SessionID: "sess-1", Host: "10.0.1.21", Port: 8000},
+			{RouteID: "route-2", SessionID: "sess-2", Host: "10.0.1.22", Port: 8000},
+		},
+		HealthCheckPath: "/health", SD: true,
+	}
+}
+
+func TestCircuitLifecycleAgainstRealEtcd(t *testing.T) {
+	e := startEnv(t, "worker-1")
+	ctx := testbed.Context(t, 2*time.Minute)
+
+	groups, _, _ := e.targets(t)
+	var traefik, coord *group
+	for i := range groups {
+		switch groups[i].Labels["service_group"] {
+		case "traefik":
+			traefik = &groups[i]
+		case "appproxy-coordinator":
+			coord = &groups[i]
+		}
+	}
+	if traefik == nil || traefik.Labels["worker_authority"] != "worker-1" || traefik.Labels["worker_node"] != "node-a" {
+		t.Fatalf("Traefik's own target missing or unlabelled at start: %+v", groups)
+	}
+	if coord == nil || coord.Targets[0] != "10.0.0.5:10200" {
+		t.Fatalf("coordinator target missing: %+v", groups)
+	}
+
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create circuits")
+	took := e.waitRoutes(t, "created circuits", strings.Join([]string{
+		"10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ",
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+	}, "\n"))
+	t.Logf("etcd write -> /v1/targets: %v (polling every 25ms)", took)
+
+	groups, etag, body := e.targets(t)
+	for _, g := range groups {
+		if g.Labels["service_group"] == "appproxy-circuit-route" && (g.Labels["worker_authority"] != "worker-1" ||
+			!strings.HasPrefix(g.Labels["traefik_router"], "bai_router_") || !strings.HasSuffix(g.Labels["traefik_router"], "@etcd")) {
+			t.Errorf("route target lacks labels: %+v", g)
+		}
+	}
+
+	// The coordinator rewrites everything every ~30 s even when nothing changed.
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "identical rewrite")
+	time.Sleep(300 * time.Millisecond)
+	_, etag2, body2 := e.targets(t)
+	if etag2 != etag || string(body2) != string(body) {
+		t.Errorf("an identical rewrite changed the body:\n%s\n%s", body, body2)
+	}
+
+	// Routes change: one added, one removed.
+	inf := inference()
+	inf.Routes = []coordinator.Route{inf.Routes[1], {RouteID: "route-3", SessionID: "sess-3", Host: "10.0.1.23", Port: 8000}}
+	testbed.Must(t, e.coord.UpdateRoutes(ctx, inf), "update routes")
+	e.waitRoutes(t, "routes changed", strings.Join([]string{
+		"10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-3 route-3",
+	}, "\n"))
+
+	// Traefik reports one server down: withdrawn; up again: back.
+	svc := "bai_service_22222222-bbbb-4bbb-8bbb-000000000002@etcd"
+	e.metrics.set(fmt.Sprintf("# TYPE traefik_service_server_up gauge\ntraefik_service_server_up{service=%q,url=\"http://10.0.1.22:8000/\"} 0\ntraefik_service_server_up{service=%q,url=\"http://10.0.1.23:8000/\"} 1\n", svc, svc))
+	e.waitRoutes(t, "down server withdrawn", strings.Join([]string{
+		"10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-3 route-3",
+	}, "\n"))
+	e.metrics.set(fmt.Sprintf("traefik_service_server_up{service=%q,url=\"http://10.0.1.22:8000/\"} 1\n", svc))
+	e.waitRoutes(t, "healed server back", strings.Join([]string{
+		"10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-3 route-3",
+	}, "\n"))
+
+	// A malformed value voids only its own object.
+	_, err := e.client.Put(ctx, "traefik/worker_worker-1/http/services/bai_service_11111111-aaaa-4aaa-8aaa-000000000001/loadBalancer/servers/0/url", "http://10.0.1.10:8080/\xff")
+	testbed.Must(t, err, "put malformed")
+	e.waitRoutes(t, "malformed service ignored, the rest kept", strings.Join([]string{
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-3 route-3",
+	}, "\n"))
+	if m := e.sidecarMetric(t, "traefik_sd_decode_broken_objects"); m != "1" {
+		t.Errorf("decode_broken_objects = %q, want 1", m)
+	}
+
+	// Delete with the coordinator's prefix deletes.
+	testbed.Must(t, e.coord.Delete(ctx, inf.ID), "delete")
+	e.waitRoutes(t, "deleted circuit withdrawn", "")
+}
+
+func (e *env) sidecarMetric(t *testing.T, name string) string {
+	resp, err := http.Get(e.base + "/metrics")
+	testbed.Must(t, err, "GET /metrics")
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return strings.TrimPrefix(line, name+" ")
+		}
+	}
+	return ""
+}
+
+func TestCompactionAndEtcdRestartConverge(t *testing.T) {
+	e := startEnv(t, "worker-2")
+	ctx := testbed.Context(t, 2*time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
+	want := "10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i "
+	e.waitRoutes(t, "created", want)
+
+	// etcd goes away; the sidecar keeps serving its last good set.
+	e.etcd.Kill()
+	time.Sleep(500 * time.Millisecond)
+	groups, _, _ := e.targets(t)
+	if got := routeSet(groups); got != want {
+		t.Fatalf("set changed while etcd was down:\n%s", got)
+	}
+	e.etcd.Restart(t, false)
+	testbed.WaitHTTP(t, e.etcd.Process, "http://"+e.etcd.Endpoint+"/health", http.StatusOK, 30*time.Second)
+
+	// Changes made while the watch was down, then a compaction past them.
+	inf := inference()
+	testbed.Must(t, e.coord.Put(ctx, inf), "create while reconnecting")
+	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete while reconnecting")
+	resp, err := e.client.Get(ctx, "x")
+	testbed.Must(t, err, "get revision")
+	_, err = e.client.Compact(ctx, resp.Header.Revision)
+	testbed.Must(t, err, "compact")
+	e.waitRoutes(t, "converged after restart and compaction", strings.Join([]string{
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+	}, "\n"))
+}

@@ -1,0 +1,277 @@
+// Package scrape reads Traefik's /metrics: which servers Traefik reports up or
+// down, and when its configuration last reloaded.
+//
+// The parser walks the text exposition as bytes and keeps only the samples
+// it needs; everything else is checked for shape and skipped, with no
+// allocation per line.
+package scrape
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+)
+
+// Metric names traefik-sd reads from Traefik.
+var (
+	serverUpName     = []byte("traefik_service_server_up")
+	reloadSuccess    = []byte("traefik_config_last_reload_success")
+	reloadFailure    = []byte("traefik_config_last_reload_failure")
+	labelServiceName = []byte("service")
+	labelURLName     = []byte("url")
+)
+
+// Result is what one scrape of Traefik's /metrics says.
+type Result struct {
+	// Down holds "service\x00url" of the servers Traefik reports down.
+	Down map[string]bool
+	// Known counts the servers Traefik reports at all (up or down).
+	Known int
+	// LastReloadSuccess and LastReloadFailure are Unix seconds; 0 if absent.
+	LastReloadSuccess float64
+	LastReloadFailure float64
+	// Samples is the number of sample lines read; Broken those skipped as malformed.
+	Samples int
+	Broken  int
+	// FirstError describes the first malformed line, with its line number.
+	FirstError string
+}
+
+// ServerKey is the key of Result.Down.
+func ServerKey(service, url string) string { return service + "\x00" + url }
+
+// Parser parses bodies one after another, reusing its buffers and the key
+// strings of servers it has seen before.
+type Parser struct {
+	key    []byte
+	intern map[string]string
+}
+
+// NewParser returns a Parser.
+func NewParser() *Parser { return &Parser{intern: map[string]string{}} }
+
+// Parse reads a whole exposition body.
+func (p *Parser) Parse(body []byte) Result {
+	res := Result{Down: map[string]bool{}}
+	seen := make(map[string]string, len(p.intern))
+	lineNo := 0
+	for len(body) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			line, body = body, nil
+		}
+		line = trimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		res.Samples++
+		if err := p.sample(line, &res, seen); err != "" {
+			res.Broken++
+			if res.FirstError == "" {
+				res.FirstError = fmt.Sprintf("line %d: %s", lineNo, err)
+			}
+		}
+	}
+	// Forget servers that are gone, so the intern table stays bounded.
+	p.intern = seen
+	return res
+}
+
+// sample handles one sample line; it returns what was wrong, or "".
+func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string {
+	n := 0
+	for n < len(line) && isNameByte(line[n], n == 0) {
+		n++
+	}
+	if n == 0 {
+		return fmt.Sprintf("expected a metric name, found %q", clip(line))
+	}
+	name, rest := line[:n], line[n:]
+	var labels []byte
+	if len(rest) > 0 && rest[0] == '{' {
+		end, err := skipLabels(rest)
+		if err != "" {
+			return err
+		}
+		labels, rest = rest[1:end], rest[end+1:]
+	}
+	rest = trimSpace(rest)
+	value := rest
+	if i := bytes.IndexByte(rest, ' '); i >= 0 {
+		value = rest[:i] // a timestamp may follow
+	}
+	if !isNumber(value) {
+		return fmt.Sprintf("%s: expected a value, found %q", name, clip(value))
+	}
+	switch {
+	case bytes.Equal(name, serverUpName):
+		service, ok1 := labelValue(labels, labelServiceName)
+		url, ok2 := labelValue(labels, labelURLName)
+		if !ok1 || !ok2 {
+			return fmt.Sprintf("%s: service or url label missing", name)
+		}
+		res.Known++
+		up := len(value) == 1 && value[0] == '1'
+		if !up {
+			f, err := strconv.ParseFloat(string(value), 64)
+			if err != nil {
+				return fmt.Sprintf("%s: value %q", name, clip(value))
+			}
+			up = f >= 1
+		}
+		p.key = append(append(append(p.key[:0], service...), 0), url...)
+		key, ok := p.intern[string(p.key)]
+		if !ok {
+			key = string(p.key)
+		}
+		seen[key] = key
+		if !up {
+			res.Down[key] = true
+		}
+	case bytes.Equal(name, reloadSuccess):
+		res.LastReloadSuccess, _ = strconv.ParseFloat(string(value), 64)
+	case bytes.Equal(name, reloadFailure):
+		res.LastReloadFailure, _ = strconv.ParseFloat(string(value), 64)
+	}
+	return ""
+}
+
+// skipLabels finds the closing brace of a label set that starts at s[0] == '{',
+// checking each name="value" pair on the way.
+func skipLabels(s []byte) (int, string) {
+	i := 1
+	for {
+		for i < len(s) && (s[i] == ' ' || s[i] == ',') {
+			i++
+		}
+		if i >= len(s) {
+			return 0, "unterminated label set"
+		}
+		if s[i] == '}' {
+			return i, ""
+		}
+		start := i
+		for i < len(s) && isNameByte(s[i], i == start) {
+			i++
+		}
+		if i == start {
+			return 0, fmt.Sprintf("expected a label name at column %d, found %q", i+1, clip(s[i:]))
+		}
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		if i+1 >= len(s) || s[i] != '=' || s[i+1] != '"' {
+			return 0, fmt.Sprintf("expected =\" after label %q", s[start:i])
+		}
+		i += 2
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' {
+				i++
+			}
+		}
+		if i >= len(s) {
+			return 0, fmt.Sprintf("unterminated value of label %q", s[start:i])
+		}
+		i++
+	}
+}
+
+// labelValue returns the value of label name in a checked label set,
+// unescaping only when it contains a backslash.
+func labelValue(labels, name []byte) ([]byte, bool) {
+	i := 0
+	for i < len(labels) {
+		for i < len(labels) && (labels[i] == ' ' || labels[i] == ',') {
+			i++
+		}
+		start := i
+		for i < len(labels) && labels[i] != '=' && labels[i] != ' ' {
+			i++
+		}
+		key := labels[start:i]
+		for i < len(labels) && labels[i] != '"' {
+			i++
+		}
+		i++
+		vStart, escaped := i, false
+		for ; i < len(labels) && labels[i] != '"'; i++ {
+			if labels[i] == '\\' {
+				escaped = true
+				i++
+			}
+		}
+		if i > len(labels) {
+			return nil, false
+		}
+		value := labels[vStart:i]
+		i++
+		if bytes.Equal(key, name) {
+			if escaped {
+				return unescape(value), true
+			}
+			return value, true
+		}
+	}
+	return nil, false
+}
+
+func unescape(v []byte) []byte {
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+			switch v[i] {
+			case 'n':
+				out = append(out, '\n')
+			default:
+				out = append(out, v[i])
+			}
+			continue
+		}
+		out = append(out, v[i])
+	}
+	return out
+}
+
+func isNameByte(b byte, first bool) bool {
+	return b == '_' || b == ':' || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (!first && b >= '0' && b <= '9')
+}
+
+// isNumber accepts what the text format allows as a value: a Go float,
+// NaN or ±Inf. It only checks the characters; the few values that are read
+// are parsed in full.
+func isNumber(v []byte) bool {
+	if len(v) == 0 {
+		return false
+	}
+	for _, b := range v {
+		switch {
+		case b >= '0' && b <= '9', b == '.', b == '-', b == '+', b == 'e', b == 'E', b == '_', b == 'x', b == 'X', b == 'p', b == 'P':
+		case b == 'N' || b == 'a' || b == 'I' || b == 'n' || b == 'f' || b == 'i':
+		case b >= 'A' && b <= 'F' || b >= 'a' && b <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func clip(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
+}

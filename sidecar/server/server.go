@@ -1,0 +1,202 @@
+// Package server serves the sidecar's HTTP API with fasthttp: the published
+// targets, the plugin's pushes, and the sidecar's own status.
+package server
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
+	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// Paths served.
+const (
+	TargetsPath = "/v1/targets"
+	MetricsPath = "/metrics"
+	HealthzPath = "/healthz"
+	ReadyzPath  = "/readyz"
+)
+
+// Server holds what the handlers read.
+type Server struct {
+	Publisher *publish.Publisher
+	Plugins   *pluginsync.Store
+	Metrics   *metrics.Metrics
+	Log       *slog.Logger
+	// PushToken, when set, must come as "Authorization: Bearer <token>" on pushes.
+	PushToken string
+	// ReadToken, when set, must come as a bearer token on every other path
+	// but /healthz; ReadUser/ReadPassword likewise as basic auth.
+	ReadToken    string
+	ReadUser     string
+	ReadPassword string
+	// Ready tells whether the first complete target set is published.
+	Ready func() bool
+	// MaxPushBytes bounds a push body.
+	MaxPushBytes int
+
+	metricsHandler fasthttp.RequestHandler
+}
+
+var (
+	contentJSON  = []byte("application/json")
+	gzipEncoding = []byte("gzip")
+)
+
+// Handler returns the request router.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	s.metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
+	return func(ctx *fasthttp.RequestCtx) {
+		path := string(ctx.Path())
+		switch path {
+		case TargetsPath:
+			if s.authorizedReader(ctx) {
+				s.targets(ctx)
+			}
+		case plugin.SyncPath:
+			s.push(ctx)
+		case MetricsPath:
+			if s.authorizedReader(ctx) {
+				s.metricsHandler(ctx)
+			}
+		case HealthzPath:
+			ctx.SetBodyString("ok\n")
+		case ReadyzPath:
+			if s.authorizedReader(ctx) {
+				s.readyz(ctx)
+			}
+		default:
+			path = "other"
+			ctx.Error("not found", fasthttp.StatusNotFound)
+		}
+		s.Metrics.Requests.WithLabelValues(path, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+	}
+}
+
+func (s *Server) targets(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	// Prometheus keeps its last good list on any error: better that than a
+	// partial set before etcd was read.
+	if !s.Ready() {
+		ctx.Error("target set not ready: etcd not listed yet", fasthttp.StatusServiceUnavailable)
+		return
+	}
+	r := s.Publisher.Current()
+	ctx.Response.Header.Set("ETag", r.ETag)
+	ctx.Response.Header.SetContentTypeBytes(contentJSON)
+	if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 && bytes.Contains(inm, []byte(r.ETag)) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	if ctx.Request.Header.HasAcceptEncodingBytes(gzipEncoding) {
+		ctx.Response.Header.SetContentEncodingBytes(gzipEncoding)
+		ctx.Response.SetBodyRaw(r.Gzipped)
+		return
+	}
+	ctx.Response.SetBodyRaw(r.Body)
+}
+
+func (s *Server) push(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() {
+		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	if s.PushToken != "" && !bearerMatches(ctx.Request.Header.Peek("Authorization"), s.PushToken) {
+		s.Metrics.Pushes.WithLabelValues("unauthorized").Inc()
+		s.Log.Warn("plugin push refused: wrong or missing token", "remote", ctx.RemoteAddr().String())
+		ctx.Error("wrong or missing bearer token", fasthttp.StatusUnauthorized)
+		return
+	}
+	body := ctx.PostBody()
+	if s.MaxPushBytes > 0 && len(body) > s.MaxPushBytes {
+		s.Metrics.Pushes.WithLabelValues("too_large").Inc()
+		ctx.Error("push body larger than "+strconv.Itoa(s.MaxPushBytes)+" bytes", fasthttp.StatusRequestEntityTooLarge)
+		return
+	}
+	p, err := pluginsync.Decode(body)
+	if err != nil {
+		s.Metrics.Pushes.WithLabelValues("malformed").Inc()
+		s.Log.Warn("plugin push refused", "remote", ctx.RemoteAddr().String(), "error", err)
+		ctx.Error(err.Error(), fasthttp.StatusBadRequest)
+		return
+	}
+	if err := s.Plugins.Apply(p, time.Now()); err != nil {
+		if errors.Is(err, pluginsync.ErrNeedFull) {
+			s.Metrics.Pushes.WithLabelValues("need_full").Inc()
+			ctx.Error(err.Error(), fasthttp.StatusConflict)
+			return
+		}
+		s.Metrics.Pushes.WithLabelValues("error").Inc()
+		ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
+		return
+	}
+	kind := "delta"
+	if p.Full {
+		kind = "full"
+	}
+	s.Metrics.Pushes.WithLabelValues(kind).Inc()
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	if !s.Ready() {
+		ctx.Error("not ready: etcd not listed or no target set rendered yet\n", fasthttp.StatusServiceUnavailable)
+		return
+	}
+	ctx.SetBodyString("ready\n")
+}
+
+// authorizedReader enforces the read credentials, when configured.
+func (s *Server) authorizedReader(ctx *fasthttp.RequestCtx) bool {
+	if s.ReadToken == "" && s.ReadUser == "" {
+		return true
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	if s.ReadToken != "" && bearerMatches(auth, s.ReadToken) {
+		return true
+	}
+	if s.ReadUser != "" {
+		if user, pass, ok := basicAuth(auth); ok &&
+			subtle.ConstantTimeCompare(user, []byte(s.ReadUser))&subtle.ConstantTimeCompare(pass, []byte(s.ReadPassword)) == 1 {
+			return true
+		}
+		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="traefik-sd"`)
+	}
+	ctx.Error("unauthorized", fasthttp.StatusUnauthorized)
+	return false
+}
+
+func bearerMatches(header []byte, token string) bool {
+	const prefix = "Bearer "
+	if len(header) < len(prefix) || !bytes.EqualFold(header[:len(prefix)], []byte(prefix)) {
+		return false
+	}
+	return subtle.ConstantTimeCompare(header[len(prefix):], []byte(token)) == 1
+}
+
+func basicAuth(header []byte) (user, pass []byte, ok bool) {
+	const prefix = "Basic "
+	if len(header) < len(prefix) || !bytes.EqualFold(header[:len(prefix)], []byte(prefix)) {
+		return nil, nil, false
+	}
+	raw, err := base64.StdEncoding.DecodeString(string(header[len(prefix):]))
+	if err != nil {
+		return nil, nil, false
+	}
+	user, pass, ok = bytes.Cut(raw, []byte(":"))
+	return user, pass, ok
+}
