@@ -62,8 +62,10 @@ func (w *Writer) prefix() string {
 // RouterPrefix and friends are the subtrees of one circuit.
 func (w *Writer) routerPrefix(id string) string  { return w.prefix() + "routers/bai_router_" + id }
 func (w *Writer) servicePrefix(id string) string { return w.prefix() + "services/bai_service_" + id }
-func (w *Writer) pluginPrefix(id string) string  { return w.prefix() + "middlewares/bai_appproxy_plugin_" + id }
-func (w *Writer) sdPrefix(id string) string      { return w.prefix() + "middlewares/bai_sd_" + id }
+func (w *Writer) pluginPrefix(id string) string {
+	return w.prefix() + "middlewares/bai_appproxy_plugin_" + id
+}
+func (w *Writer) sdPrefix(id string) string { return w.prefix() + "middlewares/bai_sd_" + id }
 
 // Keys returns every key the coordinator writes for c, with its value.
 func (w *Writer) Keys(c Circuit) map[string]string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/traefik/paerser/cli"
+	"github.com/traefik/paerser/env"
 	"github.com/traefik/paerser/file"
 	"github.com/traefik/paerser/flag"
 	"github.com/traefik/paerser/types"
@@ -125,7 +126,7 @@ func Command(cfg *Configuration, run func() error) *cli.Command {
 		Name:          "traefik-sd",
 		Description:   "traefik-sd publishes what Traefik routes (from its etcd configuration, its plugin and its metrics) as Prometheus HTTP SD targets.",
 		Configuration: cfg,
-		Resources:     []cli.ResourceLoader{&fileLoader{}, &cli.FlagLoader{}, &cli.EnvLoader{Prefix: EnvPrefix}},
+		Resources:     []cli.ResourceLoader{&fileLoader{}, &cli.FlagLoader{}, envLoader{}},
 		Run:           func([]string) error { return run() },
 	}
 }
@@ -149,6 +150,28 @@ func (fileLoader) Load(args []string, cmd *cli.Command) (bool, error) {
 	}
 	if err := file.Decode(path, cmd.Configuration); err != nil {
 		return false, fmt.Errorf("configuration file %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// envLoader reads TRAEFIK_SD_* variables. paerser wants a prefix without an
+// inner underscore, so the names are handed to it under TRAEFIKSD_.
+type envLoader struct{}
+
+func (envLoader) Load(_ []string, cmd *cli.Command) (bool, error) {
+	const inner = "TRAEFIKSD_"
+	var vars []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, EnvPrefix) {
+			vars = append(vars, inner+kv[len(EnvPrefix):])
+		}
+	}
+	vars = env.FindPrefixedEnvVars(vars, inner, cmd.Configuration)
+	if len(vars) == 0 {
+		return false, nil
+	}
+	if err := env.Decode(vars, inner, cmd.Configuration); err != nil {
+		return false, fmt.Errorf("environment variables %s*: %w", EnvPrefix, err)
 	}
 	return true, nil
 }

@@ -52,7 +52,9 @@ type Daemon struct {
 // health is the last good scrape's view of down servers.
 type health struct{ down map[string]bool }
 
-func (h health) Down(service, serverURL string) bool { return h.down[scrape.ServerKey(service, serverURL)] }
+func (h health) Down(service, serverURL string) bool {
+	return h.down[scrape.ServerKey(service, serverURL)]
+}
 
 // New prepares a daemon from a completed configuration.
 func New(cfg *config.Configuration, log *slog.Logger) *Daemon {

@@ -3,8 +3,10 @@ package dynamic
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -211,7 +213,13 @@ func pairsOf(obj map[string]string, prefix string) []kv.Pair {
 	return pairs
 }
 
-func (s *Store) decodeObject(id ObjectID, obj map[string]string) (interface{}, error) {
+func (s *Store) decodeObject(id ObjectID, obj map[string]string) (value interface{}, err error) {
+	// A decoder panic on some odd input must cost one object, not the process.
+	defer func() {
+		if p := recover(); p != nil {
+			value, err = nil, fmt.Errorf("decoder panicked: %v", p)
+		}
+	}()
 	for k, v := range obj {
 		if !utf8.ValidString(v) {
 			return nil, fmt.Errorf("%s: value is not valid UTF-8", k)
@@ -228,6 +236,13 @@ func (s *Store) decodeObject(id ObjectID, obj map[string]string) (interface{}, e
 		svc := &Service{}
 		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
 			return nil, err
+		}
+		if svc.LoadBalancer != nil {
+			for i, srv := range svc.LoadBalancer.Servers {
+				if err := checkServerURL(srv.URL); err != nil {
+					return nil, fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
+				}
+			}
 		}
 		return svc, nil
 	default:
@@ -286,6 +301,26 @@ func (s *Store) decodeMiddleware(obj map[string]string) (*Middleware, error) {
 		m.AppProxy.App = circuit.App
 	}
 	return m, nil
+}
+
+// checkServerURL refuses what Traefik could not dial either.
+func checkServerURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "h2c" {
+		return fmt.Errorf("%q: scheme must be http, https or h2c", raw)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port out of range", raw)
+		}
+	}
+	return nil
 }
 
 func nonEmpty(ids []string) []string {

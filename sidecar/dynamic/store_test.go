@@ -1,0 +1,117 @@
+package dynamic_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/traefik-sd/traefik-sd/internal/fixture"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+)
+
+const rootKey = "traefik/worker_worker-1"
+
+func TestSplitKey(t *testing.T) {
+	testCases := []struct {
+		desc, key string
+		want      dynamic.ObjectID
+		sub       string
+		ok        bool
+	}{
+		{"router key", "http/routers/bai_router_x/rule", dynamic.ObjectID{Kind: dynamic.Routers, Name: "bai_router_x"}, "rule", true},
+		{"kind in upper case", "HTTP/Services/s/loadBalancer/servers/0/url", dynamic.ObjectID{Kind: dynamic.Services, Name: "s"}, "loadBalancer/servers/0/url", true},
+		{"tcp is not read", "tcp/routers/r/rule", dynamic.ObjectID{}, "", false},
+		{"object without keys", "http/routers/r", dynamic.ObjectID{}, "", false},
+		{"other kinds", "http/serversTransports/t/x", dynamic.ObjectID{}, "", false},
+	}
+	for _, test := range testCases {
+		t.Run(test.desc, func(t *testing.T) {
+			id, sub, ok := dynamic.SplitKey(test.key)
+			if id != test.want || sub != test.sub || ok != test.ok {
+				t.Errorf("got %v %q %v", id, sub, ok)
+			}
+		})
+	}
+}
+
+func TestIdenticalRewriteChangesNothing(t *testing.T) {
+	s, errs := fixture.Store(t, rootKey, "traefik-sd", "etcd/inference-two-routes.kv")
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	for _, p := range fixture.KV(t, "etcd/inference-two-routes.kv") {
+		id, sub, _ := dynamic.SplitKey(strings.TrimPrefix(p.Key, rootKey+"/"))
+		s.Delete(id, sub)
+	}
+	for _, p := range fixture.KV(t, "etcd/inference-two-routes.kv") {
+		id, sub, _ := dynamic.SplitKey(strings.TrimPrefix(p.Key, rootKey+"/"))
+		s.Put(id, sub, p.Value)
+	}
+	if changed, _ := s.Commit(); len(changed) != 0 {
+		t.Errorf("delete-then-put of the same keys changed %v", changed)
+	}
+}
+
+func TestMiddlewareIdentities(t *testing.T) {
+	s, _ := fixture.Store(t, rootKey, "traefik-sd", "etcd/interactive.kv")
+	const id = "6a1f3e5d-0b7c-4d8e-9a41-1c1e2f0a7c90"
+	sd := s.Middlewares["bai_sd_"+id].SD
+	if sd == nil || sd.CircuitID != id || sd.MetricsPort != 9100 || sd.Labels["project"] != "vision" || sd.SidecarURL != "" {
+		t.Errorf("traefik-sd config: %+v", sd)
+	}
+	goID := s.Middlewares["bai_appproxy_plugin_"+id+"_go"].AppProxy
+	if goID == nil || goID.CircuitID != id || len(goID.SessionIDs) != 1 {
+		t.Errorf("_go identity: %+v", goID)
+	}
+	wasm := s.Middlewares["bai_appproxy_plugin_"+id].AppProxy
+	if wasm == nil || wasm.App != "jupyter" {
+		t.Errorf("WASM identity: %+v", wasm)
+	}
+}
+
+func TestResetDecodesOnlyWhatDiffers(t *testing.T) {
+	s, _ := fixture.Store(t, rootKey, "traefik-sd", "etcd/interactive.kv", "etcd/inference-two-routes.kv")
+	pairs := map[dynamic.ObjectID]map[string]string{}
+	for _, p := range fixture.KV(t, "etcd/interactive.kv") {
+		id, sub, ok := dynamic.SplitKey(strings.TrimPrefix(p.Key, rootKey+"/"))
+		if ok {
+			if pairs[id] == nil {
+				pairs[id] = map[string]string{}
+			}
+			pairs[id][sub] = p.Value
+		}
+	}
+	s.Reset(pairs) // as after a re-list in which the inference circuit is gone
+	changed, _ := s.Commit()
+	for _, id := range changed {
+		if !strings.Contains(id.Name, "9f0c7f0e") && id.Name != "CORSHeaders" {
+			t.Errorf("%v changed though its keys did not", id)
+		}
+	}
+	if len(s.Routers) != 1 {
+		t.Errorf("routers after reset: %d", len(s.Routers))
+	}
+}
+
+func FuzzStore(f *testing.F) {
+	for _, name := range []string{"etcd/interactive.kv", "etcd/malformed.kv"} {
+		for _, p := range fixture.KV(f, name) {
+			f.Add(strings.TrimPrefix(p.Key, rootKey+"/"), p.Value)
+		}
+	}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		s := dynamic.NewStore("traefik-sd")
+		id, sub, ok := dynamic.SplitKey(key)
+		if !ok {
+			return
+		}
+		s.Put(id, sub, value)
+		s.Put(dynamic.ObjectID{Kind: id.Kind, Name: id.Name}, "service", "x") // a sibling key
+		changed, errs := s.Commit()
+		if len(errs) > 1 {
+			t.Fatalf("one object gave %d errors", len(errs))
+		}
+		if len(errs) == 0 && len(changed) != 1 {
+			t.Fatalf("a decodable object did not register: %v", changed)
+		}
+	})
+}

@@ -1,0 +1,84 @@
+package scrape_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/traefik-sd/traefik-sd/internal/fixture"
+	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
+)
+
+func read(t testing.TB, name string) []byte {
+	b, err := os.ReadFile(fixture.Path("traefik-metrics/" + name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseRealTraefikOutput(t *testing.T) {
+	res := scrape.NewParser().Parse(read(t, "traefik-v3.6.12.txt"))
+	if res.Broken != 0 {
+		t.Errorf("a real capture has %d broken lines: %s", res.Broken, res.FirstError)
+	}
+	if res.Known != 2 {
+		t.Errorf("servers known: got %d, want 2", res.Known)
+	}
+	if len(res.Down) != 1 || !res.Down[scrape.ServerKey("s1@file", "http://127.0.0.1:18932/")] {
+		t.Errorf("down servers: %v", res.Down)
+	}
+	if res.LastReloadSuccess != 1.795587414e9 {
+		t.Errorf("last reload success: %v", res.LastReloadSuccess)
+	}
+}
+
+func TestParseSkipsBrokenLinesAndKeepsTheRest(t *testing.T) {
+	res := scrape.NewParser().Parse(read(t, "broken.txt"))
+	want := map[string]bool{
+		scrape.ServerKey("good@etcd", "http://10.0.0.1:80/"):     true,
+		scrape.ServerKey(`esc"aped@etcd`, "http://10.0.0.6:80/"): true,
+	}
+	if len(res.Down) != len(want) {
+		t.Errorf("down: got %v, want %v", res.Down, want)
+	}
+	for k := range want {
+		if !res.Down[k] {
+			t.Errorf("missing down server %q", k)
+		}
+	}
+	if res.Broken != 6 {
+		t.Errorf("broken lines: got %d, want 6 (first: %s)", res.Broken, res.FirstError)
+	}
+	if !strings.HasPrefix(res.FirstError, "line 4: ") || !strings.Contains(res.FirstError, "unterminated") {
+		t.Errorf("first error should name line 4 and what was wrong: %q", res.FirstError)
+	}
+	if res.LastReloadFailure != 1.7e9 {
+		t.Errorf("last reload failure: %v", res.LastReloadFailure)
+	}
+}
+
+func TestParserForgetsServersThatAreGone(t *testing.T) {
+	p := scrape.NewParser()
+	first := p.Parse([]byte("traefik_service_server_up{service=\"a@etcd\",url=\"http://x/\"} 0\n"))
+	second := p.Parse([]byte("traefik_service_server_up{service=\"b@etcd\",url=\"http://y/\"} 1\n"))
+	if len(first.Down) != 1 || len(second.Down) != 0 || second.Known != 1 {
+		t.Errorf("first %v, second %v (known %d)", first.Down, second.Down, second.Known)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(read(f, "traefik-v3.6.12.txt"))
+	f.Add(read(f, "broken.txt"))
+	f.Add([]byte("traefik_service_server_up{service=\"a\\\\\",url=\"\\n\"} NaN\n"))
+	f.Add([]byte("x{"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res := scrape.NewParser().Parse(body)
+		if res.Broken > res.Samples || res.Known > res.Samples || len(res.Down) > res.Known {
+			t.Fatalf("counts inconsistent: samples %d broken %d known %d down %d", res.Samples, res.Broken, res.Known, len(res.Down))
+		}
+		if res.Broken > 0 && res.FirstError == "" {
+			t.Fatal("broken lines without a description")
+		}
+	})
+}

@@ -1,0 +1,193 @@
+package server_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
+	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/server"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+	"go.uber.org/goleak"
+)
+
+// fasthttp keeps a process-wide date updater, and a stopped server's worker
+// pool cleaner finishes its sleep before it sees the stop: the library's,
+// not ours.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	)
+}
+
+type harness struct {
+	srv    *server.Server
+	ready  atomic.Bool
+	client *http.Client
+	stop   func()
+}
+
+func newHarness(t *testing.T, configure func(*server.Server)) *harness {
+	h := &harness{}
+	pub := publish.New()
+	pub.Set([]targets.Target{{Address: "10.0.1.21:8000", Labels: []targets.Label{{Name: "circuit_id", Value: "c1"}, {Name: "service_group", Value: "appproxy-circuit-route"}}}})
+	h.srv = &server.Server{
+		Publisher: pub, Plugins: pluginsync.NewStore(nil), Metrics: metrics.New(),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: h.ready.Load, MaxPushBytes: 4096,
+	}
+	h.ready.Store(true)
+	if configure != nil {
+		configure(h.srv)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	fs := &fasthttp.Server{Handler: h.srv.Handler(), MaxRequestBodySize: 1 << 20}
+	done := make(chan struct{})
+	go func() { _ = fs.Serve(ln); close(done) }()
+	h.client = &http.Client{Transport: &http.Transport{
+		DialContext:        func(context.Context, string, string) (net.Conn, error) { return ln.Dial() },
+		DisableCompression: true,
+	}}
+	h.stop = func() {
+		h.client.CloseIdleConnections()
+		_ = fs.Shutdown()
+		_ = ln.Close()
+		<-done
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) do(t *testing.T, method, path string, body []byte, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://sidecar"+path, bytes.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestTargetsAreHTTPSDWithETagAndGzip(t *testing.T) {
+	h := newHarness(t, nil)
+	resp, body := h.do(t, http.MethodGet, "/v1/targets", nil, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	var groups []map[string]json.RawMessage
+	if err := json.Unmarshal(body, &groups); err != nil || len(groups) != 1 || len(groups[0]) != 2 {
+		t.Fatalf("not strict HTTP SD JSON: %s (%v)", body, err)
+	}
+	etag := resp.Header.Get("ETag")
+	resp, _ = h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"If-None-Match": etag})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match with the current ETag: %s", resp.Status)
+	}
+	resp, gz := h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"Accept-Encoding": "gzip"})
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("no gzip: %v", resp.Header)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(zr)
+	if !bytes.Equal(plain, body) {
+		t.Errorf("gzip body differs:\n%s\n%s", plain, body)
+	}
+}
+
+func TestTargetsNotServedBeforeReady(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ready.Store(false)
+	if resp, _ := h.do(t, http.MethodGet, "/v1/targets", nil, nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("before the first listing: %s", resp.Status)
+	}
+	if resp, _ := h.do(t, http.MethodGet, "/readyz", nil, nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz: %s", resp.Status)
+	}
+	if resp, _ := h.do(t, http.MethodGet, "/healthz", nil, nil); resp.StatusCode != 200 {
+		t.Errorf("healthz: %s", resp.Status)
+	}
+}
+
+func validPush(seq uint64, full bool) []byte {
+	b, _ := json.Marshal(plugin.Push{Node: "n", Boot: "b", Seq: seq, Full: full, ResyncSeconds: 30,
+		Middlewares: []plugin.LiveMiddleware{{Name: "bai_sd_c1@etcd", Instances: 1, Since: time.Unix(0, 0).UTC(), Config: plugin.Config{CircuitID: "c1", MetricsPath: "/metrics"}}}})
+	return b
+}
+
+func TestPushAnswers(t *testing.T) {
+	h := newHarness(t, func(s *server.Server) { s.PushToken = "s3cret" })
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	testCases := []struct {
+		desc   string
+		body   []byte
+		header map[string]string
+		want   int
+		inBody string
+	}{
+		{desc: "no token", body: validPush(1, true), want: 401},
+		{desc: "wrong token", body: validPush(1, true), header: map[string]string{"Authorization": "Bearer s3cres"}, want: 401},
+		{desc: "garbage", body: []byte("{{{"), header: auth, want: 400, inBody: "push body"},
+		{desc: "too large", body: bytes.Repeat([]byte(" "), 5000), header: auth, want: 413},
+		{desc: "a delta before any full", body: validPush(1, false), header: auth, want: 409},
+		{desc: "full", body: validPush(1, true), header: auth, want: 204},
+		{desc: "the next delta", body: validPush(2, false), header: auth, want: 204},
+	}
+	for _, test := range testCases {
+		resp, body := h.do(t, http.MethodPost, plugin.SyncPath, test.body, test.header)
+		if resp.StatusCode != test.want || !strings.Contains(string(body), test.inBody) {
+			t.Errorf("%s: got %s %q, want %d with %q", test.desc, resp.Status, body, test.want, test.inBody)
+		}
+	}
+	if nodes := h.srv.Plugins.Nodes(); len(nodes) != 1 || nodes[0].Middlewares[0] != "bai_sd_c1@etcd" {
+		t.Errorf("store after pushes: %+v", nodes)
+	}
+	_, metricsBody := h.do(t, http.MethodGet, "/metrics", nil, nil)
+	for _, want := range []string{`traefik_sd_plugin_pushes_total{result="unauthorized"} 2`, `traefik_sd_plugin_pushes_total{result="malformed"} 1`, `traefik_sd_plugin_pushes_total{result="need_full"} 1`} {
+		if !strings.Contains(string(metricsBody), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestReadCredentials(t *testing.T) {
+	h := newHarness(t, func(s *server.Server) {
+		s.ReadToken = "reader"
+		s.ReadUser, s.ReadPassword = "prom", "pw"
+	})
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("prom:pw"))
+	for _, c := range []struct {
+		auth string
+		want int
+	}{{"", 401}, {"Bearer nope", 401}, {"Bearer reader", 200}, {basic, 200}, {"Basic " + base64.StdEncoding.EncodeToString([]byte("prom:no")), 401}} {
+		resp, _ := h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"Authorization": c.auth})
+		if resp.StatusCode != c.want {
+			t.Errorf("Authorization %q: %s, want %d", c.auth, resp.Status, c.want)
+		}
+	}
+	if resp, _ := h.do(t, http.MethodGet, "/healthz", nil, nil); resp.StatusCode != 200 {
+		t.Errorf("healthz needs no credentials: %s", resp.Status)
+	}
+}

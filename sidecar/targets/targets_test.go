@@ -1,0 +1,121 @@
+package targets_test
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/traefik-sd/traefik-sd/internal/fixture"
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/targets")
+
+const rootKey = "traefik/worker_worker-1"
+
+func options() targets.Options {
+	return targets.Options{
+		WorkerAuthority: "worker-1", WorkerNode: "node-a", Provider: "etcd",
+		TraefikTarget: "127.0.0.1:8080", TraefikMetricsPath: "/metrics", TraefikScheme: "http",
+	}
+}
+
+type downSet map[string]bool
+
+func (d downSet) Down(service, url string) bool { return d[service+" "+url] }
+
+func TestBuildFromBackendAIFixtures(t *testing.T) {
+	testCases := []struct {
+		desc      string
+		fixtures  []string
+		routesAll bool
+		down      downSet
+		golden    string
+		wantErrs  int
+	}{
+		{desc: "interactive circuit", fixtures: []string{"etcd/interactive.kv"}, golden: "interactive.json"},
+		{desc: "inference circuit with two routes and a health check", fixtures: []string{"etcd/inference-two-routes.kv"}, golden: "inference-two-routes.json"},
+		{
+			desc: "inference circuit with one server down", fixtures: []string{"etcd/inference-two-routes.kv"}, golden: "inference-one-down.json",
+			down: downSet{"bai_service_9f0c7f0e-8a1b-4c3d-8e5f-3f0f2a9e6c8e@etcd http://10.0.1.22:8000/": true},
+		},
+		{desc: "TCP circuit publishes nothing", fixtures: []string{"etcd/tcp.kv"}, golden: "traefik-only.json"},
+		{desc: "weighted service", fixtures: []string{"etcd/weighted.kv"}, golden: "weighted.json"},
+		{desc: "keys in mixed case", fixtures: []string{"etcd/mixed-case.kv"}, golden: "mixed-case.json"},
+		{desc: "malformed objects are skipped alone", fixtures: []string{"etcd/malformed.kv"}, golden: "malformed.json", wantErrs: 5},
+		{
+			desc: "routes.all publishes circuits without the middleware", routesAll: true, golden: "routes-all.json",
+			fixtures: []string{"etcd/inference-two-routes.kv", "etcd/interactive.kv"},
+		},
+	}
+	for _, test := range testCases {
+		t.Run(test.desc, func(t *testing.T) {
+			store, errs := fixture.Store(t, rootKey, "traefik-sd", test.fixtures...)
+			if len(errs) != test.wantErrs {
+				t.Errorf("decode errors: got %d, want %d: %v", len(errs), test.wantErrs, errs)
+			}
+			opts := options()
+			opts.RoutesAll = test.routesAll
+			if test.routesAll {
+				// Without the middleware: drop it from every router.
+				for _, r := range store.Routers {
+					var kept []string
+					for _, m := range r.Middlewares {
+						if !strings.HasPrefix(m, "bai_sd_") {
+							kept = append(kept, m)
+						}
+					}
+					r.Middlewares = kept
+				}
+			}
+			var health targets.Health
+			if test.down != nil {
+				health = test.down
+			}
+			got := publish.AppendJSON(nil, targets.Build(opts, store, health, nil))
+			path := fixture.Path("targets/" + test.golden)
+			if *update {
+				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if string(got)+"\n" != string(want) {
+				t.Errorf("targets differ from %s:\ngot:  %s\nwant: %s", path, got, want)
+			}
+		})
+	}
+}
+
+func TestBuildIsDeterministic(t *testing.T) {
+	store, _ := fixture.Store(t, rootKey, "traefik-sd", "etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/weighted.kv")
+	first := publish.AppendJSON(nil, targets.Build(options(), store, nil, nil))
+	for i := 0; i < 20; i++ {
+		again := publish.AppendJSON(nil, targets.Build(options(), store, nil, nil))
+		if string(again) != string(first) {
+			t.Fatalf("build %d differs:\n%s\n%s", i, first, again)
+		}
+	}
+}
+
+func TestServiceCycleIsBounded(t *testing.T) {
+	store, _ := fixture.Store(t, rootKey, "traefik-sd", "etcd/weighted.kv")
+	// stable -> the circuit's own service: a cycle Traefik would refuse.
+	store.Services["stable"].LoadBalancer = nil
+	store.Services["stable"].Weighted = store.Services["bai_service_aaaa0000-bbbb-4ccc-8ddd-eeeeffff0000"].Weighted
+	ts := targets.Build(options(), store, nil, nil)
+	routes := 0
+	for _, tg := range ts {
+		if tg.Label("service_group") == targets.GroupRoute {
+			routes++
+		}
+	}
+	if routes != 1 { // only canary's server remains
+		t.Errorf("got %d route targets through a cycle, want 1", routes)
+	}
+}
