@@ -49,6 +49,11 @@ type Writer struct {
 	Client    *clientv3.Client
 	Namespace string // default "traefik"
 	Authority string
+	// UnchainAppProxyPlugins keeps Backend.AI's own plugin middlewares out of
+	// the router chain (their keys are still written). Traefik disables a
+	// router whose plugin it does not have, and those plugins are not
+	// available outside Backend.AI.
+	UnchainAppProxyPlugins bool
 }
 
 func (w *Writer) prefix() string {
@@ -74,7 +79,10 @@ func (w *Writer) Keys(c Circuit) map[string]string {
 	kv[r+"rule"] = "Host(`" + c.Hostname + "`)"
 	kv[r+"service"] = "bai_service_" + c.ID
 	kv[r+"entrypoints/0"] = "domainproxy"
-	mws := []string{"CORSHeaders", "bai_appproxy_plugin_" + c.ID, "bai_appproxy_plugin_" + c.ID + "_go"}
+	mws := []string{"CORSHeaders"}
+	if !w.UnchainAppProxyPlugins {
+		mws = append(mws, "bai_appproxy_plugin_"+c.ID, "bai_appproxy_plugin_"+c.ID+"_go")
+	}
 	if c.SD {
 		mws = append(mws, "bai_sd_"+c.ID)
 	}

@@ -15,16 +15,25 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
+// T is what the test bed needs of a test; *testing.T and *testing.B have it,
+// and so does the demo's runner.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...interface{})
+	Logf(format string, args ...interface{})
+	Cleanup(func())
+	Failed() bool
+}
+
 // FreePort returns a loopback port nobody listens on right now.
-func FreePort(tb testing.TB) int {
+func FreePort(tb T) int {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("no free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
@@ -32,7 +41,7 @@ func FreePort(tb testing.TB) int {
 
 // Binary finds a program: the environment variable env if set, else PATH.
 // A missing program fails the test: the Makefile installs them.
-func Binary(tb testing.TB, env, name string) string {
+func Binary(tb T, env, name string) string {
 	tb.Helper()
 	if p := os.Getenv(env); p != "" {
 		return p
@@ -59,12 +68,17 @@ type Process struct {
 
 // Start runs the process in its own process group and registers its stop
 // with tb.Cleanup.
-func Start(tb testing.TB, p *Process) *Process {
+func Start(tb T, p *Process) *Process {
 	tb.Helper()
 	if err := p.start(); err != nil {
 		tb.Fatalf("starting %s: %v", p.Name, err)
 	}
-	tb.Cleanup(func() { p.Stop() })
+	tb.Cleanup(func() {
+		p.Stop()
+		if tb.Failed() {
+			tb.Logf("---- end of %s's log (%s) ----\n%s", p.Name, p.Log, p.Tail())
+		}
+	})
 	return p
 }
 
@@ -140,7 +154,7 @@ func (p *Process) Kill() {
 }
 
 // Restart stops (or kills) the process and starts it again with the same arguments.
-func (p *Process) Restart(tb testing.TB, kill bool) {
+func (p *Process) Restart(tb T, kill bool) {
 	tb.Helper()
 	if kill {
 		p.Kill()
@@ -162,7 +176,7 @@ func (p *Process) Tail() string {
 }
 
 // WaitHTTP waits until url answers with want (0: any status), or fails tb.
-func WaitHTTP(tb testing.TB, p *Process, url string, want int, timeout time.Duration) {
+func WaitHTTP(tb T, p *Process, url string, want int, timeout time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
@@ -198,7 +212,7 @@ type Etcd struct {
 }
 
 // StartEtcd starts etcd (Debian's etcd-server) with a fresh data directory.
-func StartEtcd(tb testing.TB, dir string) *Etcd {
+func StartEtcd(tb T, dir string) *Etcd {
 	tb.Helper()
 	client, peer := FreePort(tb), FreePort(tb)
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(client)
@@ -236,7 +250,7 @@ func goarch() string {
 
 // Eventually polls cond every 25ms until it is true or timeout passes,
 // then fails tb with what cond last said.
-func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+func Eventually(tb T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	tb.Helper()
 	start := time.Now()
 	var last string
@@ -254,14 +268,14 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() (
 }
 
 // Context returns a context bounded by d, cancelled when the test ends.
-func Context(tb testing.TB, d time.Duration) context.Context {
+func Context(tb T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	tb.Cleanup(cancel)
 	return ctx
 }
 
 // Must fails tb on err.
-func Must(tb testing.TB, err error, what string, args ...interface{}) {
+func Must(tb T, err error, what string, args ...interface{}) {
 	tb.Helper()
 	if err != nil {
 		tb.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)

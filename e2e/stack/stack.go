@@ -1,0 +1,278 @@
+// Package stack brings up the whole path with the real programs, for the
+// end-to-end tests and the demo: etcd, Traefik v3 with the traefik-sd plugin
+// loaded as a local plugin, the traefik-sd sidecar binary, sample containers
+// and Prometheus discovering through the sidecar's HTTP SD endpoint. Every
+// port is a free loopback port and every process stops with the test.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Authority is the AppProxy worker the stack plays.
+const Authority = "worker-1"
+
+// Options tune the stack.
+type Options struct {
+	Dir string // working directory for every process
+	// ScrapeInterval is Prometheus's scrape and SD refresh interval.
+	ScrapeInterval time.Duration
+	// Quiet keeps Traefik's log at warnings.
+	Quiet bool
+}
+
+// Stack is the running set of programs.
+type Stack struct {
+	Etcd       *testbed.Etcd
+	Traefik    *testbed.Process
+	Sidecar    *testbed.Process
+	Prometheus *testbed.Process
+	Client     *clientv3.Client
+	Coord      *coordinator.Writer
+
+	EntryURL      string // Traefik's domainproxy entry point
+	TraefikAPI    string // Traefik's traefik entry point: API, ping, /metrics
+	SidecarURL    string
+	PrometheusURL string
+	// AppProxyWorker and AppProxyCoordinator stand in for the AppProxy
+	// processes' /metrics (Backend.AI's own cannot run here).
+	AppProxyWorker      *Container
+	AppProxyCoordinator *Container
+}
+
+// Start brings everything up and waits until each part answers.
+func Start(t testbed.T, opts Options) *Stack {
+	t.Helper()
+	if opts.ScrapeInterval == 0 {
+		opts.ScrapeInterval = time.Second
+	}
+	s := &Stack{}
+	s.Etcd = testbed.StartEtcd(t, opts.Dir)
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "etcd client")
+	t.Cleanup(func() { client.Close() })
+	s.Client = client
+	s.Coord = &coordinator.Writer{Client: client, Authority: Authority, UnchainAppProxyPlugins: true}
+
+	s.AppProxyWorker = StartContainer(t, "appproxy-worker", "", "")
+	s.AppProxyCoordinator = StartContainer(t, "appproxy-coordinator", "", "")
+
+	sidecarPort := testbed.FreePort(t)
+	s.SidecarURL = "http://127.0.0.1:" + strconv.Itoa(sidecarPort)
+	s.startTraefik(t, opts)
+	s.startSidecar(t, opts, sidecarPort)
+	s.startPrometheus(t, opts)
+	return s
+}
+
+func (s *Stack) startTraefik(t testbed.T, opts Options) {
+	t.Helper()
+	dir := filepath.Join(opts.Dir, "traefik")
+	pluginDir := filepath.Join(dir, "plugins-local", "src", "github.com", "traefik-sd", "traefik-sd")
+	testbed.Must(t, os.MkdirAll(filepath.Join(pluginDir, "plugin"), 0o755), "plugin dir")
+	root := repoRoot()
+	copyFile(t, filepath.Join(root, ".traefik.yml"), filepath.Join(pluginDir, ".traefik.yml"))
+	sources, _ := filepath.Glob(filepath.Join(root, "plugin", "*.go"))
+	for _, src := range sources {
+		if !strings.HasSuffix(src, "_test.go") {
+			copyFile(t, src, filepath.Join(pluginDir, "plugin", filepath.Base(src)))
+		}
+	}
+	entry, api := testbed.FreePort(t), testbed.FreePort(t)
+	s.EntryURL = "http://127.0.0.1:" + strconv.Itoa(entry)
+	s.TraefikAPI = "http://127.0.0.1:" + strconv.Itoa(api)
+	level := "INFO"
+	if opts.Quiet {
+		level = "WARN"
+	}
+	static := fmt.Sprintf(TraefikStatic, entry, api, s.Etcd.Endpoint, Authority, level)
+	testbed.Must(t, os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o644), "traefik.yml")
+	s.Traefik = testbed.Start(t, &testbed.Process{
+		Name: "traefik",
+		Path: testbed.Binary(t, "TRAEFIK_BIN", "traefik"),
+		Args: []string{"--configFile=" + filepath.Join(dir, "traefik.yml")},
+		Dir:  dir,
+		Log:  filepath.Join(opts.Dir, "traefik.log"),
+	})
+	testbed.WaitHTTP(t, s.Traefik, s.TraefikAPI+"/ping", http.StatusOK, 60*time.Second)
+}
+
+// TraefikStatic is the static configuration the stack runs Traefik with; an
+// operator's differs only in addresses (see examples/traefik.yml).
+const TraefikStatic = `entryPoints:
+  domainproxy:
+    address: "127.0.0.1:%d"
+  traefik:
+    address: "127.0.0.1:%d"
+ping: {}
+api:
+  insecure: true
+  dashboard: false
+metrics:
+  prometheus:
+    entryPoint: traefik
+    addRoutersLabels: true
+    addServicesLabels: true
+providers:
+  providersThrottleDuration: 200ms
+  etcd:
+    endpoints: ["%s"]
+    rootKey: "traefik/worker_%s"
+experimental:
+  localPlugins:
+    traefik-sd:
+      moduleName: github.com/traefik-sd/traefik-sd
+log:
+  level: %s
+`
+
+func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
+	t.Helper()
+	s.Sidecar = testbed.Start(t, &testbed.Process{
+		Name: "traefik-sd",
+		Path: testbed.Binary(t, "TRAEFIK_SD_BIN", "traefik-sd"),
+		Args: []string{
+			"--address=127.0.0.1:" + strconv.Itoa(port),
+			"--etcd.endpoints=" + s.Etcd.Endpoint,
+			"--worker.authority=" + Authority,
+			"--worker.node=node-a",
+			"--traefik.metricsURL=" + s.TraefikAPI + "/metrics",
+			"--traefik.scrapeInterval=500ms",
+			"--appproxy.workerTarget=" + s.AppProxyWorker.HostPort,
+			"--appproxy.coordinatorTarget=" + s.AppProxyCoordinator.HostPort,
+		},
+		Dir: opts.Dir,
+		Log: filepath.Join(opts.Dir, "traefik-sd.log"),
+	})
+	testbed.WaitHTTP(t, s.Sidecar, s.SidecarURL+"/readyz", http.StatusOK, 30*time.Second)
+}
+
+// PrometheusConfig is the scrape configuration: one job discovering through
+// the sidecar, keeping its labels.
+const PrometheusConfig = `global:
+  scrape_interval: %[1]s
+  scrape_timeout: %[1]s
+scrape_configs:
+  - job_name: traefik-sd
+    http_sd_configs:
+      - url: %[2]s/v1/targets
+        refresh_interval: %[1]s
+`
+
+func (s *Stack) startPrometheus(t testbed.T, opts Options) {
+	t.Helper()
+	dir := filepath.Join(opts.Dir, "prometheus")
+	testbed.Must(t, os.MkdirAll(dir, 0o755), "prometheus dir")
+	cfg := fmt.Sprintf(PrometheusConfig, opts.ScrapeInterval, s.SidecarURL)
+	testbed.Must(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644), "prometheus.yml")
+	port := testbed.FreePort(t)
+	s.PrometheusURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	s.Prometheus = testbed.Start(t, &testbed.Process{
+		Name: "prometheus",
+		Path: testbed.Binary(t, "PROMETHEUS_BIN", "prometheus"),
+		Args: []string{
+			"--config.file=" + filepath.Join(dir, "prometheus.yml"),
+			"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+			"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
+			"--log.level=warn",
+		},
+		Dir: dir,
+		Log: filepath.Join(opts.Dir, "prometheus.log"),
+	})
+	testbed.WaitHTTP(t, s.Prometheus, s.PrometheusURL+"/-/ready", http.StatusOK, 60*time.Second)
+}
+
+// PromTarget is one active target as Prometheus's /api/v1/targets shows it.
+type PromTarget struct {
+	Labels     map[string]string `json:"labels"`
+	ScrapeURL  string            `json:"scrapeUrl"`
+	Health     string            `json:"health"`
+	LastError  string            `json:"lastError"`
+	ScrapePool string            `json:"scrapePool"`
+}
+
+// PrometheusTargets returns Prometheus's active targets.
+func (s *Stack) PrometheusTargets(ctx context.Context) ([]PromTarget, error) {
+	var body struct {
+		Status string `json:"status"`
+		Data   struct {
+			ActiveTargets []PromTarget `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := getJSON(ctx, s.PrometheusURL+"/api/v1/targets?state=active", &body); err != nil {
+		return nil, err
+	}
+	return body.Data.ActiveTargets, nil
+}
+
+// SDGroup is one group of the sidecar's /v1/targets.
+type SDGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// SidecarTargets returns the sidecar's published groups.
+func (s *Stack) SidecarTargets(ctx context.Context) ([]SDGroup, error) {
+	var groups []SDGroup
+	err := getJSON(ctx, s.SidecarURL+"/v1/targets", &groups)
+	return groups, err
+}
+
+// SidecarMetric returns the value of one sample of the sidecar's /metrics, by
+// its full text before the value (name and labels), or "".
+func (s *Stack) SidecarMetric(ctx context.Context, series string) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.SidecarURL+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimPrefix(line, series+" ")
+		}
+	}
+	return ""
+}
+
+func getJSON(ctx context.Context, url string, into interface{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func copyFile(t testbed.T, from, to string) {
+	b, err := os.ReadFile(from)
+	testbed.Must(t, err, "reading %s", from)
+	testbed.Must(t, os.WriteFile(to, b, 0o644), "writing %s", to)
+}
+
+func repoRoot() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "..")
+}
