@@ -32,7 +32,7 @@ fuzz:
 
 e2e: deps build
 	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" TRAEFIK_SD_BIN="$(CURDIR)/$(BIN)" \
-		$(GO) test -count=1 -timeout 30m -v ./e2e/...
+		$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e/...
 
 bench: deps build
 	@bash scripts/bench.sh
