@@ -86,4 +86,17 @@ func BenchmarkParseTraefikMetrics(b *testing.B) {
 			}
 		}
 	})
+	// What the scraper runs: the same body read through a fixed buffer.
+	b.Run("traefik-sd-streaming", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		p := scrape.NewParser()
+		r := bytes.NewReader(body)
+		for i := 0; i < b.N; i++ {
+			r.Reset(body)
+			if res, err := p.ParseReader(r, 0); err != nil || res.Known != 10000 {
+				b.Fatal(res.Known, err)
+			}
+		}
+	})
 }

@@ -7,8 +7,11 @@
 package scrape
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -44,40 +47,115 @@ func ServerKey(service, url string) string { return service + "\x00" + url }
 // strings of servers it has seen before.
 type Parser struct {
 	key    []byte
+	long   []byte
+	reader *bufio.Reader
 	intern map[string]string
 }
 
 // NewParser returns a Parser.
 func NewParser() *Parser { return &Parser{intern: map[string]string{}} }
 
-// Parse reads a whole exposition body.
+// Parse reads a whole exposition body held in memory.
 func (p *Parser) Parse(body []byte) Result {
-	res := Result{Down: map[string]bool{}}
-	seen := make(map[string]string, len(p.intern))
-	lineNo := 0
+	st := p.begin()
 	for len(body) > 0 {
-		lineNo++
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
 			line, body = body[:i], body[i+1:]
 		} else {
 			line, body = body, nil
 		}
-		line = trimSpace(line)
-		if len(line) == 0 || line[0] == '#' {
-			continue
+		st.line(p, line)
+	}
+	return p.end(st)
+}
+
+// MaxLineBytes bounds one line of a streamed body; a longer one is broken.
+const MaxLineBytes = 1 << 20
+
+// ParseReader reads an exposition as it streams in, through a fixed buffer:
+// memory does not grow with the body. maxBytes (0: no limit) bounds the
+// body; reading stops with an error past it.
+func (p *Parser) ParseReader(r io.Reader, maxBytes int64) (Result, error) {
+	if p.reader == nil {
+		p.reader = bufio.NewReaderSize(r, 64<<10)
+	} else {
+		p.reader.Reset(r)
+	}
+	st := p.begin()
+	var total int64
+	for {
+		line, err := p.reader.ReadSlice('\n')
+		total += int64(len(line))
+		if maxBytes > 0 && total > maxBytes {
+			return p.end(st), fmt.Errorf("body larger than %d bytes", maxBytes)
 		}
-		res.Samples++
-		if err := p.sample(line, &res, seen); err != "" {
-			res.Broken++
-			if res.FirstError == "" {
-				res.FirstError = fmt.Sprintf("line %d: %s", lineNo, err)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: gather it, up to MaxLineBytes.
+			p.long = append(p.long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = p.reader.ReadSlice('\n')
+				total += int64(len(line))
+				if len(p.long) <= MaxLineBytes {
+					p.long = append(p.long, line...)
+				}
+			}
+			if maxBytes > 0 && total > maxBytes {
+				return p.end(st), fmt.Errorf("body larger than %d bytes", maxBytes)
+			}
+			if len(p.long) > MaxLineBytes {
+				st.broken(fmt.Sprintf("line longer than %d bytes", MaxLineBytes))
+				line = nil
+			} else {
+				line = p.long
 			}
 		}
+		if len(line) > 0 {
+			st.line(p, bytes.TrimSuffix(line, []byte{'\n'}))
+		}
+		if err == io.EOF {
+			return p.end(st), nil
+		}
+		if err != nil {
+			return p.end(st), err
+		}
 	}
+}
+
+// parseState is one parse in progress.
+type parseState struct {
+	res    Result
+	seen   map[string]string
+	lineNo int
+}
+
+func (p *Parser) begin() *parseState {
+	return &parseState{res: Result{Down: map[string]bool{}}, seen: make(map[string]string, len(p.intern))}
+}
+
+func (p *Parser) end(st *parseState) Result {
 	// Forget servers that are gone, so the intern table stays bounded.
-	p.intern = seen
-	return res
+	p.intern = st.seen
+	return st.res
+}
+
+func (st *parseState) line(p *Parser, line []byte) {
+	st.lineNo++
+	line = trimSpace(line)
+	if len(line) == 0 || line[0] == '#' {
+		return
+	}
+	st.res.Samples++
+	if err := p.sample(line, &st.res, st.seen); err != "" {
+		st.broken(err)
+	}
+}
+
+func (st *parseState) broken(err string) {
+	st.res.Broken++
+	if st.res.FirstError == "" {
+		st.res.FirstError = fmt.Sprintf("line %d: %s", st.lineNo, err)
+	}
 }
 
 // sample handles one sample line; it returns what was wrong, or "".

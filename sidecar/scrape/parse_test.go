@@ -82,3 +82,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseReaderMatchesParse(t *testing.T) {
+	for _, name := range []string{"traefik-v3.6.12.txt", "broken.txt"} {
+		body := read(t, name)
+		want := scrape.NewParser().Parse(body)
+		got, err := scrape.NewParser().ParseReader(strings.NewReader(string(body)), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Samples != want.Samples || got.Broken != want.Broken || got.Known != want.Known || len(got.Down) != len(want.Down) || got.FirstError != want.FirstError {
+			t.Errorf("%s: streamed %+v, whole %+v", name, got, want)
+		}
+	}
+}
+
+func TestParseReaderBoundsLinesAndBodies(t *testing.T) {
+	long := "traefik_open_connections{entrypoint=\"" + strings.Repeat("x", scrape.MaxLineBytes+10) + "\"} 1\n"
+	body := "traefik_service_server_up{service=\"a@etcd\",url=\"http://x/\"} 0\n" + long + "traefik_service_server_up{service=\"b@etcd\",url=\"http://y/\"} 0\n"
+	res, err := scrape.NewParser().ParseReader(strings.NewReader(body), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Broken != 1 || len(res.Down) != 2 || !strings.Contains(res.FirstError, "longer than") {
+		t.Errorf("an enormous line: broken %d (%s), down %d", res.Broken, res.FirstError, len(res.Down))
+	}
+	if _, err := scrape.NewParser().ParseReader(strings.NewReader(body), 1000); err == nil {
+		t.Error("a body over the limit was accepted")
+	}
+}

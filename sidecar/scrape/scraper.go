@@ -3,7 +3,6 @@ package scrape
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -17,7 +16,6 @@ type Scraper struct {
 	MaxBytes int64
 
 	parser *Parser
-	buf    []byte
 }
 
 // Outcome is one scrape: its Result, or why it failed.
@@ -59,46 +57,35 @@ func (s *Scraper) Once(ctx context.Context) Outcome {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.Interval)
 	defer cancel()
-	body, err := s.fetch(ctx)
+	res, err := s.fetch(ctx)
 	if err != nil {
 		return Outcome{Err: err, Duration: time.Since(start), At: start}
 	}
-	return Outcome{Result: s.parser.Parse(body), Duration: time.Since(start), At: start}
+	return Outcome{Result: res, Duration: time.Since(start), At: start}
 }
 
-func (s *Scraper) fetch(ctx context.Context) ([]byte, error) {
+func (s *Scraper) fetch(ctx context.Context) (Result, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", s.URL, resp.Status)
+		return Result{}, fmt.Errorf("%s: %s", s.URL, resp.Status)
 	}
 	limit := s.MaxBytes
 	if limit <= 0 {
-		limit = 64 << 20
+		limit = 256 << 20
 	}
-	s.buf = s.buf[:0]
-	for {
-		if len(s.buf) == cap(s.buf) {
-			s.buf = append(s.buf, 0)[:len(s.buf)]
-		}
-		n, err := resp.Body.Read(s.buf[len(s.buf):cap(s.buf)])
-		s.buf = s.buf[:len(s.buf)+n]
-		if int64(len(s.buf)) > limit {
-			return nil, fmt.Errorf("%s: body larger than %d bytes", s.URL, limit)
-		}
-		if err == io.EOF {
-			return s.buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	res, err := s.parser.ParseReader(resp.Body, limit)
+	if err != nil {
+		// A half-read body would mark every unread server as healthy.
+		return Result{}, fmt.Errorf("%s: %w", s.URL, err)
 	}
+	return res, nil
 }

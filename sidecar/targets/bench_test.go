@@ -1,0 +1,84 @@
+package targets_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+)
+
+// circuitStore decodes n inference circuits of two routes each, written as
+// the coordinator writes them, with the traefik-sd middleware.
+func circuitStore(tb testing.TB, n int) *dynamic.Store {
+	w := &coordinator.Writer{Authority: "worker-1"}
+	s := dynamic.NewStore("traefik-sd")
+	for i := 0; i < n; i++ {
+		c := coordinator.Circuit{
+			ID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), App: "llama-chat", Mode: "inference",
+			Hostname: fmt.Sprintf("c%d.example", i), HealthCheckPath: "/health", SD: true,
+			Routes: []coordinator.Route{
+				{RouteID: fmt.Sprintf("r%d-a", i), SessionID: fmt.Sprintf("s%d-a", i), Host: fmt.Sprintf("10.%d.%d.1", i>>8&255, i&255), Port: 8000},
+				{RouteID: fmt.Sprintf("r%d-b", i), SessionID: fmt.Sprintf("s%d-b", i), Host: fmt.Sprintf("10.%d.%d.2", i>>8&255, i&255), Port: 8000},
+			},
+		}
+		for k, v := range w.Keys(c) {
+			if id, sub, ok := dynamic.SplitKey(strings.TrimPrefix(k, rootKey+"/")); ok {
+				s.Put(id, sub, v)
+			}
+		}
+	}
+	if _, errs := s.Commit(); len(errs) > 0 {
+		tb.Fatal(errs[0])
+	}
+	return s
+}
+
+// BenchmarkBuildAndRender is the work done once per change at 10,000
+// circuits (20,000 route targets): build the set, render it, against the
+// baseline of encoding/json rendering the same groups.
+func BenchmarkBuildAndRender(b *testing.B) {
+	store := circuitStore(b, 10000)
+	opts := options()
+	b.Run("build", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if ts := targets.Build(opts, store, nil, nil); len(ts) != 20001 {
+				b.Fatal(len(ts))
+			}
+		}
+	})
+	ts := targets.Build(opts, store, nil, nil)
+	b.Run("render/baseline=encoding-json", func(b *testing.B) {
+		type group struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			groups := make([]group, len(ts))
+			for j, t := range ts {
+				labels := make(map[string]string, len(t.Labels))
+				for _, l := range t.Labels {
+					labels[l.Name] = l.Value
+				}
+				groups[j] = group{Targets: []string{t.Address}, Labels: labels}
+			}
+			if _, err := json.Marshal(groups); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("render/traefik-sd", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for i := 0; i < b.N; i++ {
+			buf = publish.AppendJSON(buf[:0], ts)
+		}
+		b.SetBytes(int64(len(buf)))
+	})
+}
