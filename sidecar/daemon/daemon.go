@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type Daemon struct {
 	pub     *publish.Publisher
 	plugins *pluginsync.Store
 	store   *dynamic.Store
+	builder *targets.Builder
+	buf     []byte
 	health  health
 	ready   atomic.Bool
 	opts    targets.Options
@@ -80,6 +83,8 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		d.opts.TraefikMetricsPath = u.Path
 		d.opts.TraefikScheme = u.Scheme
 	}
+	d.builder = targets.NewBuilder(d.opts)
+	d.builder.SetRenderer(publish.AppendJSON)
 	return d
 }
 
@@ -193,8 +198,8 @@ func (d *Daemon) loop(ctx context.Context, batches <-chan watch.Batch, statuses 
 		case st := <-statuses:
 			d.watchStatus(st)
 		case o := <-scrapes:
-			if d.applyScrape(o) {
-				d.republish(time.Time{})
+			if changed := d.applyScrape(o); len(changed) > 0 {
+				d.republish(time.Time{}, targets.Changes{Services: changed})
 			}
 		case now := <-expire.C:
 			for _, node := range d.plugins.Expire(now) {
@@ -260,15 +265,18 @@ func (d *Daemon) commit(received time.Time) {
 		}
 	}
 	if len(changed) > 0 || !d.ready.Load() {
-		d.republish(received)
+		d.republish(received, targets.Changes{Objects: changed, All: !d.ready.Load()})
 	}
 	d.ready.Store(true)
 }
 
-func (d *Daemon) republish(received time.Time) {
+// republish rebuilds what the changes touch and publishes the set if its
+// body differs.
+func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	start := time.Now()
-	ts := targets.Build(d.opts, d.store, d.health, nil)
-	if !d.pub.Set(ts) {
+	d.builder.Update(d.store, d.health, nil, ch)
+	d.buf = d.builder.AppendJSON(d.buf[:0])
+	if !d.pub.SetJSON(d.buf, d.builder.Groups()) {
 		return
 	}
 	d.metrics.Renders.Inc()
@@ -279,7 +287,7 @@ func (d *Daemon) republish(received time.Time) {
 	for _, g := range []string{targets.GroupRoute, targets.GroupTraefik, targets.GroupWorker, targets.GroupCoordinator} {
 		d.metrics.Targets.WithLabelValues(g).Set(float64(d.pub.Current().Groups[g]))
 	}
-	d.log.Debug("published targets", "targets", len(ts))
+	d.log.Debug("published targets", "bytes", len(d.buf))
 }
 
 func (d *Daemon) watchStatus(st watch.Status) {
@@ -300,12 +308,13 @@ func (d *Daemon) watchStatus(st watch.Status) {
 	}
 }
 
-// applyScrape takes one scrape; it reports whether the set of down servers changed.
-func (d *Daemon) applyScrape(o scrape.Outcome) bool {
+// applyScrape takes one scrape; it returns the services (name@provider)
+// whose servers' health changed.
+func (d *Daemon) applyScrape(o scrape.Outcome) []string {
 	if o.Err != nil {
 		d.metrics.Scrapes.WithLabelValues("error").Inc()
 		d.log.Debug("scraping Traefik failed; keeping the last known server health", "error", o.Err)
-		return false
+		return nil
 	}
 	d.metrics.Scrapes.WithLabelValues("ok").Inc()
 	d.metrics.ScrapeLastSuccess.Set(float64(o.At.UnixNano()) / 1e9)
@@ -320,23 +329,34 @@ func (d *Daemon) applyScrape(o scrape.Outcome) bool {
 	if o.Result.LastReloadFailure > 0 {
 		d.metrics.TraefikReload.WithLabelValues("failure").Set(o.Result.LastReloadFailure)
 	}
-	if sameSet(d.health.down, o.Result.Down) {
-		return false
-	}
+	changed := changedServices(d.health.down, o.Result.Down)
 	d.health = health{down: o.Result.Down}
-	return true
+	return changed
 }
 
-func sameSet(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
+// changedServices lists the services with a server in one down set but not
+// the other.
+func changedServices(before, after map[string]bool) []string {
+	seen := map[string]bool{}
+	var out []string
+	note := func(key string) {
+		service, _, _ := strings.Cut(key, "\x00")
+		if !seen[service] {
+			seen[service] = true
+			out = append(out, service)
 		}
 	}
-	return true
+	for k := range before {
+		if !after[k] {
+			note(k)
+		}
+	}
+	for k := range after {
+		if !before[k] {
+			note(k)
+		}
+	}
+	return out
 }
 
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {

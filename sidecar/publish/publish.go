@@ -8,6 +8,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -16,10 +17,25 @@ import (
 
 // Rendered is one immutable rendering of the target set.
 type Rendered struct {
-	Body    []byte
-	Gzipped []byte
-	ETag    string // quoted, as in the header
-	Groups  map[string]int
+	Body   []byte
+	ETag   string // quoted, as in the header
+	Groups map[string]int
+
+	gzipOnce sync.Once
+	gzipped  []byte
+}
+
+// Gzipped is Body compressed, made on the first request that asks for it:
+// compressing megabytes on every change would dominate the change latency.
+func (r *Rendered) Gzipped() []byte {
+	r.gzipOnce.Do(func() {
+		var gz bytes.Buffer
+		w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+		_, _ = w.Write(r.Body)
+		_ = w.Close()
+		r.gzipped = gz.Bytes()
+	})
+	return r.gzipped
 }
 
 // Publisher holds the current rendering. Reads are lock-free.
@@ -39,28 +55,24 @@ func New() *Publisher {
 func (p *Publisher) Current() *Rendered { return p.current.Load() }
 
 // Set renders ts; it returns false, and keeps the old rendering, when the
-// body is byte-identical. Only one goroutine may call Set.
+// body is byte-identical. Only one goroutine may call Set or SetJSON.
 func (p *Publisher) Set(ts []targets.Target) bool {
 	p.buf = AppendJSON(p.buf[:0], ts)
-	if cur := p.current.Load(); cur != nil && bytes.Equal(cur.Body, p.buf) {
-		return false
-	}
-	body := append([]byte(nil), p.buf...)
-	sum := sha256.Sum256(body)
-	var gz bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	_, _ = w.Write(body)
-	_ = w.Close()
 	groups := map[string]int{}
 	for _, t := range ts {
 		groups[t.Label("service_group")]++
 	}
-	p.current.Store(&Rendered{
-		Body:    body,
-		Gzipped: gz.Bytes(),
-		ETag:    `"` + hex.EncodeToString(sum[:16]) + `"`,
-		Groups:  groups,
-	})
+	return p.SetJSON(p.buf, groups)
+}
+
+// SetJSON publishes an already rendered body (copied), as Set does.
+func (p *Publisher) SetJSON(body []byte, groups map[string]int) bool {
+	if cur := p.current.Load(); cur != nil && bytes.Equal(cur.Body, body) {
+		return false
+	}
+	body = append([]byte(nil), body...)
+	sum := sha256.Sum256(body)
+	p.current.Store(&Rendered{Body: body, ETag: `"` + hex.EncodeToString(sum[:16]) + `"`, Groups: groups})
 	return true
 }
 

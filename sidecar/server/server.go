@@ -104,7 +104,7 @@ func (s *Server) targets(ctx *fasthttp.RequestCtx) {
 	}
 	if ctx.Request.Header.HasAcceptEncodingBytes(gzipEncoding) {
 		ctx.Response.Header.SetContentEncodingBytes(gzipEncoding)
-		ctx.Response.SetBodyRaw(r.Gzipped)
+		ctx.Response.SetBodyRaw(r.Gzipped())
 		return
 	}
 	ctx.Response.SetBodyRaw(r.Body)

@@ -73,6 +73,20 @@ func BenchmarkBuildAndRender(b *testing.B) {
 			}
 		}
 	})
+	// One circuit's routes change among 10,000: what the daemon does per change.
+	b.Run("incremental-change", func(b *testing.B) {
+		builder := targets.NewBuilder(opts)
+		builder.SetRenderer(publish.AppendJSON)
+		builder.Update(store, nil, nil, targets.Changes{All: true})
+		svc := dynamic.ObjectID{Kind: dynamic.Services, Name: "bai_service_00004242-0000-4000-8000-000000000000"}
+		var buf []byte
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			store.Services[svc.Name].LoadBalancer.Servers[0].URL = fmt.Sprintf("http://10.99.%d.%d:8000/", i>>8&255, i&255)
+			builder.Update(store, nil, nil, targets.Changes{Objects: []dynamic.ObjectID{svc}})
+			buf = builder.AppendJSON(buf[:0])
+		}
+	})
 	b.Run("render/traefik-sd", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte

@@ -74,8 +74,17 @@ type RouteInfo interface {
 	Route(circuitID, hostPort string) (sessionID, routeID string, ok bool)
 }
 
-// Build returns every target, sorted by group, address and labels.
+// Build returns every target: the route targets by router name, then
+// address and labels, then the static ones by group. It is a Builder's
+// first, full build.
 func Build(opts Options, store *dynamic.Store, health Health, routes RouteInfo) []Target {
+	b := NewBuilder(opts)
+	b.Update(store, health, routes, Changes{All: true})
+	return b.Targets()
+}
+
+// staticTargets are Traefik's own and the AppProxy processes', sorted by group.
+func staticTargets(opts Options) []Target {
 	var out []Target
 	add := func(group, address, path, scheme string, labels ...Label) {
 		if address == "" {
@@ -94,16 +103,6 @@ func Build(opts Options, store *dynamic.Store, health Health, routes RouteInfo) 
 		Label{"worker_authority", opts.WorkerAuthority}, Label{"worker_node", opts.WorkerNode})
 	add(GroupWorker, opts.WorkerTarget, "", "", Label{"worker_authority", opts.WorkerAuthority})
 	add(GroupCoordinator, opts.CoordinatorTarget, "", "")
-
-	names := make([]string, 0, len(store.Routers))
-	for name := range store.Routers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	b := builder{opts: opts, store: store, health: health, routes: routes}
-	for _, name := range names {
-		out = b.router(out, name, store.Routers[name])
-	}
 	return Normalize(out)
 }
 
@@ -149,15 +148,28 @@ func less(a, b Target) bool {
 	return len(a.Labels) < len(b.Labels)
 }
 
+// builder builds one router's targets and records every object it read
+// (found or not), so that a change to any of them rebuilds the router.
 type builder struct {
 	opts   Options
 	store  *dynamic.Store
 	health Health
 	routes RouteInfo
+	reads  []dynamic.ObjectID
+}
+
+func (b *builder) middleware(name string) *dynamic.Middleware {
+	b.reads = append(b.reads, dynamic.ObjectID{Kind: dynamic.Middlewares, Name: name})
+	return b.store.Middlewares[name]
+}
+
+func (b *builder) service(name string) *dynamic.Service {
+	b.reads = append(b.reads, dynamic.ObjectID{Kind: dynamic.Services, Name: name})
+	return b.store.Services[name]
 }
 
 // local resolves a reference to an object of the etcd provider.
-func (b builder) local(ref string) (string, bool) {
+func (b *builder) local(ref string) (string, bool) {
 	name, provider, qualified := strings.Cut(ref, "@")
 	if qualified && provider != b.opts.Provider {
 		return "", false
@@ -165,13 +177,16 @@ func (b builder) local(ref string) (string, bool) {
 	return name, name != ""
 }
 
-func (b builder) router(out []Target, routerName string, r *dynamic.Router) []Target {
+func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []Target {
 	var sd *plugin.Config
 	var id dynamic.AppProxyIdentity
 	for _, ref := range r.Middlewares {
 		name, ok := b.local(ref)
-		m := b.store.Middlewares[name]
-		if !ok || m == nil {
+		if !ok {
+			continue
+		}
+		m := b.middleware(name)
+		if m == nil {
 			continue
 		}
 		if m.SD != nil && sd == nil {
@@ -282,9 +297,12 @@ type server struct {
 // maxDepth bounds service nesting; Traefik refuses cycles, etcd may still hold one.
 const maxDepth = 8
 
-func (b builder) servers(name string, depth int, seen map[string]bool) []server {
-	svc := b.store.Services[name]
-	if svc == nil || depth > maxDepth || seen[name] {
+func (b *builder) servers(name string, depth int, seen map[string]bool) []server {
+	if depth > maxDepth || seen[name] {
+		return nil
+	}
+	svc := b.service(name)
+	if svc == nil {
 		return nil
 	}
 	seen[name] = true

@@ -1,0 +1,176 @@
+package targets
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+)
+
+// Builder keeps every router's targets and their rendered JSON between
+// changes, so that a change costs the routers it touches: an etcd write to
+// one circuit rebuilds one router, not ten thousand. Not safe for concurrent
+// use; the daemon's loop owns it.
+type Builder struct {
+	opts    Options
+	routers map[string]*routerTargets
+	// readers maps each object to the routers whose targets read it.
+	readers map[dynamic.ObjectID]map[string]bool
+	order   []string // names of routers with targets, sorted
+	reorder bool
+	static  []Target
+	render  func(dst []byte, ts []Target) []byte
+}
+
+type routerTargets struct {
+	targets []Target
+	json    []byte
+	reads   []dynamic.ObjectID
+}
+
+// Changes says what changed since the last Update.
+type Changes struct {
+	// Objects changed in the store (decoded content, not just keys).
+	Objects []dynamic.ObjectID
+	// Services whose servers' health changed, as Traefik names them (name@provider).
+	Services []string
+	// All rebuilds everything (first build, or a source that touches every router).
+	All bool
+}
+
+// NewBuilder returns an empty builder.
+func NewBuilder(opts Options) *Builder {
+	return &Builder{
+		opts:    opts,
+		routers: map[string]*routerTargets{},
+		readers: map[dynamic.ObjectID]map[string]bool{},
+		static:  staticTargets(opts),
+	}
+}
+
+// SetRenderer sets how each router's targets are rendered and kept (the
+// publisher's JSON); AppendJSON then joins the kept pieces.
+func (b *Builder) SetRenderer(render func(dst []byte, ts []Target) []byte) { b.render = render }
+
+// Update rebuilds the routers that the changes touch. It returns how many it rebuilt.
+func (b *Builder) Update(store *dynamic.Store, health Health, routes RouteInfo, ch Changes) int {
+	dirty := map[string]bool{}
+	if ch.All {
+		for name := range b.routers {
+			dirty[name] = true
+		}
+		for name := range store.Routers {
+			dirty[name] = true
+		}
+	}
+	for _, id := range ch.Objects {
+		if id.Kind == dynamic.Routers {
+			dirty[id.Name] = true
+		}
+		for r := range b.readers[id] {
+			dirty[r] = true
+		}
+	}
+	for _, svc := range ch.Services {
+		name, provider, _ := strings.Cut(svc, "@")
+		if provider != b.opts.Provider {
+			continue
+		}
+		for r := range b.readers[dynamic.ObjectID{Kind: dynamic.Services, Name: name}] {
+			dirty[r] = true
+		}
+	}
+	for name := range dirty {
+		b.rebuild(store, health, routes, name)
+	}
+	if b.reorder {
+		b.order = b.order[:0]
+		for name, rt := range b.routers {
+			if len(rt.targets) > 0 {
+				b.order = append(b.order, name)
+			}
+		}
+		sort.Strings(b.order)
+		b.reorder = false
+	}
+	return len(dirty)
+}
+
+func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo, name string) {
+	old := b.routers[name]
+	if old != nil {
+		for _, id := range old.reads {
+			delete(b.readers[id], name)
+			if len(b.readers[id]) == 0 {
+				delete(b.readers, id)
+			}
+		}
+	}
+	r := store.Routers[name]
+	if r == nil {
+		if old != nil {
+			delete(b.routers, name)
+			b.reorder = b.reorder || len(old.targets) > 0
+		}
+		return
+	}
+	bl := &builder{opts: b.opts, store: store, health: health, routes: routes}
+	rt := &routerTargets{targets: Normalize(bl.router(nil, name, r)), reads: bl.reads}
+	if b.render != nil && len(rt.targets) > 0 {
+		rt.json = b.render(nil, rt.targets)
+	}
+	for _, id := range rt.reads {
+		if b.readers[id] == nil {
+			b.readers[id] = map[string]bool{}
+		}
+		b.readers[id][name] = true
+	}
+	b.routers[name] = rt
+	if (old == nil || len(old.targets) == 0) != (len(rt.targets) == 0) {
+		b.reorder = true
+	}
+}
+
+// Targets returns the current set: route targets by router, then the static ones.
+func (b *Builder) Targets() []Target {
+	var out []Target
+	for _, name := range b.order {
+		out = append(out, b.routers[name].targets...)
+	}
+	return append(out, b.static...)
+}
+
+// AppendJSON appends the whole set as rendered by the renderer: the kept
+// pieces of each router joined in order, then the static targets.
+func (b *Builder) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '[')
+	n := 0
+	for _, name := range b.order {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		piece := b.routers[name].json
+		dst = append(dst, piece[1:len(piece)-1]...) // without its brackets
+		n++
+	}
+	if len(b.static) > 0 {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		piece := b.render(nil, b.static)
+		dst = append(dst, piece[1:len(piece)-1]...)
+	}
+	return append(dst, ']')
+}
+
+// Groups counts the current targets per service group.
+func (b *Builder) Groups() map[string]int {
+	g := map[string]int{}
+	for _, name := range b.order {
+		g[GroupRoute] += len(b.routers[name].targets)
+	}
+	for _, t := range b.static {
+		g[t.Label("service_group")]++
+	}
+	return g
+}

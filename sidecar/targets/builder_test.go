@@ -1,0 +1,80 @@
+package targets_test
+
+import (
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+)
+
+// applyKeys writes a circuit's keys into the store, removing the keys of its
+// subtrees that are not written again, as the coordinator's transaction does.
+func applyKeys(s *dynamic.Store, w *coordinator.Writer, c coordinator.Circuit, present map[string]map[string]bool) {
+	next := map[string]bool{}
+	for k, v := range w.Keys(c) {
+		rel := strings.TrimPrefix(k, rootKey+"/")
+		if id, sub, ok := dynamic.SplitKey(rel); ok {
+			s.Put(id, sub, v)
+			next[rel] = true
+		}
+	}
+	for rel := range present[c.ID] {
+		if !next[rel] {
+			id, sub, _ := dynamic.SplitKey(rel)
+			s.Delete(id, sub)
+		}
+	}
+	present[c.ID] = next
+}
+
+func deleteKeys(s *dynamic.Store, id string, present map[string]map[string]bool) {
+	for rel := range present[id] {
+		oid, sub, _ := dynamic.SplitKey(rel)
+		s.Delete(oid, sub)
+	}
+	delete(present, id)
+}
+
+func TestIncrementalEqualsFullBuild(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	w := &coordinator.Writer{Authority: "worker-1"}
+	store := dynamic.NewStore("traefik-sd")
+	b := targets.NewBuilder(options())
+	b.SetRenderer(publish.AppendJSON)
+	present := map[string]map[string]bool{}
+	down := downSet{}
+	circuit := func(i int) coordinator.Circuit {
+		c := coordinator.Circuit{ID: fmt.Sprintf("c%02d", i), App: "app", Mode: "inference", Hostname: "h", SD: rng.Intn(4) > 0, HealthCheckPath: "/health"}
+		for r := 0; r < rng.Intn(4); r++ {
+			c.Routes = append(c.Routes, coordinator.Route{RouteID: fmt.Sprintf("r%d", rng.Intn(6)), SessionID: fmt.Sprintf("s%d", r), Host: fmt.Sprintf("10.0.%d.%d", i, rng.Intn(4)), Port: 8000 + rng.Intn(2)})
+		}
+		return c
+	}
+	for step := 0; step < 600; step++ {
+		var ch targets.Changes
+		switch op := rng.Intn(10); {
+		case op < 6:
+			applyKeys(store, w, circuit(rng.Intn(30)), present)
+		case op < 8:
+			deleteKeys(store, fmt.Sprintf("c%02d", rng.Intn(30)), present)
+		default:
+			i := rng.Intn(30)
+			key := fmt.Sprintf("bai_service_c%02d@etcd http://10.0.%d.%d:%d/", i, i, rng.Intn(4), 8000+rng.Intn(2))
+			down[key] = !down[key]
+			ch.Services = []string{fmt.Sprintf("bai_service_c%02d@etcd", i)}
+		}
+		changed, _ := store.Commit()
+		ch.Objects = changed
+		b.Update(store, down, nil, ch)
+		got := string(b.AppendJSON(nil))
+		want := string(publish.AppendJSON(nil, targets.Build(options(), store, down, nil)))
+		if got != want {
+			t.Fatalf("step %d: incremental differs from a full build:\n%s\n%s", step, got, want)
+		}
+	}
+}
