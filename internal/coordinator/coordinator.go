@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strings"
 	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -291,4 +292,55 @@ func putOps(kv map[string]string) []clientv3.Op {
 		ops = append(ops, clientv3.OpPut(k, kv[k]))
 	}
 	return ops
+}
+
+// BulkLoad writes circuits into an empty tree, as many whole circuits per
+// transaction as fit in etcd's default 128 operations, for benchmarks that
+// need many circuits fast. A circuit is never split across transactions (a
+// watcher would see it half written); the coordinator itself writes five
+// circuits per transaction (Put).
+func (w *Writer) BulkLoad(ctx context.Context, circuits []Circuit) error {
+	var ops []clientv3.Op
+	seen := map[string]bool{} // shared keys (CORSHeaders) go once: etcd refuses a key twice in a transaction
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		_, err := w.Client.Txn(ctx).Then(ops...).Commit()
+		ops = ops[:0]
+		return err
+	}
+	for _, c := range circuits {
+		var circuitOps []clientv3.Op
+		for _, op := range putOps(w.Keys(c)) {
+			if k := string(op.KeyBytes()); strings.Contains(k, "/middlewares/CORSHeaders/") {
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			circuitOps = append(circuitOps, op)
+		}
+		if len(ops)+len(circuitOps) > 128 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, circuitOps...)
+	}
+	return flush()
+}
+
+// SampleInference is the i-th of a family of distinct inference circuits with
+// two routes and a health check and the traefik-sd middleware, for
+// benchmarks and load tests.
+func SampleInference(i int) Circuit {
+	return Circuit{
+		ID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), App: "llama-chat", Mode: "inference",
+		Hostname: fmt.Sprintf("c%d.example", i), HealthCheckPath: "/health", SD: true,
+		Routes: []Route{
+			{RouteID: fmt.Sprintf("%08d-0000-4000-8000-00000000000a", i), SessionID: fmt.Sprintf("%08d-0000-4000-8000-0000000000a0", i), Host: fmt.Sprintf("10.%d.%d.%d", i>>14&255, i>>6&255, i&63*2), Port: 8000},
+			{RouteID: fmt.Sprintf("%08d-0000-4000-8000-00000000000b", i), SessionID: fmt.Sprintf("%08d-0000-4000-8000-0000000000b0", i), Host: fmt.Sprintf("10.%d.%d.%d", i>>14&255, i>>6&255, i&63*2+1), Port: 8000},
+		},
+	}
 }

@@ -45,7 +45,6 @@ type Daemon struct {
 	plugins *pluginsync.Store
 	store   *dynamic.Store
 	builder *targets.Builder
-	buf     []byte
 	health  health
 	ready   atomic.Bool
 	opts    targets.Options
@@ -218,18 +217,7 @@ func (d *Daemon) loop(ctx context.Context, batches <-chan watch.Batch, statuses 
 
 func (d *Daemon) applyBatch(b watch.Batch) {
 	if b.Snapshot {
-		pairs := map[dynamic.ObjectID]map[string]string{}
-		for _, ev := range b.Events {
-			id, sub, ok := dynamic.SplitKey(ev.Key)
-			if !ok {
-				continue
-			}
-			if pairs[id] == nil {
-				pairs[id] = map[string]string{}
-			}
-			pairs[id][sub] = ev.Value
-		}
-		d.store.Reset(pairs)
+		d.store.Reset(b.Events)
 	} else {
 		for _, ev := range b.Events {
 			id, sub, ok := dynamic.SplitKey(ev.Key)
@@ -275,8 +263,7 @@ func (d *Daemon) commit(received time.Time) {
 func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	start := time.Now()
 	d.builder.Update(d.store, d.health, nil, ch)
-	d.buf = d.builder.AppendJSON(d.buf[:0])
-	if !d.pub.SetJSON(d.buf, d.builder.Groups()) {
+	if !d.pub.SetDigested(d.builder.Digest(), d.builder.AppendJSON, d.builder.Groups()) {
 		return
 	}
 	d.metrics.Renders.Inc()
@@ -287,7 +274,7 @@ func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	for _, g := range []string{targets.GroupRoute, targets.GroupTraefik, targets.GroupWorker, targets.GroupCoordinator} {
 		d.metrics.Targets.WithLabelValues(g).Set(float64(d.pub.Current().Groups[g]))
 	}
-	d.log.Debug("published targets", "bytes", len(d.buf))
+	d.log.Debug("published targets", "bytes", len(d.pub.Current().Body))
 }
 
 func (d *Daemon) watchStatus(st watch.Status) {

@@ -56,8 +56,11 @@ type env struct {
 	metrics *fakeTraefikMetrics
 }
 
-func startEnv(t *testing.T, authority string) *env {
-	dir := t.TempDir()
+func startEnv(t testing.TB, authority string) *env {
+	return startEnvIn(t, t.TempDir(), authority)
+}
+
+func startEnvIn(t testing.TB, dir, authority string) *env {
 	e := &env{etcd: testbed.StartEtcd(t, dir), metrics: &fakeTraefikMetrics{}}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "etcd client")
@@ -104,7 +107,7 @@ func startEnv(t *testing.T, authority string) *env {
 	return e
 }
 
-func (e *env) targets(t *testing.T) ([]group, string, []byte) {
+func (e *env) targets(t testing.TB) ([]group, string, []byte) {
 	t.Helper()
 	resp, err := http.Get(e.base + "/v1/targets")
 	testbed.Must(t, err, "GET /v1/targets")

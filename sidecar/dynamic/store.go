@@ -42,7 +42,8 @@ func (id ObjectID) String() string { return "http/" + string(id.Kind) + "/" + id
 // for concurrent use: one goroutine (the etcd watcher's consumer) owns it.
 type Store struct {
 	pluginName string
-	raw        map[ObjectID]map[string]string
+	raw        map[ObjectID]*rawObject
+	gen        uint64 // listing generation, for Reset
 	dirty      map[ObjectID]bool
 
 	Routers     map[string]*Router
@@ -57,7 +58,7 @@ type Store struct {
 func NewStore(pluginName string) *Store {
 	return &Store{
 		pluginName:  pluginName,
-		raw:         map[ObjectID]map[string]string{},
+		raw:         map[ObjectID]*rawObject{},
 		dirty:       map[ObjectID]bool{},
 		Routers:     map[string]*Router{},
 		Services:    map[string]*Service{},
@@ -67,72 +68,133 @@ func NewStore(pluginName string) *Store {
 }
 
 // SplitKey finds the object a key (relative to the root key) belongs to, and
-// the key below it. ok is false for keys traefik-sd does not read.
+// the key below it. ok is false for keys traefik-sd does not read. It does
+// not allocate: it runs for every key of every listing.
 func SplitKey(rel string) (id ObjectID, sub string, ok bool) {
-	parts := strings.SplitN(rel, "/", 4)
-	if len(parts) < 4 || !strings.EqualFold(parts[0], "http") || parts[2] == "" || parts[3] == "" {
+	i := strings.IndexByte(rel, '/')
+	if i < 0 || !strings.EqualFold(rel[:i], "http") {
 		return ObjectID{}, "", false
 	}
-	switch kind := Kind(strings.ToLower(parts[1])); kind {
-	case Routers, Services, Middlewares:
-		return ObjectID{Kind: kind, Name: parts[2]}, parts[3], true
+	rest := rel[i+1:]
+	j := strings.IndexByte(rest, '/')
+	if j < 0 {
+		return ObjectID{}, "", false
 	}
-	return ObjectID{}, "", false
+	var kind Kind
+	switch k := rest[:j]; {
+	case strings.EqualFold(k, string(Routers)):
+		kind = Routers
+	case strings.EqualFold(k, string(Services)):
+		kind = Services
+	case strings.EqualFold(k, string(Middlewares)):
+		kind = Middlewares
+	default:
+		return ObjectID{}, "", false
+	}
+	rest = rest[j+1:]
+	k := strings.IndexByte(rest, '/')
+	if k <= 0 || k == len(rest)-1 {
+		return ObjectID{}, "", false
+	}
+	return ObjectID{Kind: kind, Name: rest[:k]}, rest[k+1:], true
+}
+
+// rawObject is the keys of one object as etcd holds them.
+type rawObject struct {
+	keys map[string]string
+	gen  uint64
 }
 
 // Put records a key's value; the object is decoded again at the next Commit.
 func (s *Store) Put(id ObjectID, sub, value string) {
 	obj := s.raw[id]
 	if obj == nil {
-		obj = map[string]string{}
+		obj = &rawObject{keys: map[string]string{}, gen: s.gen}
 		s.raw[id] = obj
 	}
-	if old, ok := obj[sub]; ok && old == value {
+	if old, ok := obj.keys[sub]; ok && old == value {
 		return
 	}
-	obj[sub] = value
+	obj.keys[sub] = value
 	s.dirty[id] = true
 }
 
 // Delete removes a key.
 func (s *Store) Delete(id ObjectID, sub string) {
 	obj := s.raw[id]
-	if _, ok := obj[sub]; !ok {
+	if obj == nil {
 		return
 	}
-	delete(obj, sub)
-	if len(obj) == 0 {
+	if _, ok := obj.keys[sub]; !ok {
+		return
+	}
+	delete(obj.keys, sub)
+	if len(obj.keys) == 0 {
 		delete(s.raw, id)
 	}
 	s.dirty[id] = true
 }
 
-// Reset replaces every key, as after a re-list; only objects whose keys
-// differ are decoded again.
-func (s *Store) Reset(pairs map[ObjectID]map[string]string) {
-	for id, obj := range s.raw {
-		if !sameKeys(obj, pairs[id]) {
-			s.dirty[id] = true
-		}
-	}
-	for id, obj := range pairs {
-		if !sameKeys(obj, s.raw[id]) {
-			s.dirty[id] = true
-		}
-	}
-	s.raw = pairs
+// Listing is a whole listing of the root key, sorted by key, so that the
+// keys of one object come together.
+type Listing interface {
+	Len() int
+	At(i int) (rel, value string)
 }
 
-func sameKeys(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
+// Reset replaces every key with a listing, as after a re-list. It walks the
+// listing object by object and compares in place: an unchanged object costs
+// no allocation and is not decoded again.
+func (s *Store) Reset(l Listing) {
+	s.gen++
+	n := l.Len()
+	for i := 0; i < n; {
+		rel, _ := l.At(i)
+		id, _, ok := SplitKey(rel)
+		if !ok {
+			i++
+			continue
+		}
+		// The run of keys of this object.
+		j := i + 1
+		for ; j < n; j++ {
+			r, _ := l.At(j)
+			if next, _, ok := SplitKey(r); !ok || next != id {
+				break
+			}
+		}
+		obj := s.raw[id]
+		same := obj != nil && obj.gen != s.gen && len(obj.keys) == j-i
+		for k := i; same && k < j; k++ {
+			r, v := l.At(k)
+			_, sb, _ := SplitKey(r)
+			if old, ok := obj.keys[sb]; !ok || old != v {
+				same = false
+			}
+		}
+		if !same {
+			if obj == nil || obj.gen != s.gen {
+				// First run of this object in the listing: start afresh. (A key
+				// written in another case can make a second run, which merges.)
+				obj = &rawObject{keys: make(map[string]string, j-i)}
+				s.raw[id] = obj
+			}
+			s.dirty[id] = true
+			for k := i; k < j; k++ {
+				r, v := l.At(k)
+				_, sb, _ := SplitKey(r)
+				obj.keys[sb] = v
+			}
+		}
+		obj.gen = s.gen
+		i = j
 	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
+	for id, obj := range s.raw {
+		if obj.gen != s.gen {
+			delete(s.raw, id)
+			s.dirty[id] = true
 		}
 	}
-	return true
 }
 
 // Commit decodes the objects changed since the last Commit. It returns the
@@ -162,7 +224,10 @@ func (s *Store) Len() int { return len(s.raw) }
 
 // decode decodes one object and reports whether its decoded form changed.
 func (s *Store) decode(id ObjectID) bool {
-	obj := s.raw[id]
+	var obj map[string]string
+	if o := s.raw[id]; o != nil {
+		obj = o.keys
+	}
 	delete(s.Errors, id)
 	var (
 		value interface{}

@@ -1,6 +1,7 @@
 package dynamic_test
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -70,17 +71,12 @@ func TestMiddlewareIdentities(t *testing.T) {
 
 func TestResetDecodesOnlyWhatDiffers(t *testing.T) {
 	s, _ := fixture.Store(t, rootKey, "traefik-sd", "etcd/interactive.kv", "etcd/inference-two-routes.kv")
-	pairs := map[dynamic.ObjectID]map[string]string{}
+	var listing listing
 	for _, p := range fixture.KV(t, "etcd/interactive.kv") {
-		id, sub, ok := dynamic.SplitKey(strings.TrimPrefix(p.Key, rootKey+"/"))
-		if ok {
-			if pairs[id] == nil {
-				pairs[id] = map[string]string{}
-			}
-			pairs[id][sub] = p.Value
-		}
+		listing = append(listing, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
 	}
-	s.Reset(pairs) // as after a re-list in which the inference circuit is gone
+	sort.Slice(listing, func(i, j int) bool { return listing[i][0] < listing[j][0] })
+	s.Reset(listing) // as after a re-list in which the inference circuit is gone
 	changed, _ := s.Commit()
 	for _, id := range changed {
 		if !strings.Contains(id.Name, "9f0c7f0e") && id.Name != "CORSHeaders" {
@@ -89,6 +85,46 @@ func TestResetDecodesOnlyWhatDiffers(t *testing.T) {
 	}
 	if len(s.Routers) != 1 {
 		t.Errorf("routers after reset: %d", len(s.Routers))
+	}
+}
+
+type listing [][2]string
+
+func (l listing) Len() int                  { return len(l) }
+func (l listing) At(i int) (string, string) { return l[i][0], l[i][1] }
+
+func TestResetOfTheSameListingChangesNothing(t *testing.T) {
+	var l listing
+	for _, name := range []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"} {
+		for _, p := range fixture.KV(t, name) {
+			l = append(l, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
+		}
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i][0] < l[j][0] })
+	s := dynamic.NewStore("traefik-sd")
+	s.Reset(l)
+	first, _ := s.Commit()
+	if len(first) == 0 {
+		t.Fatal("first listing decoded nothing")
+	}
+	s.Reset(l)
+	if again, _ := s.Commit(); len(again) != 0 {
+		t.Errorf("the same listing again changed %v", again)
+	}
+	// A listing without one key: only that object changes.
+	var fewer listing
+	for _, kv := range l {
+		if !strings.HasSuffix(kv[0], "servers/1/url") || !strings.Contains(kv[0], "9f0c7f0e") {
+			fewer = append(fewer, kv)
+		}
+	}
+	s.Reset(fewer)
+	changed, _ := s.Commit()
+	if len(changed) != 1 || changed[0].Name != "bai_service_9f0c7f0e-8a1b-4c3d-8e5f-3f0f2a9e6c8e" {
+		t.Errorf("changed %v", changed)
+	}
+	if n := len(s.Services["bai_service_9f0c7f0e-8a1b-4c3d-8e5f-3f0f2a9e6c8e"].LoadBalancer.Servers); n != 1 {
+		t.Errorf("servers left: %d", n)
 	}
 }
 

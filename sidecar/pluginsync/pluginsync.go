@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
@@ -96,8 +97,18 @@ type node struct {
 }
 
 type pendingChange struct {
-	config string
+	config uint64 // hash of the configuration's JSON: one per middleware, kept small
 	at     time.Time
+}
+
+func configHash(cfg interface{}) (uint64, bool) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return 0, false
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return h.Sum64(), true
 }
 
 // NewStore returns an empty store; observe may be nil.
@@ -136,13 +147,13 @@ func (s *Store) Apply(p plugin.Push, now time.Time) error {
 // name (without @provider); the next push carrying the same configuration
 // completes the measurement.
 func (s *Store) NoteEtcdChange(name string, cfg *plugin.Config, at time.Time) {
-	key, err := json.Marshal(cfg)
-	if err != nil {
+	key, ok := configHash(cfg)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending[name] = pendingChange{config: string(key), at: at}
+	s.pending[name] = pendingChange{config: key, at: at}
 }
 
 func (s *Store) matchPending(m plugin.LiveMiddleware, now time.Time) {
@@ -151,8 +162,7 @@ func (s *Store) matchPending(m plugin.LiveMiddleware, now time.Time) {
 	if !ok {
 		return
 	}
-	key, err := json.Marshal(m.Config)
-	if err != nil || string(key) != pc.config {
+	if key, ok := configHash(&m.Config); !ok || key != pc.config {
 		return
 	}
 	delete(s.pending, name)

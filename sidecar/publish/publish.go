@@ -70,11 +70,27 @@ func (p *Publisher) SetJSON(body []byte, groups map[string]int) bool {
 	if cur := p.current.Load(); cur != nil && bytes.Equal(cur.Body, body) {
 		return false
 	}
-	body = append([]byte(nil), body...)
-	sum := sha256.Sum256(body)
-	p.current.Store(&Rendered{Body: body, ETag: `"` + hex.EncodeToString(sum[:16]) + `"`, Groups: groups})
+	return p.SetDigested(sha256.Sum256(body), func(dst []byte) []byte { return append(dst, body...) }, groups)
+}
+
+// Changed tells whether a body with this digest differs from the current one.
+func (p *Publisher) Changed(digest [sha256.Size]byte) bool {
+	cur := p.current.Load()
+	return cur == nil || cur.ETag != etag(digest)
+}
+
+// SetDigested publishes the body that render appends, identified by digest
+// (which must change whenever the body does): when the digest is the
+// current one, nothing is rendered or compared.
+func (p *Publisher) SetDigested(digest [sha256.Size]byte, render func(dst []byte) []byte, groups map[string]int) bool {
+	if !p.Changed(digest) {
+		return false
+	}
+	p.current.Store(&Rendered{Body: render(nil), ETag: etag(digest), Groups: groups})
 	return true
 }
+
+func etag(digest [sha256.Size]byte) string { return `"` + hex.EncodeToString(digest[:16]) + `"` }
 
 // AppendJSON appends the HTTP SD body: [{"targets":["a"],"labels":{…}},…],
 // one group per target, in the order given (Build sorts), "[]" when empty.

@@ -18,14 +18,7 @@ func circuitStore(tb testing.TB, n int) *dynamic.Store {
 	w := &coordinator.Writer{Authority: "worker-1"}
 	s := dynamic.NewStore("traefik-sd")
 	for i := 0; i < n; i++ {
-		c := coordinator.Circuit{
-			ID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), App: "llama-chat", Mode: "inference",
-			Hostname: fmt.Sprintf("c%d.example", i), HealthCheckPath: "/health", SD: true,
-			Routes: []coordinator.Route{
-				{RouteID: fmt.Sprintf("r%d-a", i), SessionID: fmt.Sprintf("s%d-a", i), Host: fmt.Sprintf("10.%d.%d.1", i>>8&255, i&255), Port: 8000},
-				{RouteID: fmt.Sprintf("r%d-b", i), SessionID: fmt.Sprintf("s%d-b", i), Host: fmt.Sprintf("10.%d.%d.2", i>>8&255, i&255), Port: 8000},
-			},
-		}
+		c := coordinator.SampleInference(i)
 		for k, v := range w.Keys(c) {
 			if id, sub, ok := dynamic.SplitKey(strings.TrimPrefix(k, rootKey+"/")); ok {
 				s.Put(id, sub, v)

@@ -55,6 +55,8 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 		}
 		return c
 	}
+	var lastDigest [32]byte
+	lastBody := ""
 	for step := 0; step < 600; step++ {
 		var ch targets.Changes
 		switch op := rng.Intn(10); {
@@ -76,5 +78,11 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 		if got != want {
 			t.Fatalf("step %d: incremental differs from a full build:\n%s\n%s", step, got, want)
 		}
+		// The digest moves exactly when the body does.
+		digest := b.Digest()
+		if (digest != lastDigest) != (got != lastBody) {
+			t.Fatalf("step %d: digest changed %v, body changed %v", step, digest != lastDigest, got != lastBody)
+		}
+		lastDigest, lastBody = digest, got
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -25,11 +26,20 @@ type Event struct {
 // or the events of one watch response (one etcd transaction or more).
 type Batch struct {
 	Snapshot bool
-	Events   []Event
+	Events   Events
 	Revision int64
 	// Received is when the batch arrived from etcd.
 	Received time.Time
 }
+
+// Events are a batch's changes; a snapshot's are sorted by key.
+type Events []Event
+
+// Len and At make a snapshot a dynamic.Listing.
+func (e Events) Len() int { return len(e) }
+
+// At returns the i-th key and value.
+func (e Events) At(i int) (key, value string) { return e[i].Key, e[i].Value }
 
 // Status reports the watcher's state changes to its owner.
 type Status struct {
@@ -93,27 +103,66 @@ var errCompacted = errors.New("watch revision compacted")
 func (w *Watcher) prefix() string { return w.Prefix + "/" }
 
 func (w *Watcher) list(ctx context.Context, out chan<- Batch) (int64, error) {
-	timeout := w.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	lctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	resp, err := w.Client.Get(lctx, w.prefix(), clientv3.WithPrefix())
+	b, err := w.List(ctx)
 	if err != nil {
 		return 0, err
-	}
-	b := Batch{Snapshot: true, Revision: resp.Header.Revision, Received: time.Now(), Events: make([]Event, 0, len(resp.Kvs))}
-	p := w.prefix()
-	for _, kv := range resp.Kvs {
-		b.Events = append(b.Events, Event{Key: string(kv.Key[len(p):]), Value: string(kv.Value)})
 	}
 	select {
 	case out <- b:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
-	return resp.Header.Revision, nil
+	return b.Revision, nil
+}
+
+// PageSize is how many keys one listing call fetches (about 12 MB of a
+// Backend.AI tree). Pages bound the memory of one response; they are this
+// large because etcd 3.4 walks the whole rest of the range in its index for
+// every limited request, so n keys cost n²/(2·PageSize) index steps there
+// (3.5 stops at the limit).
+const PageSize = 100000
+
+// List reads the whole prefix at one revision, a page at a time (as etcd's
+// mirror syncer does), so no single response holds millions of keys. Each
+// page has its own timeout.
+func (w *Watcher) List(ctx context.Context) (Batch, error) {
+	timeout := w.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	p := w.prefix()
+	end := clientv3.GetPrefixRangeEnd(p)
+	b := Batch{Snapshot: true}
+	key := p
+	for {
+		// Keys come in ascending key order without asking: etcd 3.4 reads
+		// the whole rest of the range for any sort option, limit or not,
+		// which would make paging quadratic.
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(PageSize)}
+		if b.Revision != 0 {
+			opts = append(opts, clientv3.WithRev(b.Revision))
+		}
+		lctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := w.Client.Get(lctx, key, opts...)
+		cancel()
+		if err != nil {
+			return Batch{}, err
+		}
+		if b.Revision == 0 {
+			b.Revision = resp.Header.Revision
+			b.Events = make(Events, 0, resp.Count)
+		}
+		for _, kv := range resp.Kvs {
+			b.Events = append(b.Events, Event{Key: alias(kv.Key[len(p):]), Value: alias(kv.Value)})
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		// The next page starts just after the last key read.
+		key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
+	}
+	b.Received = time.Now()
+	return b, nil
 }
 
 // follow watches from rev+1 until the watch fails; it returns why.
@@ -137,7 +186,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, statu
 			}
 			continue
 		}
-		b := Batch{Revision: resp.Header.Revision, Received: time.Now(), Events: make([]Event, 0, len(resp.Events))}
+		b := Batch{Revision: resp.Header.Revision, Received: time.Now(), Events: make(Events, 0, len(resp.Events))}
 		for _, ev := range resp.Events {
 			e := Event{Key: string(ev.Kv.Key[len(p):]), Deleted: ev.Type == clientv3.EventTypeDelete}
 			if !e.Deleted {
@@ -152,6 +201,16 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, statu
 		}
 	}
 	return errors.New("watch channel closed")
+}
+
+// alias makes a string of bytes that nothing will write again (each key and
+// value of an etcd response is its own allocation) without copying them:
+// a listing of millions of keys would otherwise copy each one twice.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -1,0 +1,60 @@
+package watch_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	"github.com/traefik-sd/traefik-sd/sidecar/watch"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+func TestListPagesAtOneRevision(t *testing.T) {
+	etcd := testbed.StartEtcd(t, t.TempDir())
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "client")
+	defer client.Close()
+	ctx := testbed.Context(t, time.Minute)
+	n := watch.PageSize*2 + 17
+	for i := 0; i < n; i += 100 {
+		var ops []clientv3.Op
+		for j := i; j < i+100 && j < n; j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("root/k%06d", j), "v"))
+		}
+		_, err := client.Txn(ctx).Then(ops...).Commit()
+		testbed.Must(t, err, "load")
+	}
+	_, err = client.Put(ctx, "rootless", "outside the prefix")
+	testbed.Must(t, err, "put")
+	w := &watch.Watcher{Client: client, Prefix: "root"}
+	b, err := w.List(ctx)
+	testbed.Must(t, err, "list")
+	if len(b.Events) != n || b.Events[0].Key != "k000000" || b.Events[n-1].Key != fmt.Sprintf("k%06d", n-1) {
+		t.Fatalf("listed %d keys (first %v), want %d", len(b.Events), b.Events[0], n)
+	}
+
+	// Run hands out the listing, then each change as its own batch.
+	batches := make(chan watch.Batch, 16)
+	statuses := make(chan watch.Status, 16)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(runCtx, batches, statuses); close(done) }()
+	defer func() { cancel(); <-done }()
+	first := <-batches
+	if !first.Snapshot || len(first.Events) != n {
+		t.Fatalf("first batch: snapshot %v with %d events", first.Snapshot, len(first.Events))
+	}
+	_, err = client.Put(ctx, "root/new", "x")
+	testbed.Must(t, err, "put")
+	select {
+	case b := <-batches:
+		if b.Snapshot || len(b.Events) != 1 || b.Events[0].Key != "new" {
+			t.Fatalf("change batch: %+v", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch for a change")
+	}
+}
