@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
-	"strings"
 	"strconv"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
