@@ -86,6 +86,32 @@ var reservedLabels = map[string]bool{
 
 // Validate reports the first invalid field, named as in the configuration.
 func (c *Config) Validate() error {
+	_, err := c.check()
+	return err
+}
+
+// timing is the parsed removalDelay and resyncInterval.
+type timing struct {
+	removal, resync time.Duration
+}
+
+// check validates and returns the parsed durations, so that New parses them once.
+func (c *Config) check() (timing, error) {
+	var t timing
+	err := c.checkFields()
+	if err != nil {
+		return t, err
+	}
+	if t.removal, err = parsePositiveDuration(c.RemovalDelay); err != nil {
+		return t, fmt.Errorf("removalDelay: %w", err)
+	}
+	if t.resync, err = parsePositiveDuration(c.ResyncInterval); err != nil {
+		return t, fmt.Errorf("resyncInterval: %w", err)
+	}
+	return t, nil
+}
+
+func (c *Config) checkFields() error {
 	if strings.TrimSpace(c.CircuitID) == "" {
 		return errors.New("circuitId: required")
 	}
@@ -125,22 +151,48 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("labels.%s: value is not valid UTF-8", name)
 		}
 	}
-	u, err := url.Parse(c.SidecarURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	// Checked on every call, not cached: under Yaegi a lock and a map
+	// lookup cost more native calls than the one url.Parse they would save.
+	if u, err := url.Parse(c.SidecarURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("sidecarURL: %q is not an http(s) URL", c.SidecarURL)
 	}
-	if _, err := parsePositiveDuration(c.RemovalDelay); err != nil {
-		return fmt.Errorf("removalDelay: %w", err)
-	}
-	if _, err := parsePositiveDuration(c.ResyncInterval); err != nil {
-		return fmt.Errorf("resyncInterval: %w", err)
-	}
 	return nil
+}
+
+// equal compares two normalized configurations. New runs for every router
+// on every reload, under an interpreter: a field-by-field comparison is far
+// cheaper there than encoding both.
+func (c *Config) equal(o *Config) bool {
+	if c.CircuitID != o.CircuitID || c.WorkerAuthority != o.WorkerAuthority || c.MetricsPath != o.MetricsPath ||
+		c.MetricsPort != o.MetricsPort || c.SidecarURL != o.SidecarURL || c.Token != o.Token ||
+		c.RemovalDelay != o.RemovalDelay || c.ResyncInterval != o.ResyncInterval ||
+		len(c.SessionIDs) != len(o.SessionIDs) || len(c.Routes) != len(o.Routes) || len(c.Labels) != len(o.Labels) {
+		return false
+	}
+	for i := range c.SessionIDs {
+		if c.SessionIDs[i] != o.SessionIDs[i] {
+			return false
+		}
+	}
+	for i := range c.Routes {
+		if c.Routes[i] != o.Routes[i] {
+			return false
+		}
+	}
+	for k, v := range c.Labels {
+		if w, ok := o.Labels[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Normalize sorts the lists so that two configs with the same content compare
 // equal: Traefik's KV decoding delivers lists in key text order (0, 1, 10, 2…).
 func (c *Config) Normalize() {
+	if len(c.SessionIDs) == 0 && len(c.Routes) < 2 {
+		return
+	}
 	ids := make([]string, 0, len(c.SessionIDs))
 	for _, id := range c.SessionIDs {
 		id = strings.TrimSpace(id)
@@ -148,9 +200,22 @@ func (c *Config) Normalize() {
 			ids = append(ids, id)
 		}
 	}
-	sort.Strings(ids)
+	if !sort.StringsAreSorted(ids) {
+		sort.Strings(ids)
+	}
 	c.SessionIDs = ids
-	sort.Slice(c.Routes, func(i, j int) bool { return c.Routes[i].URL < c.Routes[j].URL })
+	if len(c.Routes) > 1 && !routesSorted(c.Routes) {
+		sort.Slice(c.Routes, func(i, j int) bool { return c.Routes[i].URL < c.Routes[j].URL })
+	}
+}
+
+func routesSorted(rs []Route) bool {
+	for i := 1; i < len(rs); i++ {
+		if rs[i].URL < rs[i-1].URL {
+			return false
+		}
+	}
+	return true
 }
 
 // IsLabelName tells whether name is a label name Prometheus keeps after

@@ -37,10 +37,13 @@ type registry struct {
 	mu      sync.Mutex
 	dests   map[string]*destination
 	wake    chan struct{}
-	started sync.Once
-	node    string
-	boot    string
-	client  *http.Client
+	running bool // the sender goroutine was started
+	// nextSweep and sweepEvery schedule the sweep for cancelled instances.
+	nextSweep  time.Time
+	sweepEvery time.Duration
+	node       string
+	boot       string
+	client     *http.Client
 }
 
 // destination is one sidecar (URL and token) and what it has been told.
@@ -63,8 +66,7 @@ type destination struct {
 
 type liveMiddleware struct {
 	name         string
-	cfg          Config
-	cfgKey       string
+	cfg          *Config // replaced whole, never changed in place
 	instances    []context.Context
 	since        time.Time
 	emptySince   time.Time
@@ -93,12 +95,11 @@ func newRegistry() *registry {
 
 // add records one live instance of a middleware. It never blocks on the
 // network: the sender does all I/O.
-func (r *registry) add(ctx context.Context, name string, cfg Config, now time.Time) {
-	removal, _ := parsePositiveDuration(cfg.RemovalDelay)
-	resync, _ := parsePositiveDuration(cfg.ResyncInterval)
-	key, _ := json.Marshal(cfg)
-
+func (r *registry) add(ctx context.Context, name string, cfg *Config, t timing, now time.Time) {
+	removal, resync := t.removal, t.resync
 	r.mu.Lock()
+	startSender := !r.running
+	r.running = true
 	// One destination per sidecar URL: the sidecar knows this process by
 	// (node, boot), so two senders to one URL would overwrite each other.
 	d := r.dests[cfg.SidecarURL]
@@ -124,9 +125,8 @@ func (r *registry) add(ctx context.Context, name string, cfg Config, now time.Ti
 		m = &liveMiddleware{name: name, since: now}
 		d.middlewares[name] = m
 	}
-	if m.cfgKey != string(key) {
+	if m.cfg == nil || !m.cfg.equal(cfg) {
 		m.cfg = cfg
-		m.cfgKey = string(key)
 		d.markPending(name, now)
 	}
 	m.removalDelay = removal
@@ -134,7 +134,9 @@ func (r *registry) add(ctx context.Context, name string, cfg Config, now time.Ti
 	m.instances = append(pruneDone(m.instances), ctx)
 	r.mu.Unlock()
 
-	r.started.Do(func() { go r.run() })
+	if startSender {
+		go r.run()
+	}
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -191,36 +193,29 @@ func (r *registry) stepSafely(now time.Time) (next time.Duration) {
 	return r.step(now)
 }
 
-// outgoing is a push prepared under the lock and sent without it.
+// outgoing is a push prepared under the lock and encoded and sent without
+// it, so that New never waits on encoding thousands of middlewares.
 type outgoing struct {
-	dest *destination
-	body []byte
-	full bool
+	dest  *destination
+	push  Push
+	url   string
+	token string
 }
 
-// step sweeps cancelled instances, sends what is due and says when to look again.
+// step sends what is due and says when to look again. It sweeps for
+// cancelled instances only on its own schedule: a reload calls New for every
+// router, each call wakes the sender, and sweeping every instance on every
+// wake would cost the square of the router count.
 func (r *registry) step(now time.Time) time.Duration {
-	tick := maxTick
 	var sends []outgoing
 
 	r.mu.Lock()
+	if !now.Before(r.nextSweep) {
+		r.sweepEvery = r.sweep(now)
+		r.nextSweep = now.Add(r.sweepEvery)
+	}
+	tick := r.nextSweep.Sub(now)
 	for _, d := range r.dests {
-		for name, m := range d.middlewares {
-			m.instances = pruneDone(m.instances)
-			if m.removalDelay/4 < tick {
-				tick = m.removalDelay / 4
-			}
-			if len(m.instances) > 0 {
-				continue
-			}
-			if m.emptySince.IsZero() {
-				m.emptySince = now
-			}
-			if now.Sub(m.emptySince) >= m.removalDelay {
-				delete(d.middlewares, name)
-				d.markPending(name, now)
-			}
-		}
 		if r.dropIfAbandoned(d, now) {
 			continue
 		}
@@ -241,6 +236,35 @@ func (r *registry) step(now time.Time) time.Duration {
 		tick = minTick
 	}
 	return tick
+}
+
+// sweep drops cancelled instances and reports middlewares whose last
+// instance has been gone for their removal delay. It returns how soon to
+// sweep again: a quarter of the shortest removal delay, within bounds.
+func (r *registry) sweep(now time.Time) time.Duration {
+	every := maxTick
+	for _, d := range r.dests {
+		for name, m := range d.middlewares {
+			m.instances = pruneDone(m.instances)
+			if m.removalDelay/4 < every {
+				every = m.removalDelay / 4
+			}
+			if len(m.instances) > 0 {
+				continue
+			}
+			if m.emptySince.IsZero() {
+				m.emptySince = now
+			}
+			if now.Sub(m.emptySince) >= m.removalDelay {
+				delete(d.middlewares, name)
+				d.markPending(name, now)
+			}
+		}
+	}
+	if every < minTick {
+		every = minTick
+	}
+	return every
 }
 
 // dropIfAbandoned forgets a destination that has had no middleware for a
@@ -306,12 +330,6 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 		}
 		sort.Strings(push.Removed)
 	}
-	sort.Slice(push.Middlewares, func(i, j int) bool { return push.Middlewares[i].Name < push.Middlewares[j].Name })
-	body, err := json.Marshal(push)
-	if err != nil {
-		log.Printf("traefik-sd plugin: encoding push: %v", err)
-		return outgoing{}, false, 0
-	}
 	// What is in flight is no longer pending; if it is not delivered, the
 	// next push is a full one and carries it again.
 	d.pending = map[string]bool{}
@@ -319,11 +337,11 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 	if full {
 		d.nextResync = now.Add(d.resync)
 	}
-	return outgoing{dest: d, body: body, full: full}, true, 0
+	return outgoing{dest: d, push: push, url: d.url, token: d.token}, true, 0
 }
 
 func (m *liveMiddleware) live() LiveMiddleware {
-	return LiveMiddleware{Name: m.name, Instances: len(m.instances), Since: m.since, Config: m.cfg}
+	return LiveMiddleware{Name: m.name, Instances: len(m.instances), Since: m.since, Config: *m.cfg}
 }
 
 func (r *registry) deliver(out outgoing, now time.Time) {
@@ -361,13 +379,20 @@ func (r *registry) deliver(out outgoing, now time.Time) {
 var errNeedFull = errors.New("sidecar asked for a full push")
 
 func (r *registry) post(out outgoing) error {
-	req, err := http.NewRequest(http.MethodPost, out.dest.url+SyncPath, bytes.NewReader(out.body))
+	// Configurations are replaced whole, never changed in place, so the
+	// snapshot taken under the lock can be encoded without it.
+	sort.Slice(out.push.Middlewares, func(i, j int) bool { return out.push.Middlewares[i].Name < out.push.Middlewares[j].Name })
+	body, err := json.Marshal(out.push)
+	if err != nil {
+		return fmt.Errorf("encoding push: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodPost, out.url+SyncPath, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if out.dest.token != "" {
-		req.Header.Set("Authorization", "Bearer "+out.dest.token)
+	if out.token != "" {
+		req.Header.Set("Authorization", "Bearer "+out.token)
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {

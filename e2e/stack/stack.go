@@ -83,16 +83,7 @@ func Start(t testbed.T, opts Options) *Stack {
 func (s *Stack) startTraefik(t testbed.T, opts Options) {
 	t.Helper()
 	dir := filepath.Join(opts.Dir, "traefik")
-	pluginDir := filepath.Join(dir, "plugins-local", "src", "github.com", "traefik-sd", "traefik-sd")
-	testbed.Must(t, os.MkdirAll(filepath.Join(pluginDir, "plugin"), 0o755), "plugin dir")
-	root := repoRoot()
-	copyFile(t, filepath.Join(root, ".traefik.yml"), filepath.Join(pluginDir, ".traefik.yml"))
-	sources, _ := filepath.Glob(filepath.Join(root, "plugin", "*.go"))
-	for _, src := range sources {
-		if !strings.HasSuffix(src, "_test.go") {
-			copyFile(t, src, filepath.Join(pluginDir, "plugin", filepath.Base(src)))
-		}
-	}
+	InstallPlugin(t, dir)
 	entry, api := testbed.FreePort(t), testbed.FreePort(t)
 	s.EntryURL = "http://127.0.0.1:" + strconv.Itoa(entry)
 	s.TraefikAPI = "http://127.0.0.1:" + strconv.Itoa(api)
@@ -110,6 +101,22 @@ func (s *Stack) startTraefik(t testbed.T, opts Options) {
 		Log:  filepath.Join(opts.Dir, "traefik.log"),
 	})
 	testbed.WaitHTTP(t, s.Traefik, s.TraefikAPI+"/ping", http.StatusOK, 60*time.Second)
+}
+
+// InstallPlugin lays the plugin out as a local plugin for a Traefik whose
+// working directory is dir: plugins-local/src/<module>/{.traefik.yml,plugin/}.
+func InstallPlugin(t testbed.T, dir string) {
+	t.Helper()
+	pluginDir := filepath.Join(dir, "plugins-local", "src", "github.com", "traefik-sd", "traefik-sd")
+	testbed.Must(t, os.MkdirAll(filepath.Join(pluginDir, "plugin"), 0o755), "plugin dir")
+	root := repoRoot()
+	copyFile(t, filepath.Join(root, ".traefik.yml"), filepath.Join(pluginDir, ".traefik.yml"))
+	sources, _ := filepath.Glob(filepath.Join(root, "plugin", "*.go"))
+	for _, src := range sources {
+		if !strings.HasSuffix(src, "_test.go") {
+			copyFile(t, src, filepath.Join(pluginDir, "plugin", filepath.Base(src)))
+		}
+	}
 }
 
 // TraefikStatic is the static configuration the stack runs Traefik with; an

@@ -28,6 +28,36 @@ type T interface {
 	Failed() bool
 }
 
+// Runner is a T for programs (the demo, the benchmarks): cleanups run in
+// reverse order on Stop, and a fatal error cleans up and exits.
+type Runner struct {
+	cleanups []func()
+	failed   bool
+}
+
+func (r *Runner) Helper() {}
+func (r *Runner) Logf(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+func (r *Runner) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+func (r *Runner) Failed() bool     { return r.failed }
+
+// Fatalf reports, stops everything started and exits.
+func (r *Runner) Fatalf(format string, args ...interface{}) {
+	r.failed = true
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	r.Stop()
+	os.Exit(1)
+}
+
+// Stop runs the cleanups, last registered first.
+func (r *Runner) Stop() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
+}
+
 // FreePort returns a loopback port nobody listens on right now.
 func FreePort(tb T) int {
 	tb.Helper()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -192,4 +193,51 @@ func BenchmarkServeHTTP(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkNew is New under Yaegi, as Traefik calls it once per router on
+// every reload: a fresh config each time, filled through reflection.
+//
+// The baseline is the smallest plugin there is (testdata/noop-plugin),
+// called the same way: what any Yaegi plugin costs per router.
+func BenchmarkNew(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	noop := interp.New(interp.Options{})
+	if err := noop.Use(stdlib.Symbols); err != nil {
+		b.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join("..", "..", "testdata", "noop-plugin", "noop.go"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := noop.Eval(string(src)); err != nil {
+		b.Fatal(err)
+	}
+	noopCreate, _ := noop.Eval("noop.CreateConfig")
+	noopNew, _ := noop.Eval("noop.New")
+	b.Run("baseline=noop-plugin", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			cfg := noopCreate.Call(nil)[0]
+			cfg.Elem().FieldByName("CircuitID").SetString("c-bench")
+			out := noopNew.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(http.Handler(next)), cfg, reflect.ValueOf("bai_sd_x@etcd")})
+			if out[0].IsNil() {
+				b.Fatal("no handler")
+			}
+		}
+	})
+	newFn := interpretedNew(b, srv.URL)
+	b.Run("traefik-sd", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := newFn(ctx, next, "bai_sd_"+strconv.Itoa(i%10000)+"@etcd"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

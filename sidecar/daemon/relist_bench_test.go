@@ -24,16 +24,10 @@ import (
 // benchEnv is one etcd loaded with many circuits, shared by a benchmark's
 // runs (the harness calls it more than once) and stopped by TestMain.
 type benchEnv struct {
-	etcd    *testbed.Etcd
-	client  *clientv3.Client
-	cleanup []func()
+	testbed.Runner
+	etcd   *testbed.Etcd
+	client *clientv3.Client
 }
-
-func (e *benchEnv) Helper()                                   {}
-func (e *benchEnv) Logf(format string, args ...interface{})   {}
-func (e *benchEnv) Cleanup(f func())                          { e.cleanup = append(e.cleanup, f) }
-func (e *benchEnv) Failed() bool                              { return false }
-func (e *benchEnv) Fatalf(format string, args ...interface{}) { panic(format) }
 
 var (
 	relistOnce sync.Once
@@ -44,9 +38,7 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if relistEnv != nil {
-		for i := len(relistEnv.cleanup) - 1; i >= 0; i-- {
-			relistEnv.cleanup[i]()
-		}
+		relistEnv.Stop()
 	}
 	os.Exit(code)
 }

@@ -18,39 +18,13 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/e2e/stack"
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
 )
-
-// runner gives the test bed (testbed.T) what it needs outside a test: cleanups run in
-// reverse order, a fatal error cleans up and exits.
-type runner struct {
-	cleanups []func()
-	failed   bool
-}
-
-func (r *runner) Helper() {}
-func (r *runner) Logf(format string, args ...interface{}) {
-	fmt.Fprintf(os.Stderr, format+"\n", args...)
-}
-func (r *runner) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
-func (r *runner) Failed() bool     { return r.failed }
-func (r *runner) Fatalf(format string, args ...interface{}) {
-	r.failed = true
-	fmt.Fprintf(os.Stderr, "demo: "+format+"\n", args...)
-	r.stop()
-	os.Exit(1)
-}
-
-func (r *runner) stop() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-	r.cleanups = nil
-}
 
 func main() {
 	runFor := flag.Duration("for", 0, "stop after this long (0: until interrupted)")
 	flag.Parse()
-	r := &runner{}
+	r := &testbed.Runner{}
 	dir, err := os.MkdirTemp("", "traefik-sd-demo-")
 	if err != nil {
 		r.Fatalf("%v", err)
@@ -112,7 +86,7 @@ Logs are in %[6]s. Press Ctrl-C to stop everything.
 		select {
 		case <-ctx.Done():
 			fmt.Println("\nStopping everything…")
-			r.stop()
+			r.Stop()
 			return
 		case <-tick.C:
 			// A little traffic so the containers and Traefik have something to count.
