@@ -108,13 +108,13 @@ func BenchmarkServeTargets(b *testing.B) {
 	defer func() { _ = fs.Shutdown() }()
 	url := "http://" + ln.Addr().String() + "/v1/targets"
 	etag := pub.Current().ETag
-	b.Run("traefik-sd/200-gzip", func(b *testing.B) {
+	b.Run("traefik-sd-200-gzip", func(b *testing.B) {
 		load(b, url, map[string]string{"Accept-Encoding": "gzip"}, 200)
 	})
-	b.Run("traefik-sd/200-identity", func(b *testing.B) {
+	b.Run("traefik-sd-200-identity", func(b *testing.B) {
 		load(b, url, nil, 200)
 	})
-	b.Run("traefik-sd/304", func(b *testing.B) {
+	b.Run("traefik-sd-304", func(b *testing.B) {
 		load(b, url, map[string]string{"Accept-Encoding": "gzip", "If-None-Match": etag}, 304)
 	})
 }

@@ -74,6 +74,7 @@ func BenchmarkBuildAndRender(b *testing.B) {
 		svc := dynamic.ObjectID{Kind: dynamic.Services, Name: "bai_service_00004242-0000-4000-8000-000000000000"}
 		var buf []byte
 		b.ReportAllocs()
+		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			store.Services[svc.Name].LoadBalancer.Servers[0].URL = fmt.Sprintf("http://10.99.%d.%d:8000/", i>>8&255, i&255)
 			builder.Update(store, nil, nil, targets.Changes{Objects: []dynamic.ObjectID{svc}})
