@@ -6,7 +6,7 @@ GO        ?= go
 GOFLAGS   += -mod=vendor
 export GOFLAGS
 BIN       := bin/traefik-sd
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 100000x
 
 .PHONY: all build deps test unit e2e fuzz bench demo vet vendor clean
 

@@ -45,6 +45,8 @@ type Etcd struct {
 	TLS            *TLS           `description:"TLS to etcd." json:"tls,omitempty"`
 	DialTimeout    types.Duration `description:"Timeout to connect to etcd." json:"dialTimeout,omitempty"`
 	RequestTimeout types.Duration `description:"Timeout of each etcd call (a listing included)." json:"requestTimeout,omitempty"`
+	// A paused or partitioned etcd leaves a watch silent rather than broken.
+	ProgressInterval types.Duration `description:"How often a quiet watch asks etcd for progress; three unanswered intervals mark it stale." json:"progressInterval,omitempty"`
 }
 
 // TLS is a client TLS configuration.
@@ -105,9 +107,10 @@ func Default() *Configuration {
 		Address:  "127.0.0.1:9180",
 		LogLevel: "info",
 		Etcd: Etcd{
-			Endpoints:      []string{"127.0.0.1:2379"},
-			DialTimeout:    types.Duration(5 * time.Second),
-			RequestTimeout: types.Duration(10 * time.Second),
+			Endpoints:        []string{"127.0.0.1:2379"},
+			DialTimeout:      types.Duration(5 * time.Second),
+			RequestTimeout:   types.Duration(10 * time.Second),
+			ProgressInterval: types.Duration(5 * time.Second),
 		},
 		Traefik: Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
 		Plugin:  Plugin{Name: "traefik-sd"},
@@ -192,6 +195,9 @@ func (c *Configuration) Complete() error {
 		c.Etcd.RootKey = "traefik/worker_" + c.Worker.Authority
 	}
 	c.Etcd.RootKey = strings.TrimSuffix(c.Etcd.RootKey, "/")
+	if time.Duration(c.Etcd.ProgressInterval) < 100*time.Millisecond {
+		return fmt.Errorf("--etcd.progressInterval %s: at least 100ms", time.Duration(c.Etcd.ProgressInterval))
+	}
 	if len(c.Etcd.Endpoints) == 0 {
 		return errors.New("--etcd.endpoints: at least one endpoint")
 	}

@@ -145,7 +145,8 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 
 	batches := make(chan watch.Batch, 64)
 	statuses := make(chan watch.Status, 16)
-	w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout)}
+	w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
+		ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval)}
 	wg.Add(1)
 	go func() { defer wg.Done(); w.Run(ctx, batches, statuses) }()
 
@@ -280,9 +281,14 @@ func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 func (d *Daemon) watchStatus(st watch.Status) {
 	if st.Connected {
 		d.metrics.EtcdConnected.Set(1)
+		d.metrics.EtcdLastProgress.SetToCurrentTime()
 		return
 	}
 	d.metrics.EtcdConnected.Set(0)
+	if st.Stale {
+		d.log.Warn("etcd is not answering; serving the last good target set", "error", st.Err)
+		return
+	}
 	if st.Relist {
 		reason := "watch_lost"
 		if st.Compacted {

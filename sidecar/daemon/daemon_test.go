@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,8 @@ func startEnvIn(t testing.TB, dir, authority string) *env {
 	cfg.Traefik.MetricsURL = traefik.URL + "/metrics"
 	cfg.Traefik.ScrapeInterval = types.Duration(100 * time.Millisecond)
 	cfg.AppProxy.CoordinatorTarget = "10.0.0.5:10200"
+	cfg.Etcd.ProgressInterval = types.Duration(300 * time.Millisecond)
+	cfg.Etcd.RequestTimeout = types.Duration(2 * time.Second)
 	testbed.Must(t, cfg.Complete(), "config")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -289,4 +292,47 @@ func TestCompactionAndEtcdRestartConverge(t *testing.T) {
 		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
 		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
 	}, "\n"))
+}
+
+func TestPausedEtcdIsReportedStaleAndTheSetKept(t *testing.T) {
+	e := startEnv(t, "worker-3")
+	ctx := testbed.Context(t, 2*time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
+	want := strings.Join([]string{
+		"10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ",
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+	}, "\n")
+	e.waitRoutes(t, "created", want)
+	testbed.Eventually(t, 10*time.Second, "watch reported up", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
+		return m == "1", m
+	})
+
+	// Paused past the client's timeouts: the watch goes quiet, not broken.
+	e.etcd.Signal(syscall.SIGSTOP)
+	paused := true
+	defer func() {
+		if paused {
+			e.etcd.Signal(syscall.SIGCONT)
+		}
+	}()
+	took := testbed.Eventually(t, 20*time.Second, "staleness reported", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
+		return m == "0", m
+	})
+	t.Logf("a paused etcd was reported stale after %v", took)
+	groups, _, _ := e.targets(t)
+	if got := routeSet(groups); got != want {
+		t.Fatalf("the set changed while etcd was paused:\n%s", got)
+	}
+
+	e.etcd.Signal(syscall.SIGCONT)
+	paused = false
+	testbed.Eventually(t, 30*time.Second, "watch up again", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
+		return m == "1", m
+	})
+	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete after resume")
+	e.waitRoutes(t, "a change after the pause flows", strings.Join(strings.Split(want, "\n")[1:], "\n"))
 }

@@ -14,6 +14,7 @@ type Metrics struct {
 	EtcdConnected      prometheus.Gauge
 	EtcdRevision       prometheus.Gauge
 	EtcdLastEvent      prometheus.Gauge
+	EtcdLastProgress   prometheus.Gauge
 	EtcdRelists        *prometheus.CounterVec
 	EtcdObjects        prometheus.Gauge
 	DecodeErrors       prometheus.Counter
@@ -42,6 +43,7 @@ func New() *Metrics {
 		EtcdConnected:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_watch_up", Help: "1 while the etcd watch is established."}),
 		EtcdRevision:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_revision", Help: "Last etcd revision applied."}),
 		EtcdLastEvent:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_update_timestamp_seconds", Help: "When the last etcd listing or change was applied."}),
+		EtcdLastProgress:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_contact_timestamp_seconds", Help: "When etcd last confirmed the watch is current; the published set may be stale by now minus this."}),
 		EtcdRelists:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_total", Help: "Re-lists of the root key, by reason."}, []string{"reason"}),
 		EtcdObjects:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_objects", Help: "HTTP routers, services and middlewares under the root key."}),
 		DecodeErrors:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "decode_errors_total", Help: "Objects under the root key that could not be decoded (each time one is written)."}),
@@ -58,7 +60,7 @@ func New() *Metrics {
 		Requests:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total", Help: "Requests to the sidecar by path and status code."}, []string{"path", "code"}),
 	}
 	m.Registry.MustRegister(m.Targets, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
-		m.EtcdLastEvent, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
+		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
 		m.TraefikServersDown, m.TraefikReload, m.Requests,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

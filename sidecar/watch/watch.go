@@ -44,6 +44,8 @@ func (e Events) At(i int) (key, value string) { return e[i].Key, e[i].Value }
 // Status reports the watcher's state changes to its owner.
 type Status struct {
 	Connected bool
+	// Stale: the watch is established but etcd has not answered for a while.
+	Stale     bool
 	Revision  int64
 	Err       error
 	Relist    bool // a re-list was needed (compaction, lost watch)
@@ -59,6 +61,8 @@ type Watcher struct {
 	Timeout time.Duration
 	// MaxBackoff caps the wait between failed attempts.
 	MaxBackoff time.Duration
+	// ProgressInterval is how often a quiet watch is asked for progress.
+	ProgressInterval time.Duration
 }
 
 // Run follows the prefix until ctx is done. Every send also selects on ctx.
@@ -165,28 +169,69 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 	return b, nil
 }
 
-// follow watches from rev+1 until the watch fails; it returns why.
+// follow watches from rev+1 until the watch fails; it returns why. A
+// paused or partitioned etcd does not end a watch: it just goes quiet. So
+// follow asks for a progress notification every ProgressInterval and reports
+// the watch stale when nothing at all has come back for three of them.
 func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, status chan<- Status) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	p := w.prefix()
 	wch := w.Client.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
-	for resp := range wch {
+	interval := w.ProgressInterval
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	probe := time.NewTicker(interval)
+	defer probe.Stop()
+	lastHeard, stale := time.Now(), false
+	send := func(st Status) error {
+		select {
+		case status <- st:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-probe.C:
+			if !stale && now.Sub(lastHeard) > 3*interval {
+				stale = true
+				if err := send(Status{Stale: true, Err: fmt.Errorf("no answer from etcd for %v", now.Sub(lastHeard).Round(time.Second))}); err != nil {
+					return err
+				}
+			}
+			pctx, pcancel := context.WithTimeout(wctx, interval)
+			_ = w.Client.RequestProgress(pctx) // the answer, if any, comes on the watch
+			pcancel()
+			continue
+		case resp, ok = <-wch:
+			if !ok {
+				return errors.New("watch channel closed")
+			}
+		}
+		lastHeard = time.Now()
 		if resp.CompactRevision != 0 {
 			return fmt.Errorf("%w at %d", errCompacted, resp.CompactRevision)
 		}
 		if err := resp.Err(); err != nil {
 			return err
 		}
-		if resp.IsProgressNotify() {
-			select {
-			case status <- Status{Connected: true, Revision: resp.Header.Revision}:
-			case <-ctx.Done():
-				return ctx.Err()
+		if stale || resp.IsProgressNotify() {
+			stale = false
+			if err := send(Status{Connected: true, Revision: resp.Header.Revision}); err != nil {
+				return err
 			}
+		}
+		if resp.IsProgressNotify() {
 			continue
 		}
-		b := Batch{Revision: resp.Header.Revision, Received: time.Now(), Events: make(Events, 0, len(resp.Events))}
+		b := Batch{Revision: resp.Header.Revision, Received: lastHeard, Events: make(Events, 0, len(resp.Events))}
 		for _, ev := range resp.Events {
 			e := Event{Key: string(ev.Kv.Key[len(p):]), Deleted: ev.Type == clientv3.EventTypeDelete}
 			if !e.Deleted {
@@ -200,7 +245,6 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, statu
 			return ctx.Err()
 		}
 	}
-	return errors.New("watch channel closed")
 }
 
 // alias makes a string of bytes that nothing will write again (each key and
