@@ -160,6 +160,8 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 			"--worker.node=node-a",
 			"--traefik.metricsURL=" + s.TraefikAPI + "/metrics",
 			"--traefik.scrapeInterval=500ms",
+			"--etcd.progressInterval=1s",
+			"--etcd.requestTimeout=3s",
 			"--appproxy.workerTarget=" + s.AppProxyWorker.HostPort,
 			"--appproxy.coordinatorTarget=" + s.AppProxyCoordinator.HostPort,
 		},
