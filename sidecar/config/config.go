@@ -34,6 +34,14 @@ type Configuration struct {
 	AppProxy   AppProxy `description:"Static AppProxy targets." json:"appproxy,omitempty"`
 	Routes     Routes   `description:"Which circuits' servers are published." json:"routes,omitempty"`
 	Server     Server   `description:"Access to and limits of the HTTP API." json:"server,omitempty"`
+	Limits     Limits   `description:"Bounds on what is published." json:"limits,omitempty"`
+}
+
+// Limits bound the published set; what they leave out is counted in
+// traefik_sd_targets_dropped{limit}.
+type Limits struct {
+	MaxTargets int `description:"Most route targets published (routers past it, in name order, are left out); 0 for no bound." json:"maxTargets,omitempty"`
+	MaxLabels  int `description:"Most labels on one target (a target with more is left out); 0 for no bound." json:"maxLabels,omitempty"`
 }
 
 // Etcd configures the etcd client.
@@ -114,6 +122,7 @@ func Default() *Configuration {
 		},
 		Traefik: Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
 		Plugin:  Plugin{Name: "traefik-sd"},
+		Limits:  Limits{MaxTargets: 200000, MaxLabels: 64},
 		Server: Server{
 			MaxPushBytes: 32 << 20,
 			ReadTimeout:  types.Duration(10 * time.Second),
@@ -242,6 +251,9 @@ func (c *Configuration) Complete() error {
 	}
 	if c.Server.MaxPushBytes < 1024 {
 		return fmt.Errorf("--server.maxPushBytes %d: at least 1024", c.Server.MaxPushBytes)
+	}
+	if c.Limits.MaxTargets < 0 || c.Limits.MaxLabels < 0 {
+		return errors.New("--limits.maxTargets and --limits.maxLabels: 0 (no bound) or more")
 	}
 	if c.Server.MaxConns < 1 {
 		return fmt.Errorf("--server.maxConns %d: at least 1", c.Server.MaxConns)

@@ -76,6 +76,8 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 			TraefikTarget:     cfg.Traefik.Target,
 			WorkerTarget:      cfg.AppProxy.WorkerTarget,
 			CoordinatorTarget: cfg.AppProxy.CoordinatorTarget,
+			MaxTargets:        cfg.Limits.MaxTargets,
+			MaxLabels:         cfg.Limits.MaxLabels,
 		},
 	}
 	if u, err := url.Parse(cfg.Traefik.MetricsURL); err == nil && cfg.Traefik.MetricsURL != "" {
@@ -264,6 +266,9 @@ func (d *Daemon) commit(received time.Time) {
 func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	start := time.Now()
 	d.builder.Update(d.store, d.health, nil, ch)
+	for limit, n := range d.builder.Dropped() {
+		d.metrics.TargetsDropped.WithLabelValues(limit).Set(float64(n))
+	}
 	if !d.pub.SetDigested(d.builder.Digest(), d.builder.AppendJSON, d.builder.Groups()) {
 		return
 	}

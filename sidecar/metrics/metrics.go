@@ -8,6 +8,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	Targets            *prometheus.GaugeVec
+	TargetsDropped     *prometheus.GaugeVec
 	Renders            prometheus.Counter
 	RenderSeconds      prometheus.Histogram
 	ChangeToPublish    prometheus.Histogram
@@ -37,6 +38,7 @@ func New() *Metrics {
 	m := &Metrics{
 		Registry:           prometheus.NewRegistry(),
 		Targets:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets", Help: "Published targets per service group."}, []string{"service_group"}),
+		TargetsDropped:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets_dropped", Help: "Targets left out by a limit (--limits.maxTargets, --limits.maxLabels)."}, []string{"limit"}),
 		Renders:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "renders_total", Help: "Times the target set changed and was rendered."}),
 		RenderSeconds:      prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "render_seconds", Help: "Time to build and render the target set.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
 		ChangeToPublish:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_publish_seconds", Help: "Delay from receiving an etcd change to publishing the new target set.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
@@ -59,7 +61,7 @@ func New() *Metrics {
 		TraefikReload:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_last_reload_timestamp_seconds", Help: "Traefik's last configuration reload, by outcome."}, []string{"outcome"}),
 		Requests:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total", Help: "Requests to the sidecar by path and status code."}, []string{"path", "code"}),
 	}
-	m.Registry.MustRegister(m.Targets, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
+	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
 		m.TraefikServersDown, m.TraefikReload, m.Requests,

@@ -19,9 +19,12 @@ type Builder struct {
 	// readers maps each object to the routers whose targets read it.
 	readers map[dynamic.ObjectID]map[string]bool
 	order   []string // names of routers with targets, sorted
+	kept    int      // how many of order fit within MaxTargets
 	reorder bool
-	static  []Target
-	render  func(dst []byte, ts []Target) []byte
+	// overLabels counts targets left out for too many labels, per router.
+	overLabels map[string]int
+	static     []Target
+	render     func(dst []byte, ts []Target) []byte
 }
 
 type routerTargets struct {
@@ -44,10 +47,11 @@ type Changes struct {
 // NewBuilder returns an empty builder.
 func NewBuilder(opts Options) *Builder {
 	return &Builder{
-		opts:    opts,
-		routers: map[string]*routerTargets{},
-		readers: map[dynamic.ObjectID]map[string]bool{},
-		static:  staticTargets(opts),
+		opts:       opts,
+		routers:    map[string]*routerTargets{},
+		readers:    map[dynamic.ObjectID]map[string]bool{},
+		static:     staticTargets(opts),
+		overLabels: map[string]int{},
 	}
 }
 
@@ -96,7 +100,30 @@ func (b *Builder) Update(store *dynamic.Store, health Health, routes RouteInfo, 
 		sort.Strings(b.order)
 		b.reorder = false
 	}
+	b.kept = len(b.order)
+	if b.opts.MaxTargets > 0 {
+		total := 0
+		for i, name := range b.order {
+			total += len(b.routers[name].targets)
+			if total > b.opts.MaxTargets {
+				b.kept = i
+				break
+			}
+		}
+	}
 	return len(dirty)
+}
+
+// Dropped says how many targets are left out by each limit ("targets", "labels").
+func (b *Builder) Dropped() map[string]int {
+	d := map[string]int{"targets": 0, "labels": 0}
+	for _, name := range b.order[b.kept:] {
+		d["targets"] += len(b.routers[name].targets)
+	}
+	for _, n := range b.overLabels {
+		d["labels"] += n
+	}
+	return d
 }
 
 func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo, name string) {
@@ -111,6 +138,7 @@ func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo,
 	}
 	r := store.Routers[name]
 	if r == nil {
+		delete(b.overLabels, name)
 		if old != nil {
 			delete(b.routers, name)
 			b.reorder = b.reorder || len(old.targets) > 0
@@ -118,7 +146,20 @@ func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo,
 		return
 	}
 	bl := &builder{opts: b.opts, store: store, health: health, routes: routes}
-	rt := &routerTargets{targets: Normalize(bl.router(nil, name, r)), reads: bl.reads}
+	ts := Normalize(bl.router(nil, name, r))
+	delete(b.overLabels, name)
+	if b.opts.MaxLabels > 0 {
+		kept := ts[:0]
+		for _, t := range ts {
+			if len(t.Labels) > b.opts.MaxLabels {
+				b.overLabels[name]++
+				continue
+			}
+			kept = append(kept, t)
+		}
+		ts = kept
+	}
+	rt := &routerTargets{targets: ts, reads: bl.reads}
 	if b.render != nil && len(rt.targets) > 0 {
 		rt.json = b.render(nil, rt.targets)
 		rt.sum = sha256.Sum256(rt.json)
@@ -138,7 +179,7 @@ func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo,
 // Targets returns the current set: route targets by router, then the static ones.
 func (b *Builder) Targets() []Target {
 	var out []Target
-	for _, name := range b.order {
+	for _, name := range b.order[:b.kept] {
 		out = append(out, b.routers[name].targets...)
 	}
 	return append(out, b.static...)
@@ -150,14 +191,14 @@ func (b *Builder) AppendJSON(dst []byte) []byte {
 	// One allocation of the exact size: growing megabytes by doubling
 	// leaves garbage that the collector then charges to the change path.
 	size := 2
-	for _, name := range b.order {
+	for _, name := range b.order[:b.kept] {
 		size += len(b.routers[name].json)
 	}
 	static := b.render(nil, b.static)
 	dst = slices.Grow(dst, size+len(static))
 	dst = append(dst, '[')
 	n := 0
-	for _, name := range b.order {
+	for _, name := range b.order[:b.kept] {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
@@ -179,7 +220,7 @@ func (b *Builder) AppendJSON(dst []byte) []byte {
 // over 32 bytes per router, not over the whole body.
 func (b *Builder) Digest() [sha256.Size]byte {
 	h := sha256.New()
-	for _, name := range b.order {
+	for _, name := range b.order[:b.kept] {
 		h.Write(b.routers[name].sum[:])
 	}
 	h.Write(b.render(nil, b.static))
@@ -191,7 +232,7 @@ func (b *Builder) Digest() [sha256.Size]byte {
 // Groups counts the current targets per service group.
 func (b *Builder) Groups() map[string]int {
 	g := map[string]int{}
-	for _, name := range b.order {
+	for _, name := range b.order[:b.kept] {
 		g[GroupRoute] += len(b.routers[name].targets)
 	}
 	for _, t := range b.static {

@@ -86,3 +86,34 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 		lastDigest, lastBody = digest, got
 	}
 }
+
+func TestLimitsLeaveOutDeterministicallyAndCount(t *testing.T) {
+	store := circuitStore(t, 10) // two route targets per circuit
+	opts := options()
+	opts.MaxTargets = 7
+	b := targets.NewBuilder(opts)
+	b.SetRenderer(publish.AppendJSON)
+	b.Update(store, nil, nil, targets.Changes{All: true})
+	routes := 0
+	for _, tg := range b.Targets() {
+		if tg.Label("service_group") == targets.GroupRoute {
+			routes++
+		}
+	}
+	// Whole routers only, in name order: three fit (6 targets), the rest wait.
+	if routes != 6 || b.Dropped()["targets"] != 14 {
+		t.Errorf("published %d route targets, dropped %v", routes, b.Dropped())
+	}
+	if string(b.AppendJSON(nil)) != string(publish.AppendJSON(nil, b.Targets())) {
+		t.Error("the body does not match the kept targets")
+	}
+
+	opts = options()
+	opts.MaxLabels = 7 // the route targets carry eight labels
+	b = targets.NewBuilder(opts)
+	b.SetRenderer(publish.AppendJSON)
+	b.Update(store, nil, nil, targets.Changes{All: true})
+	if len(b.Targets()) != 1 || b.Dropped()["labels"] != 20 {
+		t.Errorf("with at most 7 labels: %d targets kept, dropped %v", len(b.Targets()), b.Dropped())
+	}
+}

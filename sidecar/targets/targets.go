@@ -59,6 +59,12 @@ type Options struct {
 	TraefikScheme      string
 	WorkerTarget       string
 	CoordinatorTarget  string
+	// MaxTargets bounds the route targets published (0: no bound); routers
+	// past it, in name order, are left out and counted.
+	MaxTargets int
+	// MaxLabels bounds the labels of one target (0: no bound); a target with
+	// more is left out and counted.
+	MaxLabels int
 }
 
 // Health tells whether Traefik reports a server down. service is the
