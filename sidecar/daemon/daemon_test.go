@@ -84,14 +84,23 @@ func startEnvIn(t testing.TB, dir, authority string) *env {
 	cfg.Etcd.RequestTimeout = types.Duration(2 * time.Second)
 	testbed.Must(t, cfg.Complete(), "config")
 
+	e.base = "http://" + runDaemon(t, cfg)
+	testbed.WaitHTTP(t, nil, e.base+"/readyz", http.StatusOK, 20*time.Second)
+	return e
+}
+
+// runDaemon runs the sidecar in-process until the test ends; it returns
+// the address it listens on.
+func runDaemon(t testing.TB, cfg *config.Configuration) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() { done <- daemon.New(cfg, log).Run(ctx, started) }()
+	var addr string
 	select {
-	case addr := <-started:
-		e.base = "http://" + addr.String()
+	case a := <-started:
+		addr = a.String()
 	case err := <-done:
 		t.Fatalf("daemon did not start: %v", err)
 	}
@@ -106,8 +115,7 @@ func startEnvIn(t testing.TB, dir, authority string) *env {
 			t.Error("daemon did not stop within 10s")
 		}
 	})
-	testbed.WaitHTTP(t, nil, e.base+"/readyz", http.StatusOK, 20*time.Second)
-	return e
+	return addr
 }
 
 func (e *env) targets(t testing.TB) ([]group, string, []byte) {

@@ -1,0 +1,158 @@
+package daemon_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik-sd/traefik-sd/sidecar/daemon"
+	"github.com/traefik/paerser/types"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+func tlsConfig(t *testing.T, certs testbed.Certs, withClientCert bool) *tls.Config {
+	pem, err := os.ReadFile(certs.CA)
+	testbed.Must(t, err, "CA")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if withClientCert {
+		cert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+		testbed.Must(t, err, "client certificate")
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c
+}
+
+func sidecarConfig(t *testing.T, endpoint, authority string) *config.Configuration {
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1:0"
+	cfg.Etcd.Endpoints = []string{endpoint}
+	cfg.Etcd.DialTimeout = types.Duration(2 * time.Second)
+	cfg.Etcd.RequestTimeout = types.Duration(2 * time.Second)
+	cfg.Worker.Authority, cfg.Worker.Node = authority, "node-a"
+	return cfg
+}
+
+func get(t *testing.T, client *http.Client, url, auth string) (int, string) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestTLSEverywhere: etcd requires client certificates, the sidecar serves
+// HTTPS and wants a bearer token to read.
+func TestTLSEverywhere(t *testing.T) {
+	dir := t.TempDir()
+	certs := testbed.GenerateCerts(t, dir)
+	etcd := testbed.StartEtcdTLS(t, dir, certs)
+	ctx := testbed.Context(t, time.Minute)
+
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, TLS: tlsConfig(t, certs, true), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "etcd client")
+	defer client.Close()
+	coord := &coordinator.Writer{Client: client, Authority: "worker-tls"}
+	testbed.Must(t, coord.Put(ctx, interactive()), "write over TLS")
+
+	cfg := sidecarConfig(t, etcd.Endpoint, "worker-tls")
+	cfg.Etcd.TLS = &config.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey}
+	cfg.Server.TLSCert, cfg.Server.TLSKey = certs.ServerCert, certs.ServerKey
+	cfg.Server.ReadToken = "reader"
+	testbed.Must(t, cfg.Complete(), "config")
+	base := "https://" + runDaemon(t, cfg)
+
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig(t, certs, false)}, Timeout: 5 * time.Second}
+	testbed.Eventually(t, 20*time.Second, "targets over HTTPS from an etcd reached with a client certificate", func() (bool, string) {
+		code, body := get(t, https, base+"/v1/targets", "Bearer reader")
+		return code == 200 && strings.Contains(body, interactive().ID), body
+	})
+	if code, _ := get(t, https, base+"/v1/targets", ""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", code)
+	}
+	if code, body := get(t, &http.Client{Timeout: 2 * time.Second}, strings.Replace(base, "https", "http", 1)+"/v1/targets", "Bearer reader"); code == 200 {
+		t.Errorf("plain HTTP was answered: %s", body)
+	}
+}
+
+func TestEtcdRefusesASidecarWithoutClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certs := testbed.GenerateCerts(t, dir)
+	etcd := testbed.StartEtcdTLS(t, dir, certs)
+	cfg := sidecarConfig(t, etcd.Endpoint, "worker-tls")
+	cfg.Etcd.TLS = &config.TLS{CA: certs.CA}
+	testbed.Must(t, cfg.Complete(), "config")
+	base := "http://" + runDaemon(t, cfg)
+	time.Sleep(3 * time.Second)
+	if code, body := get(t, http.DefaultClient, base+"/readyz", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("ready without being able to read etcd: %d %s", code, body)
+	}
+}
+
+func TestEtcdUserAndPassword(t *testing.T) {
+	e := startEnv(t, "worker-auth")
+	ctx := testbed.Context(t, time.Minute)
+	// Turn on etcd's authentication: a root user, and one for the sidecar
+	// that may only read the root key.
+	for _, step := range []func() error{
+		func() error { _, err := e.client.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := e.client.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := e.client.RoleAdd(ctx, "sd-reader"); return err },
+		func() error {
+			_, err := e.client.RoleGrantPermission(ctx, "sd-reader", "traefik/worker_worker-auth/", clientv3.GetPrefixRangeEnd("traefik/worker_worker-auth/"), clientv3.PermissionType(clientv3.PermRead))
+			return err
+		},
+		func() error { _, err := e.client.UserAdd(ctx, "traefik-sd", "s3cret"); return err },
+		func() error { _, err := e.client.UserGrantRole(ctx, "traefik-sd", "sd-reader"); return err },
+		func() error { _, err := e.client.AuthEnable(ctx); return err },
+	} {
+		testbed.Must(t, step(), "enabling etcd auth")
+	}
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, Username: "root", Password: "rootpw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "root client")
+	defer root.Close()
+	testbed.Must(t, (&coordinator.Writer{Client: root, Authority: "worker-auth"}).Put(ctx, interactive()), "write as root")
+
+	good := sidecarConfig(t, e.etcd.Endpoint, "worker-auth")
+	good.Etcd.Username, good.Etcd.Password = "traefik-sd", "s3cret"
+	testbed.Must(t, good.Complete(), "config")
+	base := "http://" + runDaemon(t, good)
+	testbed.Eventually(t, 20*time.Second, "targets read with user and password", func() (bool, string) {
+		code, body := get(t, http.DefaultClient, base+"/v1/targets", "")
+		return code == 200 && strings.Contains(body, interactive().ID), body
+	})
+
+	// A wrong password is refused at start, with the reason.
+	bad := sidecarConfig(t, e.etcd.Endpoint, "worker-auth")
+	bad.Etcd.Username, bad.Etcd.Password = "traefik-sd", "wrong"
+	testbed.Must(t, bad.Complete(), "config")
+	errc := make(chan error, 1)
+	go func() {
+		errc <- daemon.New(bad, slog.New(slog.NewTextHandler(io.Discard, nil))).Run(ctx, nil)
+	}()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "authentication failed") {
+			t.Errorf("a wrong password: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("a sidecar with a wrong etcd password kept running")
+	}
+}
