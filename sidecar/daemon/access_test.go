@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -154,5 +155,34 @@ func TestEtcdUserAndPassword(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Error("a sidecar with a wrong etcd password kept running")
+	}
+}
+
+// TestSlowClientIsCutOff: a client that trickles its request is dropped at
+// the read timeout, and others are served meanwhile.
+func TestSlowClientIsCutOff(t *testing.T) {
+	e := startEnvWith(t, "worker-slow", func(cfg *config.Configuration) { cfg.Server.ReadTimeout = types.Duration(time.Second) })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	testbed.Must(t, err, "dial")
+	defer conn.Close()
+	_, _ = conn.Write([]byte("GET /v1/targets HTTP/1.1\r\nHost: x\r\n"))
+	start := time.Now()
+	for i := 0; i < 30; i++ {
+		if code, _ := get(t, http.DefaultClient, e.base+"/healthz", ""); code != 200 {
+			t.Fatalf("another client was not served while one trickled: %d", code)
+		}
+		if _, err := conn.Write([]byte("X-Slow: 1\r\n")); err != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	n, _ := conn.Read(buf)
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the trickling client was kept for %v past a 1s read timeout", waited)
+	}
+	if strings.Contains(string(buf[:n]), "200 OK") {
+		t.Errorf("the trickling client was answered: %q", buf[:n])
 	}
 }

@@ -62,6 +62,16 @@ func startEnv(t testing.TB, authority string) *env {
 }
 
 func startEnvIn(t testing.TB, dir, authority string) *env {
+	return startEnvWith(t, authority, nil, dir)
+}
+
+// startEnvWith starts etcd and the sidecar, letting configure change the
+// sidecar's configuration first; dir defaults to a temporary directory.
+func startEnvWith(t testing.TB, authority string, configure func(*config.Configuration), dirs ...string) *env {
+	dir := t.TempDir()
+	if len(dirs) > 0 {
+		dir = dirs[0]
+	}
 	e := &env{etcd: testbed.StartEtcd(t, dir), metrics: &fakeTraefikMetrics{}}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "etcd client")
@@ -82,6 +92,9 @@ func startEnvIn(t testing.TB, dir, authority string) *env {
 	cfg.AppProxy.CoordinatorTarget = "10.0.0.5:10200"
 	cfg.Etcd.ProgressInterval = types.Duration(300 * time.Millisecond)
 	cfg.Etcd.RequestTimeout = types.Duration(2 * time.Second)
+	if configure != nil {
+		configure(cfg)
+	}
 	testbed.Must(t, cfg.Complete(), "config")
 
 	e.base = "http://" + runDaemon(t, cfg)
