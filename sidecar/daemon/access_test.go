@@ -185,4 +185,8 @@ func TestSlowClientIsCutOff(t *testing.T) {
 	if strings.Contains(string(buf[:n]), "200 OK") {
 		t.Errorf("the trickling client was answered: %q", buf[:n])
 	}
+	testbed.Eventually(t, 5*time.Second, "the cut-off counted", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_http_request_errors_total{kind="timeout"}`)
+		return m == "1", m
+	})
 }

@@ -127,7 +127,10 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		Concurrency:        d.cfg.Server.MaxConns,
 		NoDefaultDate:      true,
 		Logger:             slogPrinter{d.log},
+		ErrorHandler:       d.requestError,
 	}
+	d.metrics.CountConnections(func() float64 { return float64(httpd.GetOpenConnectionsCount()) },
+		func() float64 { return float64(httpd.GetRejectedConnectionsCount()) })
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -395,6 +398,23 @@ func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	return client, nil
+}
+
+// requestError answers and counts a request fasthttp refused before any
+// handler ran: too slow, too large or malformed.
+func (d *Daemon) requestError(ctx *fasthttp.RequestCtx, err error) {
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		d.metrics.RequestErrors.WithLabelValues("timeout").Inc()
+		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		d.metrics.RequestErrors.WithLabelValues("too_large").Inc()
+		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
+	default:
+		d.metrics.RequestErrors.WithLabelValues("malformed").Inc()
+		ctx.Error("malformed request", fasthttp.StatusBadRequest)
+	}
 }
 
 type slogPrinter struct{ log *slog.Logger }

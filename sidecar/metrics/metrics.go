@@ -30,6 +30,16 @@ type Metrics struct {
 	TraefikServersDown prometheus.Gauge
 	TraefikReload      *prometheus.GaugeVec
 	Requests           *prometheus.CounterVec
+	RequestErrors      *prometheus.CounterVec
+}
+
+// CountConnections exposes the server's open and refused connections
+// (refused past --server.maxConns), read from the server when scraped.
+func (m *Metrics) CountConnections(open, rejected func() float64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "traefik_sd", Name: "http_open_connections", Help: "Open connections to the sidecar's API."}, open),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "traefik_sd", Name: "http_rejected_connections_total", Help: "Connections refused because --server.maxConns were open."}, rejected),
+	)
 }
 
 // New creates and registers every collector.
@@ -60,11 +70,12 @@ func New() *Metrics {
 		TraefikServersDown: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_servers_down", Help: "Servers Traefik reports down (withdrawn from the targets)."}),
 		TraefikReload:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_last_reload_timestamp_seconds", Help: "Traefik's last configuration reload, by outcome."}, []string{"outcome"}),
 		Requests:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total", Help: "Requests to the sidecar by path and status code."}, []string{"path", "code"}),
+		RequestErrors:      prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_request_errors_total", Help: "Requests refused before any handler ran, by kind (timeout, too_large, malformed)."}, []string{"kind"}),
 	}
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
-		m.TraefikServersDown, m.TraefikReload, m.Requests,
+		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
