@@ -24,17 +24,26 @@ const EnvPrefix = "TRAEFIK_SD_"
 
 // Configuration is everything the sidecar can be told at start.
 type Configuration struct {
-	ConfigFile string   `description:"Configuration file (YAML or TOML); when given, flags and environment are not read." json:"configFile,omitempty"`
-	Address    string   `description:"Listen address of the HTTP API (targets, plugin pushes, metrics)." json:"address,omitempty"`
-	LogLevel   string   `description:"Log level: debug, info, warn or error." json:"logLevel,omitempty"`
-	Etcd       Etcd     `description:"The etcd cluster Traefik's etcd provider reads." json:"etcd,omitempty"`
-	Worker     Worker   `description:"The AppProxy worker this sidecar serves." json:"worker,omitempty"`
-	Traefik    Traefik  `description:"Traefik's own metrics." json:"traefik,omitempty"`
-	Plugin     Plugin   `description:"The traefik-sd middleware plugin." json:"plugin,omitempty"`
-	AppProxy   AppProxy `description:"Static AppProxy targets." json:"appproxy,omitempty"`
-	Routes     Routes   `description:"Which circuits' servers are published." json:"routes,omitempty"`
-	Server     Server   `description:"Access to and limits of the HTTP API." json:"server,omitempty"`
-	Limits     Limits   `description:"Bounds on what is published." json:"limits,omitempty"`
+	ConfigFile string    `description:"Configuration file (YAML or TOML); when given, flags and environment are not read." json:"configFile,omitempty"`
+	Address    string    `description:"Listen address of the HTTP API (targets, plugin pushes, metrics)." json:"address,omitempty"`
+	LogLevel   string    `description:"Log level: debug, info, warn or error." json:"logLevel,omitempty"`
+	Etcd       Etcd      `description:"The etcd cluster Traefik's etcd provider reads." json:"etcd,omitempty"`
+	Worker     Worker    `description:"The AppProxy worker this sidecar serves." json:"worker,omitempty"`
+	Traefik    Traefik   `description:"Traefik's own metrics." json:"traefik,omitempty"`
+	Plugin     Plugin    `description:"The traefik-sd middleware plugin." json:"plugin,omitempty"`
+	AppProxy   AppProxy  `description:"Static AppProxy targets." json:"appproxy,omitempty"`
+	Routes     Routes    `description:"Which circuits' servers are published." json:"routes,omitempty"`
+	Server     Server    `description:"Access to and limits of the HTTP API." json:"server,omitempty"`
+	Limits     Limits    `description:"Bounds on what is published." json:"limits,omitempty"`
+	BackendAI  BackendAI `description:"Backend.AI's own sources." json:"backendai,omitempty"`
+}
+
+// BackendAI configures what traefik-sd reads from Backend.AI itself.
+type BackendAI struct {
+	CoordinatorURL   string         `description:"AppProxy coordinator base URL; when set, route and session ids come from its GET /api/worker/{workerID}/circuits." json:"coordinatorURL,omitempty"`
+	CoordinatorToken string         `description:"The coordinator's API secret (X-BackendAI-Token)." json:"coordinatorToken,omitempty"`
+	WorkerID         string         `description:"This worker's id at the coordinator." json:"workerID,omitempty"`
+	PollInterval     types.Duration `description:"How often the coordinator is asked (and soon after every etcd change)." json:"pollInterval,omitempty"`
 }
 
 // Limits bound the published set; what they leave out is counted in
@@ -120,9 +129,10 @@ func Default() *Configuration {
 			RequestTimeout:   types.Duration(10 * time.Second),
 			ProgressInterval: types.Duration(5 * time.Second),
 		},
-		Traefik: Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
-		Plugin:  Plugin{Name: "traefik-sd"},
-		Limits:  Limits{MaxTargets: 200000, MaxLabels: 64},
+		Traefik:   Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
+		Plugin:    Plugin{Name: "traefik-sd"},
+		Limits:    Limits{MaxTargets: 200000, MaxLabels: 64},
+		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second)},
 		Server: Server{
 			MaxPushBytes: 32 << 20,
 			ReadTimeout:  types.Duration(10 * time.Second),
@@ -251,6 +261,17 @@ func (c *Configuration) Complete() error {
 	}
 	if c.Server.MaxPushBytes < 1024 {
 		return fmt.Errorf("--server.maxPushBytes %d: at least 1024", c.Server.MaxPushBytes)
+	}
+	if c.BackendAI.CoordinatorURL != "" {
+		if u, err := url.Parse(c.BackendAI.CoordinatorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--backendai.coordinatorURL %q: not an http(s) URL", c.BackendAI.CoordinatorURL)
+		}
+		if c.BackendAI.WorkerID == "" {
+			return errors.New("--backendai.workerID is required with --backendai.coordinatorURL")
+		}
+		if time.Duration(c.BackendAI.PollInterval) < time.Second {
+			return fmt.Errorf("--backendai.pollInterval %s: at least 1s", time.Duration(c.BackendAI.PollInterval))
+		}
 	}
 	if c.Limits.MaxTargets < 0 || c.Limits.MaxLabels < 0 {
 		return errors.New("--limits.maxTargets and --limits.maxLabels: 0 (no bound) or more")

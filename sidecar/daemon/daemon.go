@@ -27,6 +27,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
@@ -46,6 +47,8 @@ type Daemon struct {
 	store   *dynamic.Store
 	builder *targets.Builder
 	health  health
+	routes  *routeinfo.Table // the coordinator's last good answer, if asked
+	kick    chan struct{}    // asks the coordinator poller to ask now
 	ready   atomic.Bool
 	opts    targets.Options
 	addr    net.Addr
@@ -68,6 +71,7 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		pub:     publish.New(),
 		plugins: pluginsync.NewStore(func(delay time.Duration) { m.EtcdToPluginPush.Observe(delay.Seconds()) }),
 		store:   dynamic.NewStore(cfg.Plugin.Name),
+		kick:    make(chan struct{}, 1),
 		opts: targets.Options{
 			WorkerAuthority:   cfg.Worker.Authority,
 			WorkerNode:        cfg.Worker.Node,
@@ -162,12 +166,18 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		go func() { defer wg.Done(); s.Run(ctx, scrapes) }()
 	}
 
+	tables := make(chan *routeinfo.Table, 1)
+	if d.cfg.BackendAI.CoordinatorURL != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.pollCoordinator(ctx, tables) }()
+	}
+
 	if started != nil {
 		started <- d.addr
 	}
 	d.log.Info("traefik-sd started", "address", d.addr.String(), "rootKey", d.cfg.Etcd.RootKey,
 		"authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
-	err = d.loop(ctx, batches, statuses, scrapes, serveErr)
+	err = d.loop(ctx, batches, statuses, scrapes, tables, serveErr)
 	cancel()
 	_ = httpd.Shutdown()
 	wg.Wait()
@@ -175,7 +185,7 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 }
 
 func (d *Daemon) loop(ctx context.Context, batches <-chan watch.Batch, statuses <-chan watch.Status,
-	scrapes <-chan scrape.Outcome, serveErr <-chan error,
+	scrapes <-chan scrape.Outcome, tables <-chan *routeinfo.Table, serveErr <-chan error,
 ) error {
 	expire := time.NewTicker(time.Second)
 	defer expire.Stop()
@@ -202,6 +212,11 @@ func (d *Daemon) loop(ctx context.Context, batches <-chan watch.Batch, statuses 
 			d.commit(b.Received)
 		case st := <-statuses:
 			d.watchStatus(st)
+		case t := <-tables:
+			if !t.Equal(d.routes) {
+				d.routes = t
+				d.republish(time.Time{}, targets.Changes{All: true})
+			}
 		case o := <-scrapes:
 			if changed := d.applyScrape(o); len(changed) > 0 {
 				d.republish(time.Time{}, targets.Changes{Services: changed})
@@ -260,6 +275,10 @@ func (d *Daemon) commit(received time.Time) {
 	}
 	if len(changed) > 0 || !d.ready.Load() {
 		d.republish(received, targets.Changes{Objects: changed, All: !d.ready.Load()})
+		select { // new circuits may have routes the coordinator can name
+		case d.kick <- struct{}{}:
+		default:
+		}
 	}
 	d.ready.Store(true)
 }
@@ -268,7 +287,11 @@ func (d *Daemon) commit(received time.Time) {
 // body differs.
 func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	start := time.Now()
-	d.builder.Update(d.store, d.health, nil, ch)
+	var routes targets.RouteInfo
+	if d.routes != nil {
+		routes = d.routes
+	}
+	d.builder.Update(d.store, d.health, routes, ch)
 	for limit, n := range d.builder.Dropped() {
 		d.metrics.TargetsDropped.WithLabelValues(limit).Set(float64(n))
 	}
@@ -398,6 +421,55 @@ func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	return client, nil
+}
+
+// pollCoordinator asks the coordinator for route ids every poll interval
+// and soon after etcd changes. A failed answer keeps the last good one
+// (nothing is sent), and says so in the metrics and, once, in the log.
+func (d *Daemon) pollCoordinator(ctx context.Context, out chan<- *routeinfo.Table) {
+	c := &routeinfo.Client{URL: d.cfg.BackendAI.CoordinatorURL, WorkerID: d.cfg.BackendAI.WorkerID,
+		Token: d.cfg.BackendAI.CoordinatorToken, HTTP: &http.Client{Timeout: 10 * time.Second}}
+	ticker := time.NewTicker(time.Duration(d.cfg.BackendAI.PollInterval))
+	defer ticker.Stop()
+	failing := false
+	for {
+		t, err := c.Fetch(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			d.metrics.CoordinatorPolls.WithLabelValues("error").Inc()
+			if !failing {
+				d.log.Warn("asking the coordinator for route ids failed; keeping its last good answer", "error", err)
+			}
+			failing = true
+		default:
+			if failing {
+				d.log.Info("the coordinator answers again")
+			}
+			failing = false
+			d.metrics.CoordinatorPolls.WithLabelValues("ok").Inc()
+			d.metrics.CoordinatorLastSuccess.SetToCurrentTime()
+			d.metrics.CoordinatorRoutes.Set(float64(t.Len()))
+			select {
+			case out <- t:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-d.kick:
+			// A burst of etcd changes (a coordinator batch) asks once.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // requestError answers and counts a request fasthttp refused before any

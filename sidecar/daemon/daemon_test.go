@@ -357,3 +357,57 @@ func TestPausedEtcdIsReportedStaleAndTheSetKept(t *testing.T) {
 	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete after resume")
 	e.waitRoutes(t, "a change after the pause flows", strings.Join(strings.Split(want, "\n")[1:], "\n"))
 }
+
+// TestRouteIDsFromTheCoordinator: an installation whose coordinator has not
+// added the traefik-sd middleware still gets every route labelled, with
+// --routes.all and the coordinator's API; when the coordinator fails, its
+// last good answer stays.
+func TestRouteIDsFromTheCoordinator(t *testing.T) {
+	api := &coordinator.API{Token: "api-secret", WorkerID: "5a2b3c4d-1111-4222-8333-444455556666"}
+	apiSrv := httptest.NewServer(api)
+	defer apiSrv.Close()
+	e := startEnvWith(t, "worker-api", func(cfg *config.Configuration) {
+		cfg.Routes.All = true
+		cfg.BackendAI.CoordinatorURL = apiSrv.URL
+		cfg.BackendAI.CoordinatorToken = "api-secret"
+		cfg.BackendAI.WorkerID = api.WorkerID
+		cfg.BackendAI.PollInterval = types.Duration(time.Second)
+	})
+	ctx := testbed.Context(t, time.Minute)
+	inf := inference()
+	inf.SD = false // no traefik-sd middleware: identities come from Backend.AI's own keys and API
+	api.Set(inf)
+	testbed.Must(t, e.coord.Put(ctx, inf), "create")
+	e.waitRoutes(t, "routes labelled from the coordinator", strings.Join([]string{
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+	}, "\n"))
+	groups, _, _ := e.targets(t)
+	for _, g := range groups {
+		if g.Labels["circuit_id"] == inf.ID && (g.Labels["endpoint_id"] == "" || g.Labels["app"] != "llama-chat") {
+			t.Errorf("endpoint_id or app missing: %+v", g.Labels)
+		}
+	}
+
+	// The coordinator goes down; a route is added in etcd meanwhile.
+	api.Fail(true)
+	inf.Routes = append(inf.Routes, coordinator.Route{RouteID: "route-3", SessionID: "sess-3", Host: "10.0.1.23", Port: 8000})
+	testbed.Must(t, e.coord.UpdateRoutes(ctx, inf), "add a route")
+	e.waitRoutes(t, "known routes keep their ids, the new one waits for them", strings.Join([]string{
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002  ",
+	}, "\n"))
+	testbed.Eventually(t, 10*time.Second, "the failure counted", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_coordinator_polls_total{result="error"}`)
+		return m != "" && m != "0", m
+	})
+
+	api.Set(inf)
+	api.Fail(false)
+	e.waitRoutes(t, "the coordinator back", strings.Join([]string{
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-3 route-3",
+	}, "\n"))
+}

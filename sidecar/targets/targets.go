@@ -12,6 +12,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 )
 
 // Service groups (the service_group label).
@@ -77,7 +78,7 @@ type Health interface {
 // RouteInfo gives per-route ids that etcd does not hold (the coordinator's
 // route_info), keyed by circuit and kernel host:port.
 type RouteInfo interface {
-	Route(circuitID, hostPort string) (sessionID, routeID string, ok bool)
+	Lookup(circuitID, hostPort string) (routeinfo.IDs, bool)
 }
 
 // Build returns every target: the route targets by router name, then
@@ -258,13 +259,19 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 		if port == "" {
 			port = serverPort(u)
 		}
-		sessionID, routeID := "", ""
+		sessionID, routeID, endpointID, app := "", "", "", id.App
 		if rt, ok := routeByURL[strings.TrimSuffix(srv.url, "/")]; ok {
 			sessionID, routeID = rt.SessionID, rt.RouteID
 		}
-		if sessionID == "" && b.routes != nil {
-			if s, r, ok := b.routes.Route(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u))); ok {
-				sessionID, routeID = s, r
+		if b.routes != nil {
+			if ids, ok := b.routes.Lookup(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u))); ok {
+				if sessionID == "" {
+					sessionID, routeID = ids.SessionID, ids.RouteID
+				}
+				endpointID = ids.EndpointID
+				if app == "" {
+					app = ids.App
+				}
 			}
 		}
 		if sessionID == "" && len(sessions) == 1 {
@@ -280,7 +287,8 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 			{"session_id", sessionID},
 			{"route_id", routeID},
 			{"worker_authority", b.opts.WorkerAuthority},
-			{"app", id.App},
+			{"app", app},
+			{"endpoint_id", endpointID},
 			{"traefik_router", routerName + "@" + b.opts.Provider},
 			{"traefik_service", srv.service + "@" + b.opts.Provider},
 		}, extra...)

@@ -1,0 +1,165 @@
+// Package routeinfo reads per-route identities that etcd does not hold from
+// Backend.AI's AppProxy coordinator: GET /api/worker/{worker_id}/circuits
+// (header X-BackendAI-Token) answers each circuit with its route_info, which
+// names the session and route behind every kernel_host:kernel_port.
+package routeinfo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// IDs are what the coordinator knows of one route.
+type IDs struct {
+	SessionID  string
+	RouteID    string
+	EndpointID string
+	App        string
+}
+
+// Table maps a circuit and a kernel's host:port to its IDs.
+type Table struct {
+	routes map[string]IDs
+}
+
+// Lookup returns the IDs of the route of circuitID at hostPort.
+func (t *Table) Lookup(circuitID, hostPort string) (IDs, bool) {
+	if t == nil {
+		return IDs{}, false
+	}
+	ids, ok := t.routes[circuitID+"\x00"+hostPort]
+	return ids, ok
+}
+
+// Len is the number of routes known.
+func (t *Table) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.routes)
+}
+
+// Equal tells whether two tables say the same.
+func (t *Table) Equal(o *Table) bool {
+	if t.Len() != o.Len() {
+		return false
+	}
+	for k, v := range t.routes {
+		if w, ok := o.routes[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+type routeJSON struct {
+	RouteID        *string `json:"route_id"`
+	RouteIDAlias   *string `json:"route-id"`
+	SessionID      *string `json:"session_id"`
+	SessionIDAlias *string `json:"session-id"`
+	KernelHost     string  `json:"kernel_host"`
+	KernelPort     int     `json:"kernel_port"`
+}
+
+type circuitJSON struct {
+	ID         string      `json:"id"`
+	App        string      `json:"app"`
+	EndpointID *string     `json:"endpoint_id"`
+	RouteInfo  []routeJSON `json:"route_info"`
+}
+
+func first(a, b *string) string {
+	if a != nil {
+		return *a
+	}
+	if b != nil {
+		return *b
+	}
+	return ""
+}
+
+// Decode reads the coordinator's answer. Unknown fields are fine (the
+// coordinator sends the whole circuit); a route without a host or with a
+// port out of range is an error naming it.
+func Decode(body []byte) (*Table, error) {
+	var answer struct {
+		Circuits *[]circuitJSON `json:"circuits"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&answer); err != nil {
+		return nil, fmt.Errorf("coordinator answer: %w", err)
+	}
+	if answer.Circuits == nil {
+		return nil, errors.New("coordinator answer: no circuits field")
+	}
+	t := &Table{routes: map[string]IDs{}}
+	for i, c := range *answer.Circuits {
+		if c.ID == "" {
+			return nil, fmt.Errorf("circuits[%d].id: missing", i)
+		}
+		endpoint := ""
+		if c.EndpointID != nil {
+			endpoint = *c.EndpointID
+		}
+		for j, r := range c.RouteInfo {
+			if r.KernelHost == "" || r.KernelPort < 1 || r.KernelPort > 65535 {
+				return nil, fmt.Errorf("circuits[%d].route_info[%d]: kernel_host %q kernel_port %d", i, j, r.KernelHost, r.KernelPort)
+			}
+			t.routes[c.ID+"\x00"+net.JoinHostPort(r.KernelHost, strconv.Itoa(r.KernelPort))] = IDs{
+				SessionID: first(r.SessionID, r.SessionIDAlias), RouteID: first(r.RouteID, r.RouteIDAlias),
+				EndpointID: endpoint, App: c.App,
+			}
+		}
+	}
+	return t, nil
+}
+
+// Client asks the coordinator.
+type Client struct {
+	// URL is the coordinator's base URL, e.g. http://coordinator:10200.
+	URL      string
+	WorkerID string
+	Token    string
+	HTTP     *http.Client
+	// MaxBytes bounds an answer.
+	MaxBytes int64
+}
+
+// Fetch asks once.
+func (c *Client) Fetch(ctx context.Context) (*Table, error) {
+	u := c.URL + "/api/worker/" + url.PathEscape(c.WorkerID) + "/circuits"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-BackendAI-Token", c.Token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return nil, fmt.Errorf("%s: %s %s", u, resp.Status, bytes.TrimSpace(msg))
+	}
+	limit := c.MaxBytes
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("%s: answer larger than %d bytes", u, limit)
+	}
+	return Decode(body)
+}
