@@ -44,6 +44,17 @@ type BackendAI struct {
 	CoordinatorToken string         `description:"The coordinator's API secret (X-BackendAI-Token)." json:"coordinatorToken,omitempty"`
 	WorkerID         string         `description:"This worker's id at the coordinator." json:"workerID,omitempty"`
 	PollInterval     types.Duration `description:"How often the coordinator is asked (and soon after every etcd change)." json:"pollInterval,omitempty"`
+	Etcd             SDStore        `description:"Backend.AI's ServiceDiscovery store (etcd backend): when endpoints are set, every route and Traefik target is written there too." json:"etcd,omitempty"`
+	Heartbeat        types.Duration `description:"How often ServiceDiscovery entries are rewritten with a fresh last_heartbeat (the Manager sweeps them after 300s)." json:"heartbeat,omitempty"`
+}
+
+// SDStore is the etcd holding Backend.AI's ServiceDiscovery entries.
+type SDStore struct {
+	Endpoints []string `description:"etcd endpoints of Backend.AI (may differ from Traefik's)." json:"endpoints,omitempty"`
+	Namespace string   `description:"Backend.AI's etcd namespace (/sorna/<namespace>/...)." json:"namespace,omitempty"`
+	Username  string   `description:"etcd user." json:"username,omitempty"`
+	Password  string   `description:"etcd password." json:"password,omitempty"`
+	TLS       *TLS     `description:"TLS to this etcd." json:"tls,omitempty"`
 }
 
 // Limits bound the published set; what they leave out is counted in
@@ -132,7 +143,7 @@ func Default() *Configuration {
 		Traefik:   Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
 		Plugin:    Plugin{Name: "traefik-sd"},
 		Limits:    Limits{MaxTargets: 200000, MaxLabels: 64},
-		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second)},
+		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second), Heartbeat: types.Duration(60 * time.Second), Etcd: SDStore{Namespace: "local"}},
 		Server: Server{
 			MaxPushBytes: 32 << 20,
 			ReadTimeout:  types.Duration(10 * time.Second),
@@ -271,6 +282,14 @@ func (c *Configuration) Complete() error {
 		}
 		if time.Duration(c.BackendAI.PollInterval) < time.Second {
 			return fmt.Errorf("--backendai.pollInterval %s: at least 1s", time.Duration(c.BackendAI.PollInterval))
+		}
+	}
+	if len(c.BackendAI.Etcd.Endpoints) > 0 {
+		if c.BackendAI.Etcd.Namespace == "" || strings.Contains(c.BackendAI.Etcd.Namespace, "/") {
+			return fmt.Errorf("--backendai.etcd.namespace %q: a name without /", c.BackendAI.Etcd.Namespace)
+		}
+		if hb := time.Duration(c.BackendAI.Heartbeat); hb < time.Second || hb > 100*time.Second {
+			return fmt.Errorf("--backendai.heartbeat %s: from 1s to 100s, well inside the Manager's 300s sweep", hb)
 		}
 	}
 	if c.Limits.MaxTargets < 0 || c.Limits.MaxLabels < 0 {

@@ -30,6 +30,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
+	"github.com/traefik-sd/traefik-sd/sidecar/servicediscovery"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
 	"github.com/valyala/fasthttp"
@@ -49,9 +50,11 @@ type Daemon struct {
 	health  health
 	routes  *routeinfo.Table // the coordinator's last good answer, if asked
 	kick    chan struct{}    // asks the coordinator poller to ask now
-	ready   atomic.Bool
-	opts    targets.Options
-	addr    net.Addr
+	// sdUpdates hands the latest set to the ServiceDiscovery writer, if any.
+	sdUpdates chan []targets.Target
+	ready     atomic.Bool
+	opts      targets.Options
+	addr      net.Addr
 }
 
 // health is the last good scrape's view of down servers.
@@ -164,6 +167,21 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		s := &scrape.Scraper{URL: d.cfg.Traefik.MetricsURL, Interval: time.Duration(d.cfg.Traefik.ScrapeInterval), Client: &http.Client{}}
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Run(ctx, scrapes) }()
+	}
+
+	if len(d.cfg.BackendAI.Etcd.Endpoints) > 0 {
+		sd := d.cfg.BackendAI.Etcd
+		sdClient, err := newEtcdClient("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
+		if err != nil {
+			cancel()
+			_ = httpd.Shutdown()
+			wg.Wait()
+			return err
+		}
+		defer sdClient.Close()
+		d.sdUpdates = make(chan []targets.Target, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); d.runServiceDiscovery(ctx, sdClient, d.sdUpdates) }()
 	}
 
 	tables := make(chan *routeinfo.Table, 1)
@@ -298,6 +316,14 @@ func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	if !d.pub.SetDigested(d.builder.Digest(), d.builder.AppendJSON, d.builder.Groups()) {
 		return
 	}
+	if d.sdUpdates != nil {
+		// Latest wins: a set the writer has not taken yet is replaced.
+		select {
+		case <-d.sdUpdates:
+		default:
+		}
+		d.sdUpdates <- d.builder.Targets()
+	}
 	d.metrics.Renders.Inc()
 	d.metrics.RenderSeconds.Observe(time.Since(start).Seconds())
 	if !received.IsZero() {
@@ -385,32 +411,36 @@ func changedServices(before, after map[string]bool) []string {
 
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 	c := d.cfg.Etcd
+	return newEtcdClient("--etcd", c.Endpoints, c.Username, c.Password, c.TLS, time.Duration(c.DialTimeout))
+}
+
+func newEtcdClient(option string, endpoints []string, user, password string, t *config.TLS, dial time.Duration) (*clientv3.Client, error) {
 	cc := clientv3.Config{
-		Endpoints:            c.Endpoints,
-		DialTimeout:          time.Duration(c.DialTimeout),
+		Endpoints:            endpoints,
+		DialTimeout:          dial,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
-		Username:             c.Username,
-		Password:             c.Password,
+		Username:             user,
+		Password:             password,
 		Logger:               zap.NewNop(),
 	}
-	if c.TLS != nil {
-		tc := &tls.Config{InsecureSkipVerify: c.TLS.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
-		if c.TLS.CA != "" {
-			pem, err := os.ReadFile(c.TLS.CA)
+	if t != nil {
+		tc := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
+		if t.CA != "" {
+			pem, err := os.ReadFile(t.CA)
 			if err != nil {
-				return nil, fmt.Errorf("--etcd.tls.ca: %w", err)
+				return nil, fmt.Errorf("%s.tls.ca: %w", option, err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, errors.New("--etcd.tls.ca: no certificate found")
+				return nil, fmt.Errorf("%s.tls.ca: no certificate found", option)
 			}
 			tc.RootCAs = pool
 		}
-		if c.TLS.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+		if t.Cert != "" {
+			cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 			if err != nil {
-				return nil, fmt.Errorf("--etcd.tls.cert/key: %w", err)
+				return nil, fmt.Errorf("%s.tls.cert/key: %w", option, err)
 			}
 			tc.Certificates = []tls.Certificate{cert}
 		}
@@ -418,9 +448,26 @@ func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 	}
 	client, err := clientv3.New(cc)
 	if err != nil {
-		return nil, fmt.Errorf("etcd client: %w", err)
+		return nil, fmt.Errorf("etcd client (%s): %w", option, err)
 	}
 	return client, nil
+}
+
+// runServiceDiscovery writes every published set into Backend.AI's store.
+func (d *Daemon) runServiceDiscovery(ctx context.Context, client *clientv3.Client, updates <-chan []targets.Target) {
+	w := &servicediscovery.Writer{
+		Client: client, Namespace: d.cfg.BackendAI.Etcd.Namespace, Version: "traefik-sd",
+		Heartbeat: time.Duration(d.cfg.BackendAI.Heartbeat), Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
+		OnError: func(err error) {
+			d.metrics.SDErrors.Inc()
+			d.log.Warn("writing Backend.AI ServiceDiscovery entries failed; retrying", "error", err)
+		},
+		OnSync: func(entries, skipped int) {
+			d.metrics.SDEntries.Set(float64(entries))
+			d.metrics.SDSkipped.Set(float64(skipped))
+		},
+	}
+	w.Run(ctx, updates)
 }
 
 // pollCoordinator asks the coordinator for route ids every poll interval

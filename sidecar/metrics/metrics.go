@@ -34,6 +34,9 @@ type Metrics struct {
 	CoordinatorPolls       *prometheus.CounterVec
 	CoordinatorLastSuccess prometheus.Gauge
 	CoordinatorRoutes      prometheus.Gauge
+	SDEntries              prometheus.Gauge
+	SDSkipped              prometheus.Gauge
+	SDErrors               prometheus.Counter
 }
 
 // CountConnections exposes the server's open and refused connections
@@ -77,11 +80,14 @@ func New() *Metrics {
 		CoordinatorPolls:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "coordinator_polls_total", Help: "Answers asked of the AppProxy coordinator for route ids, by result."}, []string{"result"}),
 		CoordinatorLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_last_success_timestamp_seconds", Help: "When the coordinator last answered; route ids older than this may be stale."}),
 		CoordinatorRoutes:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_routes", Help: "Routes named in the coordinator's last good answer."}),
+		SDEntries:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_entries", Help: "Entries this sidecar keeps in Backend.AI's ServiceDiscovery store."}),
+		SDSkipped:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_skipped", Help: "Targets left out of the store because the Manager's endpoint cannot carry them (own metrics path or scheme)."}),
+		SDErrors:               prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "servicediscovery_write_errors_total", Help: "Failed writes to Backend.AI's ServiceDiscovery store (retried)."}),
 	}
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
-		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes,
+		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDSkipped, m.SDErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
