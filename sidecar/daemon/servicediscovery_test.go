@@ -207,3 +207,76 @@ func heartbeats(ctx context.Context, t *testing.T, client *clientv3.Client) map[
 	}
 	return out
 }
+
+// startStoppable runs a sidecar and returns a stop that waits for it.
+func startStoppable(t *testing.T, cfg *config.Configuration) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))).Run(ctx, started) }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestHANodesShareRouteEntries: several Traefik nodes share one authority.
+// Each node's sidecar writes its own Traefik entry; route entries have the
+// same id from every node, so the store holds each once.
+func TestHANodesShareRouteEntries(t *testing.T) {
+	e := startEnv(t, "worker-ha")
+	ctx := testbed.Context(t, 2*time.Minute)
+	stops := map[string]func(){}
+	for i, node := range []string{"node-1", "node-2"} {
+		cfg := config.Default()
+		cfg.Address = "127.0.0.1:0"
+		cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+		cfg.Worker.Authority, cfg.Worker.Node = "worker-ha", node
+		cfg.Traefik.Target = fmt.Sprintf("10.0.0.%d:8080", i+1)
+		cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
+		cfg.BackendAI.Heartbeat = types.Duration(time.Second)
+		testbed.Must(t, cfg.Complete(), "config")
+		stops[node] = startStoppable(t, cfg)
+	}
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
+	count := func() (routes, traefiks int, err error) {
+		view, err := managerView(ctx, e.client, "local")
+		ids := map[string]bool{}
+		for _, g := range view {
+			if ids[g.Labels["service_id"]] {
+				return 0, 0, fmt.Errorf("id %s twice", g.Labels["service_id"])
+			}
+			ids[g.Labels["service_id"]] = true
+			switch g.Labels["service_group"] {
+			case "appproxy-circuit-route":
+				routes++
+			case "traefik":
+				traefiks++
+			}
+		}
+		return routes, traefiks, err
+	}
+	testbed.Eventually(t, 20*time.Second, "three routes once, and one Traefik per node", func() (bool, string) {
+		r, tr, err := count()
+		return err == nil && r == 3 && tr == 2, fmt.Sprintf("%d routes, %d traefik, %v", r, tr, err)
+	})
+	// One node goes: its own entry with it; the shared ones it last wrote
+	// come back with the other node's next heartbeat.
+	stops["node-1"]()
+	took := testbed.Eventually(t, 20*time.Second, "the other node carries the routes", func() (bool, string) {
+		r, tr, err := count()
+		return err == nil && r == 3 && tr == 1, fmt.Sprintf("%d routes, %d traefik, %v", r, tr, err)
+	})
+	t.Logf("after one HA node stopped, the store was whole again in %v (heartbeat 1s)", took)
+}
