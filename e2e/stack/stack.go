@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -245,19 +244,7 @@ func (s *Stack) SidecarTargets(ctx context.Context) ([]SDGroup, error) {
 // SidecarMetric returns the value of one sample of the sidecar's /metrics, by
 // its full text before the value (name and labels), or "".
 func (s *Stack) SidecarMetric(ctx context.Context, series string) string {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.SidecarURL+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, series+" ") {
-			return strings.TrimPrefix(line, series+" ")
-		}
-	}
-	return ""
+	return testbed.Metric(ctx, s.SidecarURL+"/metrics", series)
 }
 
 func getJSON(ctx context.Context, url string, into interface{}) error {

@@ -77,15 +77,9 @@ func StartEtcdTLS(t T, dir string, certs Certs) *Etcd {
 	p := Start(t, &Process{
 		Name: "etcd-tls",
 		Path: Binary(t, "ETCD_BIN", "etcd"),
-		Args: []string{
-			"--name", "default", "--data-dir", filepath.Join(dir, "etcd-tls-data"),
-			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", "default=" + peerURL,
+		Args: etcdArgs(dir, "etcd-tls-data", clientURL, peerURL,
 			"--cert-file", certs.ServerCert, "--key-file", certs.ServerKey,
-			"--trusted-ca-file", certs.CA, "--client-cert-auth",
-			"--log-level", "warn",
-		},
+			"--trusted-ca-file", certs.CA, "--client-cert-auth"),
 		Log: filepath.Join(dir, "etcd-tls.log"),
 	})
 	// Ready when the TLS port accepts connections; the tests' clients then

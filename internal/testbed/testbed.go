@@ -7,6 +7,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -250,16 +251,9 @@ func StartEtcd(tb T, dir string) *Etcd {
 	p := Start(tb, &Process{
 		Name: "etcd",
 		Path: Binary(tb, "ETCD_BIN", "etcd"),
-		Args: []string{
-			"--name", "default",
-			"--data-dir", filepath.Join(dir, "etcd-data"),
-			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", "default=" + peerURL,
-			"--log-level", "warn",
-		},
-		Env: []string{"ETCD_UNSUPPORTED_ARCH=" + goarch()},
-		Log: filepath.Join(dir, "etcd.log"),
+		Args: etcdArgs(dir, "etcd-data", clientURL, peerURL),
+		Env:  []string{"ETCD_UNSUPPORTED_ARCH=" + goarch()},
+		Log:  filepath.Join(dir, "etcd.log"),
 	})
 	WaitHTTP(tb, p, clientURL+"/health", http.StatusOK, 30*time.Second)
 	return &Etcd{Process: p, Endpoint: "127.0.0.1:" + strconv.Itoa(client)}
@@ -310,4 +304,38 @@ func Must(tb T, err error, what string, args ...interface{}) {
 	if err != nil {
 		tb.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
 	}
+}
+
+// Metric fetches a /metrics page and returns the value of one series, given
+// as its full text before the value (name and labels), or "" if absent or
+// unreachable.
+func Metric(ctx context.Context, metricsURL, series string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// etcdArgs are the flags of a one-member etcd with its data in dir.
+func etcdArgs(dir, dataName, clientURL, peerURL string, extra ...string) []string {
+	return append([]string{
+		"--name", "default",
+		"--data-dir", filepath.Join(dir, dataName),
+		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "default=" + peerURL,
+		"--log-level", "warn",
+	}, extra...)
 }

@@ -271,17 +271,8 @@ func TestCircuitLifecycleAgainstRealEtcd(t *testing.T) {
 	e.waitRoutes(t, "deleted circuit withdrawn", "")
 }
 
-func (e *env) sidecarMetric(t *testing.T, name string) string {
-	resp, err := http.Get(e.base + "/metrics")
-	testbed.Must(t, err, "GET /metrics")
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, name+" ") {
-			return strings.TrimPrefix(line, name+" ")
-		}
-	}
-	return ""
+func (e *env) sidecarMetric(_ *testing.T, series string) string {
+	return testbed.Metric(context.Background(), e.base+"/metrics", series)
 }
 
 func TestCompactionAndEtcdRestartConverge(t *testing.T) {
