@@ -105,6 +105,13 @@ func startEnvWith(t testing.TB, authority string, configure func(*config.Configu
 // runDaemon runs the sidecar in-process until the test ends; it returns
 // the address it listens on.
 func runDaemon(t testing.TB, cfg *config.Configuration) string {
+	addr, _ := startDaemon(t, cfg)
+	return addr
+}
+
+// startDaemon runs the sidecar in-process and returns its address and a
+// stop that waits for it to end; the stop also runs when the test ends.
+func startDaemon(t testing.TB, cfg *config.Configuration) (string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -115,20 +122,25 @@ func runDaemon(t testing.TB, cfg *config.Configuration) string {
 	case a := <-started:
 		addr = a.String()
 	case err := <-done:
+		cancel()
 		t.Fatalf("daemon did not start: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("daemon did not stop within 10s")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("daemon did not stop within 10s")
-		}
-	})
-	return addr
+		})
+	}
+	t.Cleanup(stop)
+	return addr, stop
 }
 
 func (e *env) targets(t testing.TB) ([]group, string, []byte) {

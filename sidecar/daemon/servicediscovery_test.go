@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
-	"github.com/traefik-sd/traefik-sd/sidecar/daemon"
 	"github.com/traefik-sd/traefik-sd/sidecar/servicediscovery"
 	"github.com/traefik/paerser/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -125,26 +122,8 @@ func TestServiceDiscoveryStoreMatchesTargets(t *testing.T) {
 	cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
 	cfg.BackendAI.Heartbeat = types.Duration(time.Second)
 	testbed.Must(t, cfg.Complete(), "config")
-	runCtx, stop := context.WithCancel(ctx)
-	started := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))).Run(runCtx, started)
-	}()
-	var base string
-	select {
-	case addr := <-started:
-		base = "http://" + addr.String()
-	case err := <-done:
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			stop()
-			<-done
-		}
-	}()
+	addr, stop := startDaemon(t, cfg)
+	base := "http://" + addr
 
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
 	sidecarSet := func() string {
@@ -184,8 +163,6 @@ func TestServiceDiscoveryStoreMatchesTargets(t *testing.T) {
 
 	// Stopping revokes the lease: the entries go at once.
 	stop()
-	<-done
-	stopped = true
 	view, err := managerView(ctx, e.client, "local")
 	if err != nil || len(view) != 0 {
 		t.Errorf("entries left after the sidecar stopped: %d (%v)", len(view), err)
@@ -208,29 +185,6 @@ func heartbeats(ctx context.Context, t *testing.T, client *clientv3.Client) map[
 	return out
 }
 
-// startStoppable runs a sidecar and returns a stop that waits for it.
-func startStoppable(t *testing.T, cfg *config.Configuration) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))).Run(ctx, started) }()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // TestHANodesShareRouteEntries: several Traefik nodes share one authority.
 // Each node's sidecar writes its own Traefik entry; route entries have the
 // same id from every node, so the store holds each once.
@@ -247,7 +201,7 @@ func TestHANodesShareRouteEntries(t *testing.T) {
 		cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
 		cfg.BackendAI.Heartbeat = types.Duration(time.Second)
 		testbed.Must(t, cfg.Complete(), "config")
-		stops[node] = startStoppable(t, cfg)
+		_, stops[node] = startDaemon(t, cfg)
 	}
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
 	count := func() (routes, traefiks int, err error) {

@@ -55,21 +55,17 @@ func New() *Publisher {
 func (p *Publisher) Current() *Rendered { return p.current.Load() }
 
 // Set renders ts; it returns false, and keeps the old rendering, when the
-// body is byte-identical. Only one goroutine may call Set or SetJSON.
+// body is byte-identical. Only one goroutine may call Set or SetDigested.
 func (p *Publisher) Set(ts []targets.Target) bool {
 	p.buf = AppendJSON(p.buf[:0], ts)
+	if cur := p.current.Load(); cur != nil && bytes.Equal(cur.Body, p.buf) {
+		return false
+	}
 	groups := map[string]int{}
 	for _, t := range ts {
 		groups[t.Label("service_group")]++
 	}
-	return p.SetJSON(p.buf, groups)
-}
-
-// SetJSON publishes an already rendered body (copied), as Set does.
-func (p *Publisher) SetJSON(body []byte, groups map[string]int) bool {
-	if cur := p.current.Load(); cur != nil && bytes.Equal(cur.Body, body) {
-		return false
-	}
+	body := p.buf
 	return p.SetDigested(sha256.Sum256(body), func(dst []byte) []byte { return append(dst, body...) }, groups)
 }
 
