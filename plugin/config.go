@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -70,12 +71,15 @@ func CreateConfig() *Config {
 	}
 }
 
-// reservedLabels are set by the sidecar; an extra label may not override them,
-// or the join between routing and container metrics would break.
+// reservedLabels are the labels the sidecar writes itself; an extra label
+// may not override them, or the join between routing and container metrics
+// would break. The sidecar reads this same list (IsReservedLabel), so the
+// two cannot drift.
 var reservedLabels = map[string]bool{
 	"circuit_id":       true,
 	"session_id":       true,
 	"route_id":         true,
+	"endpoint_id":      true,
 	"worker_authority": true,
 	"worker_node":      true,
 	"service_group":    true,
@@ -83,6 +87,9 @@ var reservedLabels = map[string]bool{
 	"traefik_service":  true,
 	"app":              true,
 }
+
+// IsReservedLabel tells whether the sidecar writes this label itself.
+func IsReservedLabel(name string) bool { return reservedLabels[name] }
 
 // Validate reports the first invalid field, named as in the configuration.
 func (c *Config) Validate() error {
@@ -127,7 +134,7 @@ func (c *Config) checkFields() error {
 		}
 	}
 	for i, r := range c.Routes {
-		if err := checkServerURL(r.URL); err != nil {
+		if err := CheckServerURL(r.URL); err != nil {
 			return fmt.Errorf("routes[%d].url: %w", i, err)
 		}
 		if !utf8.ValidString(r.SessionID) || !utf8.ValidString(r.RouteID) {
@@ -234,7 +241,10 @@ func IsLabelName(name string) bool {
 	return true
 }
 
-func checkServerURL(raw string) error {
+// CheckServerURL refuses a server URL that Traefik could not dial either.
+// The plugin checks its routes with it and the sidecar the servers it reads
+// from etcd, so both accept exactly the same URLs.
+func CheckServerURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%q: %v", raw, err)
@@ -244,6 +254,12 @@ func checkServerURL(raw string) error {
 	}
 	if u.Hostname() == "" {
 		return fmt.Errorf("%q: no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port out of range (1 to 65535)", raw)
+		}
 	}
 	return nil
 }

@@ -150,6 +150,8 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{desc: "label name with a dash", change: func(c *plugin.Config) { c.Labels["team-name"] = "x" }, wantErr: "labels.team-name"},
 		{desc: "label name with __ prefix", change: func(c *plugin.Config) { c.Labels["__address__"] = "x" }, wantErr: "labels.__address__"},
 		{desc: "label that overrides an identity", change: func(c *plugin.Config) { c.Labels["circuit_id"] = "x" }, wantErr: "reserved"},
+		{desc: "label the sidecar writes from the coordinator", change: func(c *plugin.Config) { c.Labels["endpoint_id"] = "x" }, wantErr: "labels.endpoint_id: reserved"},
+		{desc: "route URL with a port out of range", change: func(c *plugin.Config) { c.Routes = []plugin.Route{{URL: "http://10.0.0.1:70000/"}} }, wantErr: "routes[0].url"},
 		{desc: "port out of range", change: func(c *plugin.Config) { c.MetricsPort = 70000 }, wantErr: "metricsPort"},
 		{desc: "negative port", change: func(c *plugin.Config) { c.MetricsPort = -1 }, wantErr: "metricsPort"},
 		{desc: "relative metrics path", change: func(c *plugin.Config) { c.MetricsPath = "metrics" }, wantErr: "metricsPath"},
@@ -362,4 +364,32 @@ func TestRestartedSidecarRelearnsTheSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "full push after a 409", func() bool { return side.names() == "bai_sd_r@etcd,bai_sd_s@etcd" })
+}
+
+func TestHeartbeatRevealsARestartedSidecarWithinSeconds(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := testConfig(srv.URL, "c-hb")
+	cfg.ResyncInterval = "1h" // so only a heartbeat can bring the set back
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), cfg, "bai_sd_hb@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first push", func() bool { return side.names() == "bai_sd_hb@etcd" })
+	side.mu.Lock()
+	before := side.pushes
+	side.mu.Unlock()
+	// Idle, the sender still pushes: empty deltas that follow the sequence.
+	waitFor(t, "a heartbeat", func() bool {
+		side.mu.Lock()
+		defer side.mu.Unlock()
+		return side.pushes > before
+	})
+	// The sidecar restarts: the next heartbeat gets 409 and the set follows.
+	side.forget()
+	start := time.Now()
+	waitFor(t, "the set after a heartbeat's 409", func() bool { return side.names() == "bai_sd_hb@etcd" })
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the set came back after %v; a heartbeat every 2s should bring it within 5s", took)
+	}
 }

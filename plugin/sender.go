@@ -27,6 +27,11 @@ const (
 	firstBackoff = 250 * time.Millisecond
 	maxBackoff   = 10 * time.Second
 	pushTimeout  = 10 * time.Second
+	// heartbeatEvery is how often an idle sender sends an empty delta. The
+	// sidecar answers 409 to a delta from a process it does not know, so a
+	// restarted sidecar gets the full set within one heartbeat instead of
+	// one resync interval; it also tells the sidecar this Traefik is alive.
+	heartbeatEvery = 2 * time.Second
 )
 
 // liveSet is the process-wide registry. Traefik keeps one Yaegi interpreter
@@ -58,6 +63,7 @@ type destination struct {
 	needFull     bool
 	seq          uint64
 	nextResync   time.Time
+	nextBeat     time.Time
 	retryAt      time.Time
 	backoff      time.Duration
 	failing      bool
@@ -300,21 +306,24 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 		}
 	}
 	resyncDue := !now.Before(d.nextResync)
-	if !d.needFull && !resyncDue && len(d.pending) == 0 {
-		return outgoing{}, false, d.nextResync.Sub(now)
+	beatDue := !now.Before(d.nextBeat)
+	if !d.needFull && !resyncDue && !beatDue && len(d.pending) == 0 {
+		wait := d.nextResync.Sub(now)
+		if beat := d.nextBeat.Sub(now); beat < wait {
+			wait = beat
+		}
+		return outgoing{}, false, wait
 	}
 	full := d.needFull || resyncDue
 	d.seq++
 	push := Push{
-		Node:          r.node,
-		Boot:          r.boot,
-		Seq:           d.seq,
-		Full:          full,
-		ResyncSeconds: int(d.resync / time.Second),
-		Middlewares:   []LiveMiddleware{},
-	}
-	if push.ResyncSeconds < 1 {
-		push.ResyncSeconds = 1
+		Node:             r.node,
+		Boot:             r.boot,
+		Seq:              d.seq,
+		Full:             full,
+		ResyncSeconds:    atLeastOneSecond(d.resync),
+		HeartbeatSeconds: atLeastOneSecond(d.heartbeat()),
+		Middlewares:      []LiveMiddleware{},
 	}
 	if full {
 		for _, m := range d.middlewares {
@@ -337,7 +346,24 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 	if full {
 		d.nextResync = now.Add(d.resync)
 	}
+	// Any push proves this process alive; the next heartbeat counts from it.
+	d.nextBeat = now.Add(d.heartbeat())
 	return outgoing{dest: d, push: push, url: d.url, token: d.token}, true, 0
+}
+
+// heartbeat is heartbeatEvery, or the resync interval when that is shorter.
+func (d *destination) heartbeat() time.Duration {
+	if d.resync < heartbeatEvery {
+		return d.resync
+	}
+	return heartbeatEvery
+}
+
+func atLeastOneSecond(d time.Duration) int {
+	if s := int(d / time.Second); s > 1 {
+		return s
+	}
+	return 1
 }
 
 func (m *liveMiddleware) live() LiveMiddleware {

@@ -36,7 +36,14 @@ type Configuration struct {
 	Server     Server    `description:"Access to and limits of the HTTP API." json:"server,omitempty"`
 	Limits     Limits    `description:"Bounds on what is published." json:"limits,omitempty"`
 	BackendAI  BackendAI `description:"Backend.AI's own sources." json:"backendai,omitempty"`
+
+	// etcdOff is set when --etcd.endpoints (or its variable) is given
+	// empty: the sidecar then runs from the plugin's pushes alone.
+	etcdOff bool
 }
+
+// PluginOnly tells whether the sidecar runs without etcd.
+func (c *Configuration) PluginOnly() bool { return len(c.Etcd.Endpoints) == 0 }
 
 // BackendAI configures what traefik-sd reads from Backend.AI itself.
 type BackendAI struct {
@@ -66,7 +73,7 @@ type Limits struct {
 
 // Etcd configures the etcd client.
 type Etcd struct {
-	Endpoints      []string       `description:"etcd endpoints (host:port or URLs)." json:"endpoints,omitempty"`
+	Endpoints      []string       `description:"etcd endpoints (host:port or URLs); given empty (--etcd.endpoints=), the sidecar runs without etcd, from the plugin's pushes and Traefik's API." json:"endpoints,omitempty"`
 	RootKey        string         `description:"Traefik's etcd provider rootKey (default traefik/worker_<authority>)." json:"rootKey,omitempty"`
 	Username       string         `description:"etcd user." json:"username,omitempty"`
 	Password       string         `description:"etcd password." json:"password,omitempty"`
@@ -94,6 +101,8 @@ type Worker struct {
 // Traefik says where Traefik's metrics are.
 type Traefik struct {
 	MetricsURL     string         `description:"URL the sidecar scrapes for server health, e.g. http://127.0.0.1:8080/metrics." json:"metricsURL,omitempty"`
+	APIURL         string         `description:"Base URL of Traefik's API (its traefik entry point), asked which routers Traefik serves (default: scheme and host of metricsURL)." json:"apiURL,omitempty"`
+	APISweep       types.Duration `description:"How often every router is listed from Traefik's API; a change asks about the routers it touched at once." json:"apiSweep,omitempty"`
 	Target         string         `description:"host:port Prometheus scrapes for Traefik (default: from metricsURL)." json:"target,omitempty"`
 	ScrapeInterval types.Duration `description:"How often Traefik's metrics are read." json:"scrapeInterval,omitempty"`
 	Provider       string         `description:"Name of Traefik's etcd provider in references (name@provider)." json:"provider,omitempty"`
@@ -101,8 +110,9 @@ type Traefik struct {
 
 // Plugin configures the push endpoint.
 type Plugin struct {
-	Name  string `description:"The plugin's key in the middleware configuration (plugin/<name>/...)." json:"name,omitempty"`
-	Token string `description:"Bearer token the plugin must send with pushes." json:"token,omitempty"`
+	Name       string         `description:"The plugin's key in the middleware configuration (plugin/<name>/...)." json:"name,omitempty"`
+	Token      string         `description:"Bearer token the plugin must send with pushes." json:"token,omitempty"`
+	StartGrace types.Duration `description:"After a start, how long /v1/targets answers 503 while waiting for the plugin's full set and Traefik's router list, before serving what it has." json:"startGrace,omitempty"`
 }
 
 // AppProxy holds the static AppProxy targets.
@@ -140,8 +150,8 @@ func Default() *Configuration {
 			RequestTimeout:   types.Duration(10 * time.Second),
 			ProgressInterval: types.Duration(5 * time.Second),
 		},
-		Traefik:   Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd"},
-		Plugin:    Plugin{Name: "traefik-sd"},
+		Traefik:   Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd", APISweep: types.Duration(30 * time.Second)},
+		Plugin:    Plugin{Name: "traefik-sd", StartGrace: types.Duration(10 * time.Second)},
 		Limits:    Limits{MaxTargets: 200000, MaxLabels: 64},
 		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second), Heartbeat: types.Duration(60 * time.Second), Etcd: SDStore{Namespace: "local"}},
 		Server: Server{
@@ -159,7 +169,7 @@ func Command(cfg *Configuration, run func() error) *cli.Command {
 		Name:          "traefik-sd",
 		Description:   "traefik-sd publishes what Traefik routes (from its etcd configuration, its plugin and its metrics) as Prometheus HTTP SD targets.",
 		Configuration: cfg,
-		Resources:     []cli.ResourceLoader{&fileLoader{}, &cli.FlagLoader{}, envLoader{}},
+		Resources:     []cli.ResourceLoader{&fileLoader{}, flagLoader{}, envLoader{}},
 		Run:           func([]string) error { return run() },
 	}
 }
@@ -187,12 +197,29 @@ func (fileLoader) Load(args []string, cmd *cli.Command) (bool, error) {
 	return true, nil
 }
 
+// flagLoader is paerser's, but tells an empty --etcd.endpoints= from an
+// absent one: paerser keeps the default for an empty list.
+type flagLoader struct{}
+
+func (flagLoader) Load(args []string, cmd *cli.Command) (bool, error) {
+	for _, a := range args {
+		name, value, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if ok && value == "" && strings.EqualFold(name, "etcd.endpoints") {
+			cmd.Configuration.(*Configuration).etcdOff = true
+		}
+	}
+	return (&cli.FlagLoader{}).Load(args, cmd)
+}
+
 // envLoader reads TRAEFIK_SD_* variables. paerser wants a prefix without an
 // inner underscore, so the names are handed to it under TRAEFIKSD_.
 type envLoader struct{}
 
 func (envLoader) Load(_ []string, cmd *cli.Command) (bool, error) {
 	const inner = "TRAEFIKSD_"
+	if v, ok := os.LookupEnv(EnvPrefix + "ETCD_ENDPOINTS"); ok && v == "" {
+		cmd.Configuration.(*Configuration).etcdOff = true
+	}
 	var vars []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, EnvPrefix) {
@@ -228,8 +255,8 @@ func (c *Configuration) Complete() error {
 	if time.Duration(c.Etcd.ProgressInterval) < 100*time.Millisecond {
 		return fmt.Errorf("--etcd.progressInterval %s: at least 100ms", time.Duration(c.Etcd.ProgressInterval))
 	}
-	if len(c.Etcd.Endpoints) == 0 {
-		return errors.New("--etcd.endpoints: at least one endpoint")
+	if c.etcdOff {
+		c.Etcd.Endpoints = nil
 	}
 	if _, _, err := net.SplitHostPort(c.Address); err != nil {
 		return fmt.Errorf("--address %q: %w", c.Address, err)
@@ -241,6 +268,30 @@ func (c *Configuration) Complete() error {
 		}
 		if c.Traefik.Target == "" {
 			c.Traefik.Target = u.Host
+		}
+		if c.Traefik.APIURL == "" {
+			c.Traefik.APIURL = u.Scheme + "://" + u.Host
+		}
+	}
+	if c.Traefik.APIURL != "" {
+		u, err := url.Parse(c.Traefik.APIURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--traefik.apiURL %q: not an http(s) URL", c.Traefik.APIURL)
+		}
+		c.Traefik.APIURL = strings.TrimSuffix(c.Traefik.APIURL, "/")
+	}
+	if time.Duration(c.Traefik.APISweep) < time.Second {
+		return fmt.Errorf("--traefik.apiSweep %s: at least 1s", time.Duration(c.Traefik.APISweep))
+	}
+	if time.Duration(c.Plugin.StartGrace) < 0 {
+		return fmt.Errorf("--plugin.startGrace %s: 0 or more", time.Duration(c.Plugin.StartGrace))
+	}
+	if c.PluginOnly() {
+		if c.Traefik.APIURL == "" {
+			return errors.New("--etcd.endpoints is empty (no etcd): --traefik.apiURL or --traefik.metricsURL is required, since Traefik's API then names the routers")
+		}
+		if c.Routes.All {
+			return errors.New("--routes.all needs etcd: without it only circuits with the traefik-sd middleware are known")
 		}
 	}
 	for name, target := range map[string]string{

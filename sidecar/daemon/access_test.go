@@ -45,6 +45,28 @@ func sidecarConfig(t *testing.T, endpoint, authority string) *config.Configurati
 	return cfg
 }
 
+// unpluggedInteractive is a circuit without the traefik-sd middleware, for
+// the tests of access to etcd and to the sidecar: with --routes.all it is
+// published once Traefik's API reports its router, with no plugin push (an
+// in-process plugin cannot trust the test CA of an HTTPS sidecar).
+func unpluggedInteractive() coordinator.Circuit {
+	c := interactive()
+	c.SD = false
+	return c
+}
+
+// runBesideTraefik runs the sidecar with --routes.all and a Traefik
+// stand-in that reads etcd through client; it returns the sidecar's address.
+func runBesideTraefik(t *testing.T, client *clientv3.Client, cfg *config.Configuration) string {
+	f := startFakeTraefik(t, client, cfg.Worker.Authority)
+	cfg.Traefik.MetricsURL = f.URL + "/metrics"
+	cfg.Routes.All = true
+	testbed.Must(t, cfg.Complete(), "config")
+	addr := runDaemon(t, cfg)
+	f.attach("http://" + addr)
+	return addr
+}
+
 func get(t *testing.T, client *http.Client, url, auth string) (int, string) {
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	if auth != "" {
@@ -71,14 +93,13 @@ func TestTLSEverywhere(t *testing.T) {
 	testbed.Must(t, err, "etcd client")
 	defer client.Close()
 	coord := &coordinator.Writer{Client: client, Authority: "worker-tls"}
-	testbed.Must(t, coord.Put(ctx, interactive()), "write over TLS")
+	testbed.Must(t, coord.Put(ctx, unpluggedInteractive()), "write over TLS")
 
 	cfg := sidecarConfig(t, etcd.Endpoint, "worker-tls")
 	cfg.Etcd.TLS = &config.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey}
 	cfg.Server.TLSCert, cfg.Server.TLSKey = certs.ServerCert, certs.ServerKey
 	cfg.Server.ReadToken = "reader"
-	testbed.Must(t, cfg.Complete(), "config")
-	base := "https://" + runDaemon(t, cfg)
+	base := "https://" + runBesideTraefik(t, client, cfg)
 
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig(t, certs, false)}, Timeout: 5 * time.Second}
 	testbed.Eventually(t, 20*time.Second, "targets over HTTPS from an etcd reached with a client certificate", func() (bool, string) {
@@ -129,12 +150,11 @@ func TestEtcdUserAndPassword(t *testing.T) {
 	root, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, Username: "root", Password: "rootpw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "root client")
 	defer root.Close()
-	testbed.Must(t, (&coordinator.Writer{Client: root, Authority: "worker-auth"}).Put(ctx, interactive()), "write as root")
+	testbed.Must(t, (&coordinator.Writer{Client: root, Authority: "worker-auth"}).Put(ctx, unpluggedInteractive()), "write as root")
 
 	good := sidecarConfig(t, e.etcd.Endpoint, "worker-auth")
 	good.Etcd.Username, good.Etcd.Password = "traefik-sd", "s3cret"
-	testbed.Must(t, good.Complete(), "config")
-	base := "http://" + runDaemon(t, good)
+	base := "http://" + runBesideTraefik(t, root, good)
 	testbed.Eventually(t, 20*time.Second, "targets read with user and password", func() (bool, string) {
 		code, body := get(t, http.DefaultClient, base+"/v1/targets", "")
 		return code == 200 && strings.Contains(body, interactive().ID), body

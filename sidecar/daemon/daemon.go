@@ -1,9 +1,10 @@
-// Package daemon runs the sidecar: it owns every goroutine, feeds the etcd
-// watcher's batches and Traefik's scrapes into the decoded configuration, and
-// republishes the target set whenever what would be published changes.
+// Package daemon runs the sidecar: it starts every source, hands what each
+// reports to the engine in one loop, and publishes the engine's target set.
+// It owns every goroutine it starts and stops them all before Run returns.
 //
-// Data flows one way: sources (watch, scrape, plugin pushes) -> one loop that
-// owns the dynamic.Store -> targets.Build -> publish.Publisher -> server.
+// Data flows one way: sources (etcd watch, plugin pushes, Traefik's
+// /metrics, Traefik's API, the coordinator's API) -> engine -> publisher
+// (HTTP SD body) and Backend.AI's ServiceDiscovery store.
 package daemon
 
 import (
@@ -17,13 +18,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
-	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/engine"
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
@@ -32,6 +32,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
 	"github.com/traefik-sd/traefik-sd/sidecar/servicediscovery"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
 	"github.com/valyala/fasthttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -45,67 +46,106 @@ type Daemon struct {
 	metrics *metrics.Metrics
 	pub     *publish.Publisher
 	plugins *pluginsync.Store
-	store   *dynamic.Store
-	builder *targets.Builder
-	health  health
-	routes  *routeinfo.Table // the coordinator's last good answer, if asked
-	kick    chan struct{}    // asks the coordinator poller to ask now
+	engine  *engine.Engine
+	api     *traefikapi.Watcher // nil when Traefik's API is not asked
+	coord   *routeinfo.Poller   // nil without a coordinator
 	// sdUpdates hands the latest set to the ServiceDiscovery writer, if any.
 	sdUpdates chan []targets.Target
 	ready     atomic.Bool
-	opts      targets.Options
 	addr      net.Addr
-}
 
-// health is the last good scrape's view of down servers.
-type health struct{ down map[string]bool }
-
-func (h health) Down(service, serverURL string) bool {
-	return h.down[scrape.ServerKey(service, serverURL)]
+	// Each outside party's state, so that a loss and a return are logged
+	// once each, not on every attempt.
+	apiFailing, coordFailing, scrapeFailing bool
 }
 
 // New prepares a daemon from a completed configuration.
 func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
-	m := metrics.New()
+	opts := targets.Options{
+		WorkerAuthority:   cfg.Worker.Authority,
+		WorkerNode:        cfg.Worker.Node,
+		Provider:          cfg.Traefik.Provider,
+		RoutesAll:         cfg.Routes.All,
+		TraefikTarget:     cfg.Traefik.Target,
+		WorkerTarget:      cfg.AppProxy.WorkerTarget,
+		CoordinatorTarget: cfg.AppProxy.CoordinatorTarget,
+		MaxTargets:        cfg.Limits.MaxTargets,
+		MaxLabels:         cfg.Limits.MaxLabels,
+	}
+	if u, err := url.Parse(cfg.Traefik.MetricsURL); err == nil && cfg.Traefik.MetricsURL != "" {
+		opts.TraefikMetricsPath = u.Path
+		opts.TraefikScheme = u.Scheme
+	}
 	d := &Daemon{
 		cfg:     cfg,
 		log:     log,
-		metrics: m,
+		metrics: metrics.New(),
 		pub:     publish.New(),
-		plugins: pluginsync.NewStore(func(delay time.Duration) { m.EtcdToPluginPush.Observe(delay.Seconds()) }),
-		store:   dynamic.NewStore(cfg.Plugin.Name),
-		kick:    make(chan struct{}, 1),
-		opts: targets.Options{
-			WorkerAuthority:   cfg.Worker.Authority,
-			WorkerNode:        cfg.Worker.Node,
-			Provider:          cfg.Traefik.Provider,
-			RoutesAll:         cfg.Routes.All,
-			TraefikTarget:     cfg.Traefik.Target,
-			WorkerTarget:      cfg.AppProxy.WorkerTarget,
-			CoordinatorTarget: cfg.AppProxy.CoordinatorTarget,
-			MaxTargets:        cfg.Limits.MaxTargets,
-			MaxLabels:         cfg.Limits.MaxLabels,
-		},
+		plugins: pluginsync.NewStore(),
+		engine: engine.New(engine.Options{
+			Targets:         opts,
+			Etcd:            !cfg.PluginOnly(),
+			PluginName:      cfg.Plugin.Name,
+			AskTraefik:      cfg.Traefik.APIURL != "",
+			StartGrace:      time.Duration(cfg.Plugin.StartGrace),
+			NotServedSettle: notServedSettle,
+		}, time.Now()),
 	}
-	if u, err := url.Parse(cfg.Traefik.MetricsURL); err == nil && cfg.Traefik.MetricsURL != "" {
-		d.opts.TraefikMetricsPath = u.Path
-		d.opts.TraefikScheme = u.Scheme
+	if cfg.Traefik.APIURL != "" {
+		d.api = &traefikapi.Watcher{
+			Client:        &traefikapi.Client{Base: cfg.Traefik.APIURL, HTTP: &http.Client{Timeout: 10 * time.Second}},
+			SweepInterval: time.Duration(cfg.Traefik.APISweep),
+		}
 	}
-	d.builder = targets.NewBuilder(d.opts)
-	d.builder.SetRenderer(publish.AppendJSON)
+	if cfg.BackendAI.CoordinatorURL != "" {
+		d.coord = &routeinfo.Poller{
+			Client: &routeinfo.Client{URL: cfg.BackendAI.CoordinatorURL, WorkerID: cfg.BackendAI.WorkerID,
+				Token: cfg.BackendAI.CoordinatorToken, HTTP: &http.Client{Timeout: 10 * time.Second}},
+			Interval: time.Duration(cfg.BackendAI.PollInterval),
+			Settle:   500 * time.Millisecond,
+		}
+	}
 	return d
 }
+
+// notServedSettle is how long a circuit etcd holds may stay unserved by
+// Traefik before it is logged: a new circuit is unserved until Traefik's
+// next reload, which at 10,000 routers takes several seconds.
+const notServedSettle = 15 * time.Second
 
 // Addr is the address the API listens on, once Run has started it.
 func (d *Daemon) Addr() net.Addr { return d.addr }
 
+// sources are the channels the loop reads; a nil channel is a source that
+// does not run.
+type sources struct {
+	etcd     chan watch.Report
+	scrapes  chan scrape.Outcome
+	routers  chan traefikapi.Update
+	answers  chan routeinfo.Answer
+	serveErr chan error
+}
+
 // Run serves until ctx is done, then stops everything it started and waits for it.
 func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
-	client, err := d.etcdClient()
-	if err != nil {
-		return err
+	var client *clientv3.Client
+	if !d.cfg.PluginOnly() {
+		var err error
+		if client, err = d.etcdClient(); err != nil {
+			return err
+		}
+		defer client.Close()
 	}
-	defer client.Close()
+	var sdClient *clientv3.Client
+	if len(d.cfg.BackendAI.Etcd.Endpoints) > 0 {
+		sd := d.cfg.BackendAI.Etcd
+		var err error
+		sdClient, err = newEtcdClient("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
+		if err != nil {
+			return err
+		}
+		defer sdClient.Close()
+	}
 
 	ln, err := net.Listen("tcp", d.cfg.Address)
 	if err != nil {
@@ -142,178 +182,166 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	run := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	src := sources{serveErr: make(chan error, 1)}
+	run(func() {
 		var err error
 		if d.cfg.Server.TLSCert != "" {
 			err = httpd.ServeTLS(ln, d.cfg.Server.TLSCert, d.cfg.Server.TLSKey)
 		} else {
 			err = httpd.Serve(ln)
 		}
-		serveErr <- err
-	}()
-
-	batches := make(chan watch.Batch, 64)
-	statuses := make(chan watch.Status, 16)
-	w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
-		ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval)}
-	wg.Add(1)
-	go func() { defer wg.Done(); w.Run(ctx, batches, statuses) }()
-
-	scrapes := make(chan scrape.Outcome, 1)
+		src.serveErr <- err
+	})
+	if client != nil {
+		src.etcd = make(chan watch.Report, 64)
+		w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
+			ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval)}
+		run(func() { w.Run(ctx, src.etcd) })
+	}
 	if d.cfg.Traefik.MetricsURL != "" {
+		src.scrapes = make(chan scrape.Outcome, 1)
 		s := &scrape.Scraper{URL: d.cfg.Traefik.MetricsURL, Interval: time.Duration(d.cfg.Traefik.ScrapeInterval), Client: &http.Client{}}
-		wg.Add(1)
-		go func() { defer wg.Done(); s.Run(ctx, scrapes) }()
+		run(func() { s.Run(ctx, src.scrapes) })
 	}
-
-	if len(d.cfg.BackendAI.Etcd.Endpoints) > 0 {
-		sd := d.cfg.BackendAI.Etcd
-		sdClient, err := newEtcdClient("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
-		if err != nil {
-			cancel()
-			_ = httpd.Shutdown()
-			wg.Wait()
-			return err
-		}
-		defer sdClient.Close()
+	if d.api != nil {
+		src.routers = make(chan traefikapi.Update, 4)
+		run(func() { d.api.Run(ctx, src.routers) })
+	}
+	if d.coord != nil {
+		src.answers = make(chan routeinfo.Answer, 1)
+		run(func() { d.coord.Run(ctx, src.answers) })
+	}
+	if sdClient != nil {
 		d.sdUpdates = make(chan []targets.Target, 1)
-		wg.Add(1)
-		go func() { defer wg.Done(); d.runServiceDiscovery(ctx, sdClient, d.sdUpdates) }()
-	}
-
-	tables := make(chan *routeinfo.Table, 1)
-	if d.cfg.BackendAI.CoordinatorURL != "" {
-		wg.Add(1)
-		go func() { defer wg.Done(); d.pollCoordinator(ctx, tables) }()
+		run(func() { d.runServiceDiscovery(ctx, sdClient, d.sdUpdates) })
 	}
 
 	if started != nil {
 		started <- d.addr
 	}
-	d.log.Info("traefik-sd started", "address", d.addr.String(), "rootKey", d.cfg.Etcd.RootKey,
-		"authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
-	err = d.loop(ctx, batches, statuses, scrapes, tables, serveErr)
+	mode := "etcd"
+	if d.cfg.PluginOnly() {
+		mode = "plugin-only (no etcd)"
+	}
+	d.log.Info("traefik-sd started", "address", d.addr.String(), "mode", mode, "rootKey", d.cfg.Etcd.RootKey,
+		"traefikAPI", d.cfg.Traefik.APIURL, "authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
+	if d.api == nil {
+		d.log.Warn("neither --traefik.apiURL nor --traefik.metricsURL is set: routers Traefik disabled cannot be told apart, so only the plugin's pushes gate what is published")
+	}
+	err = d.loop(ctx, src)
 	cancel()
 	_ = httpd.Shutdown()
 	wg.Wait()
 	return err
 }
 
-func (d *Daemon) loop(ctx context.Context, batches <-chan watch.Batch, statuses <-chan watch.Status,
-	scrapes <-chan scrape.Outcome, tables <-chan *routeinfo.Table, serveErr <-chan error,
-) error {
-	expire := time.NewTicker(time.Second)
-	defer expire.Stop()
+func (d *Daemon) loop(ctx context.Context, src sources) error {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-serveErr:
+		case err := <-src.serveErr:
 			if err != nil {
 				return fmt.Errorf("serving: %w", err)
 			}
 			return nil
-		case b := <-batches:
-			d.applyBatch(b)
-			// Take what else is queued before rendering once.
-			for more := true; more; {
-				select {
-				case b = <-batches:
-					d.applyBatch(b)
-				default:
-					more = false
-				}
+		case r := <-src.etcd:
+			d.etcdReports(r, src.etcd)
+		case <-d.plugins.Ready():
+			d.handle(d.engine.Pushes(d.plugins.Drain()), time.Time{})
+		case o := <-src.scrapes:
+			if d.scraped(o) {
+				d.handle(d.engine.Scrape(o.Result), time.Time{})
 			}
-			d.commit(b.Received)
-		case st := <-statuses:
-			d.watchStatus(st)
-		case t := <-tables:
-			if !t.Equal(d.routes) {
-				d.routes = t
-				d.republish(time.Time{}, targets.Changes{All: true})
+		case u := <-src.routers:
+			d.traefikAnswered(u)
+			d.handle(d.engine.Routers(u), time.Time{})
+		case a := <-src.answers:
+			if d.coordinatorAnswered(a) {
+				d.handle(d.engine.Routes(a.Table), time.Time{})
 			}
-		case o := <-scrapes:
-			if changed := d.applyScrape(o); len(changed) > 0 {
-				d.republish(time.Time{}, targets.Changes{Services: changed})
-			}
-		case now := <-expire.C:
-			for _, node := range d.plugins.Expire(now) {
-				d.log.Warn("plugin of a Traefik process went silent; forgetting it", "node", node)
-			}
-			nodes := d.plugins.Nodes()
-			total := 0
-			for _, n := range nodes {
-				total += len(n.Middlewares)
-			}
-			d.metrics.PluginNodes.Set(float64(len(nodes)))
-			d.metrics.PluginMiddlewares.Set(float64(total))
+		case now := <-tick.C:
+			d.housekeeping(now)
 		}
 	}
 }
 
-func (d *Daemon) applyBatch(b watch.Batch) {
-	if b.Snapshot {
-		d.store.Reset(b.Events)
-	} else {
-		for _, ev := range b.Events {
-			id, sub, ok := dynamic.SplitKey(ev.Key)
-			if !ok {
-				continue
-			}
-			if ev.Deleted {
-				d.store.Delete(id, sub)
-			} else {
-				d.store.Put(id, sub, ev.Value)
-			}
+// etcdReports applies a watch report and every one already queued behind
+// it, so that a burst renders once.
+func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
+	var batches []watch.Batch
+	take := func(r watch.Report) {
+		if r.Status != nil {
+			d.watchStatus(*r.Status)
+		} else {
+			batches = append(batches, *r.Batch)
 		}
 	}
-	d.metrics.EtcdRevision.Set(float64(b.Revision))
-	d.metrics.EtcdLastEvent.Set(float64(b.Received.UnixNano()) / 1e9)
-}
-
-// commit decodes what the batches changed and republishes if that matters.
-func (d *Daemon) commit(received time.Time) {
-	changed, errs := d.store.Commit()
-	for _, err := range errs {
+	take(r)
+	for queued := true; queued; {
+		select {
+		case r = <-more:
+			take(r)
+		default:
+			queued = false
+		}
+	}
+	if len(batches) == 0 {
+		return
+	}
+	last := batches[len(batches)-1]
+	d.metrics.EtcdRevision.Set(float64(last.Revision))
+	d.metrics.EtcdLastEvent.Set(float64(last.Received.UnixNano()) / 1e9)
+	res := d.engine.Etcd(batches)
+	for _, err := range res.DecodeErrors {
 		d.metrics.DecodeErrors.Inc()
 		d.log.Warn("ignoring an object that cannot be decoded; the rest still counts", "error", err)
 	}
-	d.metrics.DecodeBroken.Set(float64(len(d.store.Errors)))
-	d.metrics.EtcdObjects.Set(float64(d.store.Len()))
-	for _, id := range changed {
-		if id.Kind != dynamic.Middlewares {
-			continue
-		}
-		if m := d.store.Middlewares[id.Name]; m != nil && m.SD != nil {
-			d.plugins.NoteEtcdChange(id.Name, m.SD, received)
-		}
+	if store := d.engine.Store(); store != nil {
+		d.metrics.DecodeBroken.Set(float64(len(store.Errors)))
+		d.metrics.EtcdObjects.Set(float64(store.Len()))
 	}
-	if len(changed) > 0 || !d.ready.Load() {
-		d.republish(received, targets.Changes{Objects: changed, All: !d.ready.Load()})
-		select { // new circuits may have routes the coordinator can name
-		case d.kick <- struct{}{}:
-		default:
-		}
+	if res.Changed && d.coord != nil {
+		d.coord.Kick()
 	}
-	d.ready.Store(true)
+	d.handle(res, last.Received)
 }
 
-// republish rebuilds what the changes touch and publishes the set if its
-// body differs.
-func (d *Daemon) republish(received time.Time, ch targets.Changes) {
-	start := time.Now()
-	var routes targets.RouteInfo
-	if d.routes != nil {
-		routes = d.routes
+// handle acts on what the engine says an input changed: questions for
+// Traefik's API, measurements, and publishing the set once it may be served.
+func (d *Daemon) handle(res engine.Result, received time.Time) {
+	now := time.Now()
+	if d.api != nil {
+		d.api.Ask(res.AskRouters, res.AskMiddlewares, now)
+		if res.Sweep {
+			d.api.Sweep()
+		}
 	}
-	d.builder.Update(d.store, d.health, routes, ch)
-	for limit, n := range d.builder.Dropped() {
+	for _, delay := range res.PushDelays {
+		d.metrics.EtcdToPluginPush.Observe(delay.Seconds())
+	}
+	if !d.engine.Ready(now) {
+		return
+	}
+	d.ready.Store(true)
+	if d.engine.Take() {
+		d.publish(received)
+	}
+}
+
+// publish renders the engine's set if its body differs from the one served.
+func (d *Daemon) publish(received time.Time) {
+	start := time.Now()
+	for limit, n := range d.engine.Dropped() {
 		d.metrics.TargetsDropped.WithLabelValues(limit).Set(float64(n))
 	}
-	if !d.pub.SetDigested(d.builder.Digest(), d.builder.AppendJSON, d.builder.Groups()) {
+	if !d.pub.SetDigested(d.engine.Digest(), d.engine.AppendJSON, d.engine.Groups()) {
 		return
 	}
 	if d.sdUpdates != nil {
@@ -322,7 +350,7 @@ func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 		case <-d.sdUpdates:
 		default:
 		}
-		d.sdUpdates <- d.builder.Targets()
+		d.sdUpdates <- d.engine.Targets()
 	}
 	d.metrics.Renders.Inc()
 	d.metrics.RenderSeconds.Observe(time.Since(start).Seconds())
@@ -335,6 +363,30 @@ func (d *Daemon) republish(received time.Time, ch targets.Changes) {
 	d.log.Debug("published targets", "bytes", len(d.pub.Current().Body))
 }
 
+// housekeeping runs on a tick: processes gone silent, the first set once
+// the start grace is over, and the circuits Traefik does not serve.
+func (d *Daemon) housekeeping(now time.Time) {
+	if gone := d.plugins.Expire(now); len(gone) > 0 {
+		for _, u := range gone {
+			d.log.Warn("the plugin of a Traefik process went silent; withdrawing what it served", "node", u.Node)
+		}
+		d.handle(d.engine.Pushes(gone), time.Time{})
+	} else {
+		d.handle(engine.Result{}, time.Time{}) // the start grace may be over
+	}
+	d.engine.ExpirePending(now)
+	d.metrics.PluginNodes.Set(float64(d.plugins.Nodes()))
+	d.metrics.PluginMiddlewares.Set(float64(d.engine.LiveMiddlewares()))
+	counts, report := d.engine.NotServed(now)
+	for reason, n := range counts {
+		d.metrics.CircuitsNotServed.WithLabelValues(reason).Set(float64(n))
+	}
+	for _, ns := range report {
+		d.log.Warn("etcd holds a circuit that Traefik does not serve; not publishing it",
+			"circuit", ns.CircuitID, "router", ns.Router, "reason", ns.Reason, "traefikError", ns.Error)
+	}
+}
+
 func (d *Daemon) watchStatus(st watch.Status) {
 	if st.Connected {
 		d.metrics.EtcdConnected.Set(1)
@@ -343,7 +395,7 @@ func (d *Daemon) watchStatus(st watch.Status) {
 	}
 	d.metrics.EtcdConnected.Set(0)
 	if st.Stale {
-		d.log.Warn("etcd is not answering; serving the last good target set", "error", st.Err)
+		d.log.Warn("etcd is not answering; serving the last good target set", "endpoints", d.cfg.Etcd.Endpoints, "error", st.Err)
 		return
 	}
 	if st.Relist {
@@ -354,59 +406,82 @@ func (d *Daemon) watchStatus(st watch.Status) {
 		d.metrics.EtcdRelists.WithLabelValues(reason).Inc()
 	}
 	if st.Err != nil {
-		d.log.Warn("etcd watch interrupted; serving the last good target set and re-listing", "error", st.Err)
+		d.log.Warn("etcd watch interrupted; serving the last good target set and re-listing", "endpoints", d.cfg.Etcd.Endpoints, "error", st.Err)
 	}
 }
 
-// applyScrape takes one scrape; it returns the services (name@provider)
-// whose servers' health changed.
-func (d *Daemon) applyScrape(o scrape.Outcome) []string {
+// scraped counts one scrape of Traefik's /metrics; it tells whether the
+// scrape succeeded.
+func (d *Daemon) scraped(o scrape.Outcome) bool {
 	if o.Err != nil {
 		d.metrics.Scrapes.WithLabelValues("error").Inc()
-		d.log.Debug("scraping Traefik failed; keeping the last known server health", "error", o.Err)
-		return nil
+		if !d.scrapeFailing {
+			d.log.Warn("scraping Traefik's /metrics failed; keeping the last known server health", "url", d.cfg.Traefik.MetricsURL, "error", o.Err)
+		}
+		d.scrapeFailing = true
+		return false
 	}
+	if d.scrapeFailing {
+		d.log.Info("Traefik's /metrics answers again", "url", d.cfg.Traefik.MetricsURL)
+	}
+	d.scrapeFailing = false
 	d.metrics.Scrapes.WithLabelValues("ok").Inc()
 	d.metrics.ScrapeLastSuccess.Set(float64(o.At.UnixNano()) / 1e9)
 	if o.Result.Broken > 0 {
 		d.metrics.ScrapeBrokenLines.Add(float64(o.Result.Broken))
 		d.log.Warn("skipped malformed lines in Traefik's metrics", "count", o.Result.Broken, "first", o.Result.FirstError)
 	}
-	d.metrics.TraefikServersDown.Set(float64(len(o.Result.Down)))
+	d.metrics.TraefikServersDown.Set(float64(o.Result.DownCount()))
 	if o.Result.LastReloadSuccess > 0 {
 		d.metrics.TraefikReload.WithLabelValues("success").Set(o.Result.LastReloadSuccess)
 	}
 	if o.Result.LastReloadFailure > 0 {
 		d.metrics.TraefikReload.WithLabelValues("failure").Set(o.Result.LastReloadFailure)
 	}
-	changed := changedServices(d.health.down, o.Result.Down)
-	d.health = health{down: o.Result.Down}
-	return changed
+	return true
 }
 
-// changedServices lists the services with a server in one down set but not
-// the other.
-func changedServices(before, after map[string]bool) []string {
-	seen := map[string]bool{}
-	var out []string
-	note := func(key string) {
-		service, _, _ := strings.Cut(key, "\x00")
-		if !seen[service] {
-			seen[service] = true
-			out = append(out, service)
-		}
+// traefikAnswered counts an answer of Traefik's API.
+func (d *Daemon) traefikAnswered(u traefikapi.Update) {
+	kind := "routers"
+	if u.Sweep {
+		kind = "sweep"
 	}
-	for k := range before {
-		if !after[k] {
-			note(k)
+	if u.Err != nil {
+		d.metrics.TraefikAPI.WithLabelValues("error").Inc()
+		if !d.apiFailing {
+			d.log.Warn("asking Traefik's API which routers it serves failed; keeping its last answer", "url", d.cfg.Traefik.APIURL, "error", u.Err)
 		}
+		d.apiFailing = true
+		return
 	}
-	for k := range after {
-		if !before[k] {
-			note(k)
+	if d.apiFailing {
+		d.log.Info("Traefik's API answers again", "url", d.cfg.Traefik.APIURL)
+	}
+	d.apiFailing = false
+	d.metrics.TraefikAPI.WithLabelValues(kind).Inc()
+	d.metrics.TraefikAPILastSuccess.Set(float64(u.At.UnixNano()) / 1e9)
+}
+
+// coordinatorAnswered counts an answer of the coordinator; a failed one
+// keeps its last good table.
+func (d *Daemon) coordinatorAnswered(a routeinfo.Answer) bool {
+	if a.Err != nil {
+		d.metrics.CoordinatorPolls.WithLabelValues("error").Inc()
+		if !d.coordFailing {
+			d.log.Warn("asking the coordinator for route ids failed; keeping its last good answer", "url", d.cfg.BackendAI.CoordinatorURL, "error", a.Err)
 		}
+		d.coordFailing = true
+		return false
 	}
-	return out
+	if d.coordFailing {
+		d.log.Info("the coordinator answers again", "url", d.cfg.BackendAI.CoordinatorURL)
+	}
+	d.coordFailing = false
+	d.metrics.CoordinatorPolls.WithLabelValues("ok").Inc()
+	d.metrics.CoordinatorLastSuccess.SetToCurrentTime()
+	d.metrics.CoordinatorRoutes.Set(float64(a.Table.Len()))
+	return true
 }
 
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {
@@ -468,55 +543,6 @@ func (d *Daemon) runServiceDiscovery(ctx context.Context, client *clientv3.Clien
 		},
 	}
 	w.Run(ctx, updates)
-}
-
-// pollCoordinator asks the coordinator for route ids every poll interval
-// and soon after etcd changes. A failed answer keeps the last good one
-// (nothing is sent), and says so in the metrics and, once, in the log.
-func (d *Daemon) pollCoordinator(ctx context.Context, out chan<- *routeinfo.Table) {
-	c := &routeinfo.Client{URL: d.cfg.BackendAI.CoordinatorURL, WorkerID: d.cfg.BackendAI.WorkerID,
-		Token: d.cfg.BackendAI.CoordinatorToken, HTTP: &http.Client{Timeout: 10 * time.Second}}
-	ticker := time.NewTicker(time.Duration(d.cfg.BackendAI.PollInterval))
-	defer ticker.Stop()
-	failing := false
-	for {
-		t, err := c.Fetch(ctx)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return
-		case err != nil:
-			d.metrics.CoordinatorPolls.WithLabelValues("error").Inc()
-			if !failing {
-				d.log.Warn("asking the coordinator for route ids failed; keeping its last good answer", "error", err)
-			}
-			failing = true
-		default:
-			if failing {
-				d.log.Info("the coordinator answers again")
-			}
-			failing = false
-			d.metrics.CoordinatorPolls.WithLabelValues("ok").Inc()
-			d.metrics.CoordinatorLastSuccess.SetToCurrentTime()
-			d.metrics.CoordinatorRoutes.Set(float64(t.Len()))
-			select {
-			case out <- t:
-			case <-ctx.Done():
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		case <-d.kick:
-			// A burst of etcd changes (a coordinator batch) asks once.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	}
 }
 
 // requestError answers and counts a request fasthttp refused before any

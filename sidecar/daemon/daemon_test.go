@@ -55,6 +55,7 @@ type env struct {
 	coord   *coordinator.Writer
 	base    string
 	metrics *fakeTraefikMetrics
+	traefik *fakeTraefik
 }
 
 func startEnv(t testing.TB, authority string) *env {
@@ -72,22 +73,18 @@ func startEnvWith(t testing.TB, authority string, configure func(*config.Configu
 	if len(dirs) > 0 {
 		dir = dirs[0]
 	}
-	e := &env{etcd: testbed.StartEtcd(t, dir), metrics: &fakeTraefikMetrics{}}
+	e := &env{etcd: testbed.StartEtcd(t, dir)}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "etcd client")
 	t.Cleanup(func() { client.Close() })
 	e.client = client
 	e.coord = &coordinator.Writer{Client: client, Authority: authority}
 
-	traefik := httptest.NewServer(e.metrics)
-	t.Cleanup(traefik.Close)
-
 	cfg := config.Default()
 	cfg.Address = "127.0.0.1:0"
 	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
 	cfg.Worker.Authority = authority
 	cfg.Worker.Node = "node-a"
-	cfg.Traefik.MetricsURL = traefik.URL + "/metrics"
 	cfg.Traefik.ScrapeInterval = types.Duration(100 * time.Millisecond)
 	cfg.AppProxy.CoordinatorTarget = "10.0.0.5:10200"
 	cfg.Etcd.ProgressInterval = types.Duration(300 * time.Millisecond)
@@ -95,11 +92,22 @@ func startEnvWith(t testing.TB, authority string, configure func(*config.Configu
 	if configure != nil {
 		configure(cfg)
 	}
-	testbed.Must(t, cfg.Complete(), "config")
-
-	e.base = "http://" + runDaemon(t, cfg)
-	testbed.WaitHTTP(t, nil, e.base+"/readyz", http.StatusOK, 20*time.Second)
+	e.base, e.traefik = e.runWithTraefik(t, cfg)
+	e.metrics = e.traefik.metrics
 	return e
+}
+
+// runWithTraefik starts a Traefik stand-in for cfg's authority, points
+// cfg at it, runs the sidecar and the plugin's pushes to it, and waits until
+// the sidecar is ready. It returns the sidecar's base URL.
+func (e *env) runWithTraefik(t testing.TB, cfg *config.Configuration) (string, *fakeTraefik) {
+	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
+	cfg.Traefik.MetricsURL = f.URL + "/metrics"
+	testbed.Must(t, cfg.Complete(), "config")
+	base := "http://" + runDaemon(t, cfg)
+	f.attach(base)
+	testbed.WaitHTTP(t, nil, base+"/readyz", http.StatusOK, 20*time.Second)
+	return base, f
 }
 
 // runDaemon runs the sidecar in-process until the test ends; it returns
@@ -172,10 +180,9 @@ func routeSet(groups []group) string {
 
 func (e *env) waitRoutes(t *testing.T, what, want string) time.Duration {
 	t.Helper()
-	return testbed.Eventually(t, 10*time.Second, what, func() (bool, string) {
-		groups, _, _ := e.targets(t)
-		got := routeSet(groups)
-		return got == want, "\n" + got
+	return testbed.Eventually(t, 15*time.Second, what, func() (bool, string) {
+		status, got := e.routesNow()
+		return status == http.StatusOK && got == want, fmt.Sprintf("%d\n%s", status, got)
 	})
 }
 

@@ -121,9 +121,7 @@ func TestServiceDiscoveryStoreMatchesTargets(t *testing.T) {
 	cfg.Traefik.Target = "10.0.0.7:8080"
 	cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
 	cfg.BackendAI.Heartbeat = types.Duration(time.Second)
-	testbed.Must(t, cfg.Complete(), "config")
-	addr, stop := startDaemon(t, cfg)
-	base := "http://" + addr
+	base, stop := e.startBeside(t, cfg)
 
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
 	sidecarSet := func() string {
@@ -200,8 +198,7 @@ func TestHANodesShareRouteEntries(t *testing.T) {
 		cfg.Traefik.Target = fmt.Sprintf("10.0.0.%d:8080", i+1)
 		cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
 		cfg.BackendAI.Heartbeat = types.Duration(time.Second)
-		testbed.Must(t, cfg.Complete(), "config")
-		_, stops[node] = startDaemon(t, cfg)
+		_, stops[node] = e.startBeside(t, cfg)
 	}
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
 	count := func() (routes, traefiks int, err error) {

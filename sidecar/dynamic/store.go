@@ -3,10 +3,8 @@ package dynamic
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -304,7 +302,7 @@ func (s *Store) decodeObject(id ObjectID, obj map[string]string) (value interfac
 		}
 		if svc.LoadBalancer != nil {
 			for i, srv := range svc.LoadBalancer.Servers {
-				if err := checkServerURL(srv.URL); err != nil {
+				if err := plugin.CheckServerURL(srv.URL); err != nil {
 					return nil, fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
 				}
 			}
@@ -366,26 +364,6 @@ func (s *Store) decodeMiddleware(obj map[string]string) (*Middleware, error) {
 		m.AppProxy.App = circuit.App
 	}
 	return m, nil
-}
-
-// checkServerURL refuses what Traefik could not dial either.
-func checkServerURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "h2c" {
-		return fmt.Errorf("%q: scheme must be http, https or h2c", raw)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%q: no host", raw)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q: port out of range", raw)
-		}
-	}
-	return nil
 }
 
 func nonEmpty(ids []string) []string {

@@ -37,6 +37,9 @@ type Metrics struct {
 	SDEntries              prometheus.Gauge
 	SDSkipped              prometheus.Gauge
 	SDErrors               prometheus.Counter
+	CircuitsNotServed      *prometheus.GaugeVec
+	TraefikAPI             *prometheus.CounterVec
+	TraefikAPILastSuccess  prometheus.Gauge
 }
 
 // CountConnections exposes the server's open and refused connections
@@ -83,11 +86,15 @@ func New() *Metrics {
 		SDEntries:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_entries", Help: "Entries this sidecar keeps in Backend.AI's ServiceDiscovery store."}),
 		SDSkipped:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_skipped", Help: "Targets left out of the store because the Manager's endpoint cannot carry them (own metrics path or scheme)."}),
 		SDErrors:               prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "servicediscovery_write_errors_total", Help: "Failed writes to Backend.AI's ServiceDiscovery store (retried)."}),
+		CircuitsNotServed:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "circuits_not_served", Help: "Circuits etcd holds that are not published because Traefik does not serve them, by reason (not_loaded, disabled, plugin_not_live)."}, []string{"reason"}),
+		TraefikAPI:             prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_api_answers_total", Help: "Rounds of questions to Traefik's API about its routers, by result (routers, sweep, error)."}, []string{"result"}),
+		TraefikAPILastSuccess:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_api_last_success_timestamp_seconds", Help: "When Traefik's API last answered; router states older than this may be stale."}),
 	}
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
 		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDSkipped, m.SDErrors,
+		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,6 +1,7 @@
-// Package pluginsync takes the plugin's pushes: which traefik-sd middlewares
-// each Traefik process has loaded, and since when. It also measures how long
-// Traefik took to load a middleware after etcd changed it.
+// Package pluginsync takes the plugin's pushes. It keeps each Traefik
+// process's session (boot, sequence, last contact) so that it can answer a
+// push at once, accepted or 409, and hands what the accepted pushes say to the
+// daemon's loop as plain Updates, in the order they were accepted.
 package pluginsync
 
 import (
@@ -8,9 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +49,9 @@ func Decode(body []byte) (plugin.Push, error) {
 	if p.ResyncSeconds <= 0 {
 		return p, errors.New("resyncSeconds: must be positive")
 	}
+	if p.HeartbeatSeconds < 0 {
+		return p, errors.New("heartbeatSeconds: must not be negative")
+	}
 	if len(p.Middlewares)+len(p.Removed) > MaxMiddlewares {
 		return p, fmt.Errorf("middlewares: more than %d entries", MaxMiddlewares)
 	}
@@ -76,142 +78,118 @@ func Decode(body []byte) (plugin.Push, error) {
 	return p, nil
 }
 
-// Observer receives the measured delay from an etcd change of a middleware
-// to the push that shows Traefik running that configuration.
-type Observer func(delay time.Duration)
+// Update is what one accepted push, or a process gone silent, changes.
+type Update struct {
+	Node string
+	// Full replaces everything known of Node with Live; otherwise Live is
+	// upserted and Removed dropped.
+	Full    bool
+	Live    []plugin.LiveMiddleware
+	Removed []string
+	// NewBoot: the first push of this process (a Traefik that started or
+	// restarted, or a sidecar that did), so everything it serves may differ.
+	NewBoot bool
+	// Received is when the push arrived.
+	Received time.Time
+}
 
-// Store is the live set per Traefik process. Safe for concurrent use.
+// Store keeps the sessions of the Traefik processes that push. Safe for
+// concurrent use: the HTTP handlers apply pushes, the loop drains updates.
 type Store struct {
-	mu      sync.Mutex
-	nodes   map[string]*node
-	pending map[string]pendingChange
-	observe Observer
+	mu       sync.Mutex
+	sessions map[string]*session
+	queue    []Update
+	notify   chan struct{}
 }
 
-type node struct {
-	boot        string
-	seq         uint64
-	lastSeen    time.Time
-	resync      time.Duration
-	middlewares map[string]plugin.LiveMiddleware
+type session struct {
+	boot     string
+	seq      uint64
+	lastSeen time.Time
+	// silentAfter is how long the process may stay silent before it is
+	// taken as gone: several heartbeats, or resyncs from a sender without them.
+	silentAfter time.Duration
 }
 
-type pendingChange struct {
-	config uint64 // hash of the configuration's JSON: one per middleware, kept small
-	at     time.Time
+// heartbeatsMissed is how many heartbeats a process may miss before it is
+// taken as gone. A Traefik restart (same node, new boot) takes a few seconds
+// and must not withdraw what it serves before and after.
+const heartbeatsMissed = 5
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	return &Store{sessions: map[string]*session{}, notify: make(chan struct{}, 1)}
 }
 
-func configHash(cfg interface{}) (uint64, bool) {
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return 0, false
-	}
-	h := fnv.New64a()
-	_, _ = h.Write(b)
-	return h.Sum64(), true
-}
-
-// NewStore returns an empty store; observe may be nil.
-func NewStore(observe Observer) *Store {
-	return &Store{nodes: map[string]*node{}, pending: map[string]pendingChange{}, observe: observe}
-}
-
-// Apply takes a decoded push.
+// Apply takes a decoded push. It returns ErrNeedFull for a delta that does
+// not follow the last accepted push of the same process.
 func (s *Store) Apply(p plugin.Push, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.nodes[p.Node]
+	n := s.sessions[p.Node]
 	if !p.Full && (n == nil || n.boot != p.Boot || p.Seq != n.seq+1) {
 		return ErrNeedFull
 	}
+	newBoot := false
 	if p.Full {
 		if n != nil && n.boot == p.Boot && p.Seq <= n.seq {
 			return nil // a late duplicate of what was already applied
 		}
-		n = &node{middlewares: make(map[string]plugin.LiveMiddleware, len(p.Middlewares))}
-		s.nodes[p.Node] = n
+		newBoot = n == nil || n.boot != p.Boot
+		n = &session{}
+		s.sessions[p.Node] = n
 	}
 	n.boot, n.seq, n.lastSeen = p.Boot, p.Seq, now
-	n.resync = time.Duration(p.ResyncSeconds) * time.Second
-	for _, m := range p.Middlewares {
-		n.middlewares[m.Name] = m
-		s.matchPending(m, now)
+	n.silentAfter = 3 * time.Duration(p.ResyncSeconds) * time.Second
+	if p.HeartbeatSeconds > 0 {
+		n.silentAfter = heartbeatsMissed * time.Duration(p.HeartbeatSeconds) * time.Second
 	}
-	for _, name := range p.Removed {
-		delete(n.middlewares, name)
+	if !p.Full && len(p.Middlewares) == 0 && len(p.Removed) == 0 {
+		return nil // a heartbeat: the process is alive and its set unchanged
+	}
+	s.queue = append(s.queue, Update{Node: p.Node, Full: p.Full, Live: p.Middlewares, Removed: p.Removed, NewBoot: newBoot, Received: now})
+	select {
+	case s.notify <- struct{}{}:
+	default:
 	}
 	return nil
 }
 
-// NoteEtcdChange records that etcd now holds cfg for the middleware named
-// name (without @provider); the next push carrying the same configuration
-// completes the measurement.
-func (s *Store) NoteEtcdChange(name string, cfg *plugin.Config, at time.Time) {
-	key, ok := configHash(cfg)
-	if !ok {
-		return
-	}
+// Ready is signalled when updates are waiting.
+func (s *Store) Ready() <-chan struct{} { return s.notify }
+
+// Drain returns the waiting updates, oldest first.
+func (s *Store) Drain() []Update {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending[name] = pendingChange{config: key, at: at}
+	out := s.queue
+	s.queue = nil
+	return out
 }
 
-func (s *Store) matchPending(m plugin.LiveMiddleware, now time.Time) {
-	name, _, _ := strings.Cut(m.Name, "@")
-	pc, ok := s.pending[name]
-	if !ok {
-		return
-	}
-	if key, ok := configHash(&m.Config); !ok || key != pc.config {
-		return
-	}
-	delete(s.pending, name)
-	if s.observe != nil {
-		s.observe(now.Sub(pc.at))
-	}
-}
-
-// Expire forgets processes silent for three of their resync intervals, and
-// pending measurements older than ten minutes. It returns the forgotten nodes.
-func (s *Store) Expire(now time.Time) []string {
+// Expire forgets processes silent for longer than they promised to be, and
+// returns an update for each that empties its set, with the names sorted.
+func (s *Store) Expire(now time.Time) []Update {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var gone []string
-	for name, n := range s.nodes {
-		if now.Sub(n.lastSeen) > 3*n.resync {
-			delete(s.nodes, name)
+	for name, n := range s.sessions {
+		if now.Sub(n.lastSeen) > n.silentAfter {
+			delete(s.sessions, name)
 			gone = append(gone, name)
 		}
 	}
-	for name, pc := range s.pending {
-		if now.Sub(pc.at) > 10*time.Minute {
-			delete(s.pending, name)
-		}
-	}
 	sort.Strings(gone)
-	return gone
+	out := make([]Update, 0, len(gone))
+	for _, name := range gone {
+		out = append(out, Update{Node: name, Full: true, Received: now})
+	}
+	return out
 }
 
-// NodeState is what one Traefik process runs.
-type NodeState struct {
-	Node        string
-	Middlewares []string
-	LastSeen    time.Time
-}
-
-// Nodes lists the known processes, sorted.
-func (s *Store) Nodes() []NodeState {
+// Nodes counts the processes whose sessions are current.
+func (s *Store) Nodes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]NodeState, 0, len(s.nodes))
-	for name, n := range s.nodes {
-		st := NodeState{Node: name, LastSeen: n.lastSeen}
-		for m := range n.middlewares {
-			st.Middlewares = append(st.Middlewares, m)
-		}
-		sort.Strings(st.Middlewares)
-		out = append(out, st)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	return out
+	return len(s.sessions)
 }

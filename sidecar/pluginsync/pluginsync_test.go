@@ -50,8 +50,16 @@ func TestDecodeAcceptsWhatThePluginSends(t *testing.T) {
 	}
 }
 
+func names(u pluginsync.Update) string {
+	var out []string
+	for _, m := range u.Live {
+		out = append(out, m.Name)
+	}
+	return strings.Join(out, ",") + " -" + strings.Join(u.Removed, ",")
+}
+
 func TestApplySequence(t *testing.T) {
-	s := pluginsync.NewStore(nil)
+	s := pluginsync.NewStore()
 	now := time.Now()
 	if err := s.Apply(push(false, 1, "a"), now); !errors.Is(err, pluginsync.ErrNeedFull) {
 		t.Fatalf("a first delta must ask for a full push, got %v", err)
@@ -67,9 +75,15 @@ func TestApplySequence(t *testing.T) {
 	if err := s.Apply(push(false, 4, "d"), now); !errors.Is(err, pluginsync.ErrNeedFull) {
 		t.Fatalf("a gap in seq must ask for a full push, got %v", err)
 	}
-	nodes := s.Nodes()
-	if len(nodes) != 1 || strings.Join(nodes[0].Middlewares, ",") != "b,c" {
-		t.Fatalf("nodes: %+v", nodes)
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("accepted pushes did not signal")
+	}
+	updates := s.Drain()
+	if len(updates) != 2 || !updates[0].Full || !updates[0].NewBoot || names(updates[0]) != "a,b -" ||
+		updates[1].Full || updates[1].NewBoot || names(updates[1]) != "c -a" {
+		t.Fatalf("updates: %+v", updates)
 	}
 	// A restarted Traefik (new boot) replaces its old state with a full push.
 	restarted := push(true, 1, "z")
@@ -77,29 +91,54 @@ func TestApplySequence(t *testing.T) {
 	if err := s.Apply(restarted, now); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Nodes()[0].Middlewares; strings.Join(got, ",") != "z" {
-		t.Fatalf("after restart: %v", got)
+	if u := s.Drain(); len(u) != 1 || !u[0].Full || !u[0].NewBoot || names(u[0]) != "z -" {
+		t.Fatalf("after restart: %+v", u)
 	}
-	// Silent for three resync intervals: forgotten.
-	if gone := s.Expire(now.Add(91 * time.Second)); len(gone) != 1 || len(s.Nodes()) != 0 {
-		t.Fatalf("expire: %v, left %v", gone, s.Nodes())
+	// Silent for three resync intervals (no heartbeats promised): forgotten,
+	// as an update that empties its set.
+	if gone := s.Expire(now.Add(89 * time.Second)); len(gone) != 0 {
+		t.Fatalf("expired early: %+v", gone)
+	}
+	if gone := s.Expire(now.Add(91 * time.Second)); len(gone) != 1 || !gone[0].Full || len(gone[0].Live) != 0 || s.Nodes() != 0 {
+		t.Fatalf("expire: %+v, left %d", gone, s.Nodes())
 	}
 }
 
-func TestEtcdToPushDelayIsMeasuredOnMatchingConfig(t *testing.T) {
-	var delays []time.Duration
-	s := pluginsync.NewStore(func(d time.Duration) { delays = append(delays, d) })
-	at := time.Now()
-	cfg := plugin.Config{CircuitID: "bai_sd_a@etcd", MetricsPath: "/metrics"}
-	s.NoteEtcdChange("bai_sd_a", &plugin.Config{CircuitID: "other", MetricsPath: "/metrics"}, at)
-	_ = s.Apply(push(true, 1, "bai_sd_a@etcd"), at.Add(time.Second))
-	if len(delays) != 0 {
-		t.Fatal("a push with the old config completed the measurement")
+func TestHeartbeatKeepsAliveAndRevealsARestartedSidecar(t *testing.T) {
+	now := time.Now()
+	beat := func(seq uint64) plugin.Push {
+		p := push(false, seq)
+		p.HeartbeatSeconds = 2
+		return p
 	}
-	s.NoteEtcdChange("bai_sd_a", &cfg, at)
-	_ = s.Apply(push(true, 2, "bai_sd_a@etcd"), at.Add(2*time.Second))
-	if len(delays) != 1 || delays[0] != 2*time.Second {
-		t.Fatalf("delays: %v", delays)
+	// A sidecar that restarted does not know the process: 409, so the
+	// plugin sends its full set within one heartbeat.
+	fresh := pluginsync.NewStore()
+	if err := fresh.Apply(beat(7), now); !errors.Is(err, pluginsync.ErrNeedFull) {
+		t.Fatalf("a heartbeat to a sidecar that lost the set: %v, want ErrNeedFull", err)
+	}
+
+	s := pluginsync.NewStore()
+	full := push(true, 1, "a")
+	full.HeartbeatSeconds = 2
+	if err := s.Apply(full, now); err != nil {
+		t.Fatal(err)
+	}
+	s.Drain()
+	for i := uint64(2); i <= 6; i++ {
+		if err := s.Apply(beat(i), now.Add(time.Duration(i)*2*time.Second)); err != nil {
+			t.Fatalf("heartbeat %d: %v", i, err)
+		}
+	}
+	if u := s.Drain(); len(u) != 0 {
+		t.Fatalf("heartbeats changed nothing, yet queued %+v", u)
+	}
+	last := now.Add(12 * time.Second)
+	if gone := s.Expire(last.Add(9 * time.Second)); len(gone) != 0 {
+		t.Fatal("expired within five heartbeats of the last one")
+	}
+	if gone := s.Expire(last.Add(11 * time.Second)); len(gone) != 1 {
+		t.Fatal("not expired after five missed heartbeats")
 	}
 }
 
@@ -117,7 +156,7 @@ func FuzzDecode(f *testing.F) {
 		if p.Node == "" || p.Seq == 0 {
 			t.Fatalf("accepted an incomplete push: %+v", p)
 		}
-		s := pluginsync.NewStore(nil)
+		s := pluginsync.NewStore()
 		_ = s.Apply(p, time.Now())
 	})
 }

@@ -1,42 +1,38 @@
 package publish_test
 
 import (
-	"encoding/json"
+	"bytes"
+	"compress/gzip"
 	"testing"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 )
 
-func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
-	values := []string{"plain", `quote " and \ backslash`, "ctl \x01\n\t\r", "<html>&", "ünïcödé ✓", "bad \xff utf8", "line\u2028sep"}
-	for _, v := range values {
-		got := publish.AppendJSON(nil, []targets.Target{{Address: v, Labels: []targets.Label{{Name: "k", Value: v}}}})
-		type group struct {
-			Targets []string          `json:"targets"`
-			Labels  map[string]string `json:"labels"`
-		}
-		want, _ := json.Marshal([]group{{Targets: []string{v}, Labels: map[string]string{"k": v}}})
-		if string(got) != string(want) {
-			t.Errorf("%q:\ngot  %s\nwant %s", v, got, want)
-		}
-	}
-	if got := publish.AppendJSON(nil, nil); string(got) != "[]" {
-		t.Errorf("empty set: %s", got)
-	}
-}
-
-func TestSetKeepsRenderingWhenNothingChanged(t *testing.T) {
+func TestPublishKeepsRenderingWhenNothingChanged(t *testing.T) {
 	p := publish.New()
-	ts := []targets.Target{{Address: "a:1", Labels: []targets.Label{{Name: "service_group", Value: "traefik"}}}}
-	if !p.Set(ts) {
+	if got := string(p.Current().Body); got != "[]" {
+		t.Fatalf("a new publisher serves %q, want []", got)
+	}
+	body := func() []byte {
+		return targets.AppendJSON(nil, []targets.Target{{Address: "a:1", Labels: []targets.Label{{Name: "service_group", Value: "traefik"}}}})
+	}
+	if !p.Publish(body(), map[string]int{"traefik": 1}) {
 		t.Fatal("first set reported no change")
 	}
 	first := p.Current()
-	if p.Set([]targets.Target{{Address: "a:1", Labels: []targets.Label{{Name: "service_group", Value: "traefik"}}}}) {
+	if p.Publish(body(), map[string]int{"traefik": 1}) {
 		t.Error("an equal set reported a change")
 	}
 	if p.Current() != first || first.Groups["traefik"] != 1 {
 		t.Error("rendering replaced or miscounted")
+	}
+	var gz bytes.Buffer
+	r, err := gzip.NewReader(bytes.NewReader(first.Gzipped()))
+	if err == nil {
+		_, err = gz.ReadFrom(r)
+	}
+	if err != nil || gz.String() != string(first.Body) {
+		t.Errorf("gzip form does not hold the body: %v %q", err, gz.String())
 	}
 }

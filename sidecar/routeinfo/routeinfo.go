@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // IDs are what the coordinator knows of one route.
@@ -162,4 +164,64 @@ func (c *Client) Fetch(ctx context.Context) (*Table, error) {
 		return nil, fmt.Errorf("%s: answer larger than %d bytes", u, limit)
 	}
 	return Decode(body)
+}
+
+// Answer is one round of asking the coordinator: its table, or why not.
+type Answer struct {
+	Table *Table
+	Err   error
+}
+
+// Poller is the source: it asks every Interval and soon after a Kick.
+type Poller struct {
+	Client   *Client
+	Interval time.Duration
+	// Settle is how long a Kick waits, so that a burst of etcd changes (a
+	// coordinator batch) asks once.
+	Settle time.Duration
+
+	kick chan struct{}
+	once sync.Once
+}
+
+func (p *Poller) init() { p.once.Do(func() { p.kick = make(chan struct{}, 1) }) }
+
+// Kick asks for a round soon: new circuits may have routes the coordinator
+// can name. It never blocks.
+func (p *Poller) Kick() {
+	p.init()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run asks until ctx is done, sending every answer, failed ones included:
+// the engine keeps the last good table, the daemon counts and logs failures.
+func (p *Poller) Run(ctx context.Context, out chan<- Answer) {
+	p.init()
+	ticker := time.NewTicker(p.Interval)
+	defer ticker.Stop()
+	for {
+		t, err := p.Client.Fetch(ctx)
+		if err != nil && ctx.Err() != nil {
+			return
+		}
+		select {
+		case out <- Answer{Table: t, Err: err}:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-p.kick:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(p.Settle):
+			}
+		}
+	}
 }

@@ -42,8 +42,8 @@ func traefikMetrics(services int) []byte {
 func TestGeneratedBodyParses(t *testing.T) {
 	body := traefikMetrics(1000)
 	res := scrape.NewParser().Parse(body)
-	if res.Broken != 0 || res.Known != 1000 || len(res.Down) != 100 {
-		t.Fatalf("broken %d (%s), known %d, down %d", res.Broken, res.FirstError, res.Known, len(res.Down))
+	if res.Broken != 0 || res.Known != 1000 || res.DownCount() != 100 {
+		t.Fatalf("broken %d (%s), known %d, down %d", res.Broken, res.FirstError, res.Known, res.DownCount())
 	}
 	// The baseline must agree on what it reads, or the comparison is void.
 	parser := expfmt.NewTextParser(model.UTF8Validation)
@@ -57,8 +57,8 @@ func TestGeneratedBodyParses(t *testing.T) {
 			down++
 		}
 	}
-	if down != len(res.Down) {
-		t.Fatalf("expfmt sees %d down, traefik-sd %d", down, len(res.Down))
+	if down != res.DownCount() {
+		t.Fatalf("expfmt sees %d down, traefik-sd %d", down, res.DownCount())
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 )
 
 // Metric names traefik-sd reads from Traefik.
@@ -26,8 +28,8 @@ var (
 
 // Result is what one scrape of Traefik's /metrics says.
 type Result struct {
-	// Down holds "service\x00url" of the servers Traefik reports down.
-	Down map[string]bool
+	// down holds serverKey(service, url) of the servers Traefik reports down.
+	down map[string]bool
 	// Known counts the servers Traefik reports at all (up or down).
 	Known int
 	// LastReloadSuccess and LastReloadFailure are Unix seconds; 0 if absent.
@@ -40,8 +42,53 @@ type Result struct {
 	FirstError string
 }
 
-// ServerKey is the key of Result.Down.
-func ServerKey(service, url string) string { return service + "\x00" + url }
+func serverKey(service, url string) string { return service + "\x00" + url }
+
+// Down tells whether Traefik reports the server (its URL as configured,
+// under the qualified name of the service holding it) down.
+func (r *Result) Down(service, url string) bool { return r.down[serverKey(service, url)] }
+
+// DownCount is how many servers Traefik reports down.
+func (r *Result) DownCount() int { return len(r.down) }
+
+// DownServers lists the servers reported down as "service url", sorted.
+func (r *Result) DownServers() []string {
+	out := make([]string, 0, len(r.down))
+	for k := range r.down {
+		out = append(out, strings.Replace(k, "\x00", " ", 1))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DownServices lists the services with a server reported down, sorted.
+func (r *Result) DownServices() []string { return (&Result{}).ChangedServices(r) }
+
+// ChangedServices lists the services with a server down in one result but
+// not the other, sorted.
+func (r *Result) ChangedServices(prev *Result) []string {
+	seen := map[string]bool{}
+	var out []string
+	note := func(key string) {
+		service, _, _ := strings.Cut(key, "\x00")
+		if !seen[service] {
+			seen[service] = true
+			out = append(out, service)
+		}
+	}
+	for k := range prev.down {
+		if !r.down[k] {
+			note(k)
+		}
+	}
+	for k := range r.down {
+		if !prev.down[k] {
+			note(k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Parser parses bodies one after another, reusing its buffers and the key
 // strings of servers it has seen before.
@@ -130,7 +177,7 @@ type parseState struct {
 }
 
 func (p *Parser) begin() *parseState {
-	return &parseState{res: Result{Down: map[string]bool{}}, seen: make(map[string]string, len(p.intern))}
+	return &parseState{res: Result{down: map[string]bool{}}, seen: make(map[string]string, len(p.intern))}
 }
 
 func (p *Parser) end(st *parseState) Result {
@@ -207,7 +254,7 @@ func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string
 		}
 		seen[key] = key
 		if !up {
-			res.Down[key] = true
+			res.down[key] = true
 		}
 	case bytes.Equal(name, reloadSuccess):
 		res.LastReloadSuccess, _ = strconv.ParseFloat(string(value), 64)

@@ -25,8 +25,8 @@ func TestParseRealTraefikOutput(t *testing.T) {
 	if res.Known != 2 {
 		t.Errorf("servers known: got %d, want 2", res.Known)
 	}
-	if len(res.Down) != 1 || !res.Down[scrape.ServerKey("s1@file", "http://127.0.0.1:18932/")] {
-		t.Errorf("down servers: %v", res.Down)
+	if res.DownCount() != 1 || !res.Down("s1@file", "http://127.0.0.1:18932/") {
+		t.Errorf("down servers: %v", res.DownServers())
 	}
 	if res.LastReloadSuccess != 1.795587414e9 {
 		t.Errorf("last reload success: %v", res.LastReloadSuccess)
@@ -35,17 +35,9 @@ func TestParseRealTraefikOutput(t *testing.T) {
 
 func TestParseSkipsBrokenLinesAndKeepsTheRest(t *testing.T) {
 	res := scrape.NewParser().Parse(read(t, "broken.txt"))
-	want := map[string]bool{
-		scrape.ServerKey("good@etcd", "http://10.0.0.1:80/"):     true,
-		scrape.ServerKey(`esc"aped@etcd`, "http://10.0.0.6:80/"): true,
-	}
-	if len(res.Down) != len(want) {
-		t.Errorf("down: got %v, want %v", res.Down, want)
-	}
-	for k := range want {
-		if !res.Down[k] {
-			t.Errorf("missing down server %q", k)
-		}
+	want := `esc"aped@etcd http://10.0.0.6:80/` + "\n" + "good@etcd http://10.0.0.1:80/"
+	if got := strings.Join(res.DownServers(), "\n"); got != want {
+		t.Errorf("down: got\n%s\nwant\n%s", got, want)
 	}
 	if res.Broken != 6 {
 		t.Errorf("broken lines: got %d, want 6 (first: %s)", res.Broken, res.FirstError)
@@ -62,8 +54,8 @@ func TestParserForgetsServersThatAreGone(t *testing.T) {
 	p := scrape.NewParser()
 	first := p.Parse([]byte("traefik_service_server_up{service=\"a@etcd\",url=\"http://x/\"} 0\n"))
 	second := p.Parse([]byte("traefik_service_server_up{service=\"b@etcd\",url=\"http://y/\"} 1\n"))
-	if len(first.Down) != 1 || len(second.Down) != 0 || second.Known != 1 {
-		t.Errorf("first %v, second %v (known %d)", first.Down, second.Down, second.Known)
+	if first.DownCount() != 1 || second.DownCount() != 0 || second.Known != 1 {
+		t.Errorf("first %v, second %v (known %d)", first.DownServers(), second.DownServers(), second.Known)
 	}
 }
 
@@ -74,8 +66,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("x{"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		res := scrape.NewParser().Parse(body)
-		if res.Broken > res.Samples || res.Known > res.Samples || len(res.Down) > res.Known {
-			t.Fatalf("counts inconsistent: samples %d broken %d known %d down %d", res.Samples, res.Broken, res.Known, len(res.Down))
+		if res.Broken > res.Samples || res.Known > res.Samples || res.DownCount() > res.Known {
+			t.Fatalf("counts inconsistent: samples %d broken %d known %d down %d", res.Samples, res.Broken, res.Known, res.DownCount())
 		}
 		if res.Broken > 0 && res.FirstError == "" {
 			t.Fatal("broken lines without a description")
@@ -91,7 +83,7 @@ func TestParseReaderMatchesParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Samples != want.Samples || got.Broken != want.Broken || got.Known != want.Known || len(got.Down) != len(want.Down) || got.FirstError != want.FirstError {
+		if got.Samples != want.Samples || got.Broken != want.Broken || got.Known != want.Known || got.DownCount() != want.DownCount() || got.FirstError != want.FirstError {
 			t.Errorf("%s: streamed %+v, whole %+v", name, got, want)
 		}
 	}
@@ -104,8 +96,8 @@ func TestParseReaderBoundsLinesAndBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Broken != 1 || len(res.Down) != 2 || !strings.Contains(res.FirstError, "longer than") {
-		t.Errorf("an enormous line: broken %d (%s), down %d", res.Broken, res.FirstError, len(res.Down))
+	if res.Broken != 1 || res.DownCount() != 2 || !strings.Contains(res.FirstError, "longer than") {
+		t.Errorf("an enormous line: broken %d (%s), down %d", res.Broken, res.FirstError, res.DownCount())
 	}
 	if _, err := scrape.NewParser().ParseReader(strings.NewReader(body), 1000); err == nil {
 		t.Error("a body over the limit was accepted")

@@ -99,8 +99,8 @@ func BenchmarkServeTargets(b *testing.B) {
 	})
 
 	pub := publish.New()
-	pub.Set(ts)
-	s := &server.Server{Publisher: pub, Plugins: pluginsync.NewStore(nil), Metrics: metrics.New(),
+	pub.Publish(targets.AppendJSON(nil, ts), nil)
+	s := &server.Server{Publisher: pub, Plugins: pluginsync.NewStore(), Metrics: metrics.New(),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() bool { return true }}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	fs := &fasthttp.Server{Handler: s.Handler()}

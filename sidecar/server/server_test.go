@@ -46,9 +46,9 @@ type harness struct {
 func newHarness(t *testing.T, configure func(*server.Server)) *harness {
 	h := &harness{}
 	pub := publish.New()
-	pub.Set([]targets.Target{{Address: "10.0.1.21:8000", Labels: []targets.Label{{Name: "circuit_id", Value: "c1"}, {Name: "service_group", Value: "appproxy-circuit-route"}}}})
+	pub.Publish(targets.AppendJSON(nil, []targets.Target{{Address: "10.0.1.21:8000", Labels: []targets.Label{{Name: "circuit_id", Value: "c1"}, {Name: "service_group", Value: "appproxy-circuit-route"}}}}), nil)
 	h.srv = &server.Server{
-		Publisher: pub, Plugins: pluginsync.NewStore(nil), Metrics: metrics.New(),
+		Publisher: pub, Plugins: pluginsync.NewStore(), Metrics: metrics.New(),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: h.ready.Load, MaxPushBytes: 4096,
 	}
 	h.ready.Store(true)
@@ -161,8 +161,9 @@ func TestPushAnswers(t *testing.T) {
 			t.Errorf("%s: got %s %q, want %d with %q", test.desc, resp.Status, body, test.want, test.inBody)
 		}
 	}
-	if nodes := h.srv.Plugins.Nodes(); len(nodes) != 1 || nodes[0].Middlewares[0] != "bai_sd_c1@etcd" {
-		t.Errorf("store after pushes: %+v", nodes)
+	updates := h.srv.Plugins.Drain()
+	if h.srv.Plugins.Nodes() != 1 || len(updates) != 2 || !updates[0].Full || updates[0].Live[0].Name != "bai_sd_c1@etcd" {
+		t.Errorf("updates after pushes: %+v", updates)
 	}
 	_, metricsBody := h.do(t, http.MethodGet, "/metrics", nil, nil)
 	for _, want := range []string{`traefik_sd_plugin_pushes_total{result="unauthorized"} 2`, `traefik_sd_plugin_pushes_total{result="malformed"} 1`, `traefik_sd_plugin_pushes_total{result="need_full"} 1`} {

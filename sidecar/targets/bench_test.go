@@ -8,7 +8,6 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
-	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 )
 
@@ -40,12 +39,12 @@ func BenchmarkBuildAndRender(b *testing.B) {
 	b.Run("build", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if ts := targets.Build(opts, store, nil, nil); len(ts) != 20001 {
+			if ts := targets.Build(opts, targets.Inputs{Store: store}); len(ts) != 20001 {
 				b.Fatal(len(ts))
 			}
 		}
 	})
-	ts := targets.Build(opts, store, nil, nil)
+	ts := targets.Build(opts, targets.Inputs{Store: store})
 	b.Run("render/baseline=encoding-json", func(b *testing.B) {
 		type group struct {
 			Targets []string          `json:"targets"`
@@ -69,15 +68,14 @@ func BenchmarkBuildAndRender(b *testing.B) {
 	// One circuit's routes change among 10,000: what the daemon does per change.
 	b.Run("incremental-change", func(b *testing.B) {
 		builder := targets.NewBuilder(opts)
-		builder.SetRenderer(publish.AppendJSON)
-		builder.Update(store, nil, nil, targets.Changes{All: true})
+		builder.Update(targets.Inputs{Store: store}, targets.Changes{All: true})
 		svc := dynamic.ObjectID{Kind: dynamic.Services, Name: "bai_service_00004242-0000-4000-8000-000000000000"}
 		var buf []byte
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			store.Services[svc.Name].LoadBalancer.Servers[0].URL = fmt.Sprintf("http://10.99.%d.%d:8000/", i>>8&255, i&255)
-			builder.Update(store, nil, nil, targets.Changes{Objects: []dynamic.ObjectID{svc}})
+			builder.Update(targets.Inputs{Store: store}, targets.Changes{Objects: []dynamic.ObjectID{svc}})
 			buf = builder.AppendJSON(buf[:0])
 		}
 	})
@@ -85,7 +83,7 @@ func BenchmarkBuildAndRender(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
 		for i := 0; i < b.N; i++ {
-			buf = publish.AppendJSON(buf[:0], ts)
+			buf = targets.AppendJSON(buf[:0], ts)
 		}
 		b.SetBytes(int64(len(buf)))
 	})

@@ -4,19 +4,20 @@ import (
 	"crypto/sha256"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 )
 
 // Builder keeps every router's targets and their rendered JSON between
 // changes, so that a change costs the routers it touches: an etcd write to
-// one circuit rebuilds one router, not ten thousand. Not safe for concurrent
-// use; the daemon's loop owns it.
+// one circuit rebuilds one router, not ten thousand. Routers are keyed by
+// their qualified name (name@provider). Not safe for concurrent use; the
+// engine owns it.
 type Builder struct {
 	opts    Options
 	routers map[string]*routerTargets
-	// readers maps each object to the routers whose targets read it.
+	// readers maps each input (etcd object, live middleware, Traefik's
+	// router) to the routers whose targets read it.
 	readers map[dynamic.ObjectID]map[string]bool
 	order   []string // names of routers with targets, sorted
 	kept    int      // how many of order fit within MaxTargets
@@ -24,7 +25,9 @@ type Builder struct {
 	// overLabels counts targets left out for too many labels, per router.
 	overLabels map[string]int
 	static     []Target
-	render     func(dst []byte, ts []Target) []byte
+	staticJSON []byte
+	// notServed holds the circuits Traefik does not serve, by router.
+	notServed map[string]NotServed
 }
 
 type routerTargets struct {
@@ -40,56 +43,76 @@ type Changes struct {
 	Objects []dynamic.ObjectID
 	// Services whose servers' health changed, as Traefik names them (name@provider).
 	Services []string
+	// Live names the traefik-sd middlewares (name@provider) whose live
+	// configuration appeared, changed or went.
+	Live []string
+	// Routers names the routers (name@provider) whose state in Traefik changed.
+	Routers []string
 	// All rebuilds everything (first build, or a source that touches every router).
 	All bool
 }
 
 // NewBuilder returns an empty builder.
 func NewBuilder(opts Options) *Builder {
+	static := staticTargets(opts)
 	return &Builder{
 		opts:       opts,
 		routers:    map[string]*routerTargets{},
 		readers:    map[dynamic.ObjectID]map[string]bool{},
-		static:     staticTargets(opts),
+		static:     static,
+		staticJSON: AppendJSON(nil, static),
 		overLabels: map[string]int{},
+		notServed:  map[string]NotServed{},
 	}
 }
 
-// SetRenderer sets how each router's targets are rendered and kept (the
-// publisher's JSON); AppendJSON then joins the kept pieces.
-func (b *Builder) SetRenderer(render func(dst []byte, ts []Target) []byte) { b.render = render }
-
-// Update rebuilds the routers that the changes touch. It returns how many it rebuilt.
-func (b *Builder) Update(store *dynamic.Store, health Health, routes RouteInfo, ch Changes) int {
+// Update rebuilds the routers that the changes touch, and returns their
+// names, sorted.
+func (b *Builder) Update(in Inputs, ch Changes) []string {
 	dirty := map[string]bool{}
-	if ch.All {
-		for name := range b.routers {
-			dirty[name] = true
-		}
-		for name := range store.Routers {
-			dirty[name] = true
-		}
-	}
-	for _, id := range ch.Objects {
-		if id.Kind == dynamic.Routers {
-			dirty[id.Name] = true
-		}
+	mark := func(id dynamic.ObjectID) {
 		for r := range b.readers[id] {
 			dirty[r] = true
 		}
 	}
+	if ch.All {
+		for name := range b.routers {
+			dirty[name] = true
+		}
+		if in.Store != nil {
+			for name := range in.Store.Routers {
+				dirty[name+"@"+b.opts.Provider] = true
+			}
+		} else if in.Traefik != nil {
+			for _, name := range in.Traefik.Routers() {
+				dirty[name] = true
+			}
+		}
+	}
+	for _, id := range ch.Objects {
+		if id.Kind == dynamic.Routers {
+			dirty[id.Name+"@"+b.opts.Provider] = true
+		}
+		mark(id)
+	}
 	for _, svc := range ch.Services {
-		name, provider, _ := strings.Cut(svc, "@")
-		if provider != b.opts.Provider {
-			continue
-		}
-		for r := range b.readers[dynamic.ObjectID{Kind: dynamic.Services, Name: name}] {
-			dirty[r] = true
+		mark(dynamic.ObjectID{Kind: readHealth, Name: svc})
+	}
+	for _, m := range ch.Live {
+		mark(dynamic.ObjectID{Kind: readLive, Name: m})
+	}
+	for _, r := range ch.Routers {
+		mark(dynamic.ObjectID{Kind: readRouter, Name: r})
+		if in.Store == nil {
+			dirty[r] = true // without etcd, a router Traefik reports may be new
 		}
 	}
+	names := make([]string, 0, len(dirty))
 	for name := range dirty {
-		b.rebuild(store, health, routes, name)
+		b.rebuild(in, name)
+		names = append(names, name)
 	}
+	sort.Strings(names)
 	if b.reorder {
 		b.order = b.order[:0]
 		for name, rt := range b.routers {
@@ -111,7 +134,7 @@ func (b *Builder) Update(store *dynamic.Store, health Health, routes RouteInfo, 
 			}
 		}
 	}
-	return len(dirty)
+	return names
 }
 
 // Dropped says how many targets are left out by each limit ("targets", "labels").
@@ -126,7 +149,7 @@ func (b *Builder) Dropped() map[string]int {
 	return d
 }
 
-func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo, name string) {
+func (b *Builder) rebuild(in Inputs, name string) {
 	old := b.routers[name]
 	if old != nil {
 		for _, id := range old.reads {
@@ -136,18 +159,21 @@ func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo,
 			}
 		}
 	}
-	r := store.Routers[name]
-	if r == nil {
-		delete(b.overLabels, name)
+	bl := &builder{opts: b.opts, in: in}
+	ts := Normalize(bl.router(nil, name))
+	delete(b.overLabels, name)
+	delete(b.notServed, name)
+	if bl.notServed != nil {
+		b.notServed[name] = *bl.notServed
+	}
+	if !bl.exists {
+		// Its source no longer holds it: forget it.
 		if old != nil {
 			delete(b.routers, name)
 			b.reorder = b.reorder || len(old.targets) > 0
 		}
 		return
 	}
-	bl := &builder{opts: b.opts, store: store, health: health, routes: routes}
-	ts := Normalize(bl.router(nil, name, r))
-	delete(b.overLabels, name)
 	if b.opts.MaxLabels > 0 {
 		kept := ts[:0]
 		for _, t := range ts {
@@ -160,8 +186,8 @@ func (b *Builder) rebuild(store *dynamic.Store, health Health, routes RouteInfo,
 		ts = kept
 	}
 	rt := &routerTargets{targets: ts, reads: bl.reads}
-	if b.render != nil && len(rt.targets) > 0 {
-		rt.json = b.render(nil, rt.targets)
+	if len(rt.targets) > 0 {
+		rt.json = AppendJSON(nil, rt.targets)
 		rt.sum = sha256.Sum256(rt.json)
 	}
 	for _, id := range rt.reads {
@@ -185,8 +211,8 @@ func (b *Builder) Targets() []Target {
 	return append(out, b.static...)
 }
 
-// AppendJSON appends the whole set as rendered by the renderer: the kept
-// pieces of each router joined in order, then the static targets.
+// AppendJSON appends the whole set as HTTP SD JSON: the kept pieces of
+// each router joined in order, then the static targets.
 func (b *Builder) AppendJSON(dst []byte) []byte {
 	// One allocation of the exact size: growing megabytes by doubling
 	// leaves garbage that the collector then charges to the change path.
@@ -194,7 +220,7 @@ func (b *Builder) AppendJSON(dst []byte) []byte {
 	for _, name := range b.order[:b.kept] {
 		size += len(b.routers[name].json)
 	}
-	static := b.render(nil, b.static)
+	static := b.staticJSON
 	dst = slices.Grow(dst, size+len(static))
 	dst = append(dst, '[')
 	n := 0
@@ -223,7 +249,7 @@ func (b *Builder) Digest() [sha256.Size]byte {
 	for _, name := range b.order[:b.kept] {
 		h.Write(b.routers[name].sum[:])
 	}
-	h.Write(b.render(nil, b.static))
+	h.Write(b.staticJSON)
 	var d [sha256.Size]byte
 	h.Sum(d[:0])
 	return d
@@ -240,3 +266,7 @@ func (b *Builder) Groups() map[string]int {
 	}
 	return g
 }
+
+// NotServed lists the circuits left out because Traefik does not serve
+// them, by router name.
+func (b *Builder) NotServed() map[string]NotServed { return b.notServed }

@@ -3,12 +3,13 @@ package targets_test
 import (
 	"fmt"
 	"math/rand"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
-	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 )
 
@@ -45,7 +46,6 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 	w := &coordinator.Writer{Authority: "worker-1"}
 	store := dynamic.NewStore("traefik-sd")
 	b := targets.NewBuilder(options())
-	b.SetRenderer(publish.AppendJSON)
 	present := map[string]map[string]bool{}
 	down := downSet{}
 	circuit := func(i int) coordinator.Circuit {
@@ -72,9 +72,9 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 		}
 		changed, _ := store.Commit()
 		ch.Objects = changed
-		b.Update(store, down, nil, ch)
+		b.Update(targets.Inputs{Store: store, Health: down}, ch)
 		got := string(b.AppendJSON(nil))
-		want := string(publish.AppendJSON(nil, targets.Build(options(), store, down, nil)))
+		want := string(targets.AppendJSON(nil, targets.Build(options(), targets.Inputs{Store: store, Health: down})))
 		if got != want {
 			t.Fatalf("step %d: incremental differs from a full build:\n%s\n%s", step, got, want)
 		}
@@ -92,8 +92,7 @@ func TestLimitsLeaveOutDeterministicallyAndCount(t *testing.T) {
 	opts := options()
 	opts.MaxTargets = 7
 	b := targets.NewBuilder(opts)
-	b.SetRenderer(publish.AppendJSON)
-	b.Update(store, nil, nil, targets.Changes{All: true})
+	b.Update(targets.Inputs{Store: store}, targets.Changes{All: true})
 	routes := 0
 	for _, tg := range b.Targets() {
 		if tg.Label("service_group") == targets.GroupRoute {
@@ -104,16 +103,107 @@ func TestLimitsLeaveOutDeterministicallyAndCount(t *testing.T) {
 	if routes != 6 || b.Dropped()["targets"] != 14 {
 		t.Errorf("published %d route targets, dropped %v", routes, b.Dropped())
 	}
-	if string(b.AppendJSON(nil)) != string(publish.AppendJSON(nil, b.Targets())) {
+	if string(b.AppendJSON(nil)) != string(targets.AppendJSON(nil, b.Targets())) {
 		t.Error("the body does not match the kept targets")
 	}
 
 	opts = options()
 	opts.MaxLabels = 7 // the route targets carry eight labels
 	b = targets.NewBuilder(opts)
-	b.SetRenderer(publish.AppendJSON)
-	b.Update(store, nil, nil, targets.Changes{All: true})
+	b.Update(targets.Inputs{Store: store}, targets.Changes{All: true})
 	if len(b.Targets()) != 1 || b.Dropped()["labels"] != 20 {
 		t.Errorf("with at most 7 labels: %d targets kept, dropped %v", len(b.Targets()), b.Dropped())
+	}
+}
+
+// fakeTraefik is Traefik's view as the engine would hold it.
+type fakeTraefik struct {
+	live    map[string]*plugin.Config
+	routers map[string]targets.RouterState
+}
+
+func (f *fakeTraefik) Live(m string) *plugin.Config { return f.live[m] }
+func (f *fakeTraefik) Router(n string) (targets.RouterState, bool) {
+	r, ok := f.routers[n]
+	return r, ok
+}
+
+func (f *fakeTraefik) Routers() []string {
+	var out []string
+	for n := range f.routers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Whatever order etcd, the plugin and Traefik's API change in, rebuilding
+// only what a change touches gives the full build's body, in both modes.
+func TestIncrementalEqualsFullBuildUnderTraefiksView(t *testing.T) {
+	for _, withEtcd := range []bool{true, false} {
+		t.Run(fmt.Sprintf("etcd=%v", withEtcd), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(11))
+			w := &coordinator.Writer{Authority: "worker-1"}
+			store := dynamic.NewStore("traefik-sd")
+			view := &fakeTraefik{live: map[string]*plugin.Config{}, routers: map[string]targets.RouterState{}}
+			in := targets.Inputs{Traefik: view}
+			if withEtcd {
+				in.Store = store
+			}
+			b := targets.NewBuilder(options())
+			present := map[string]map[string]bool{}
+			published := 0
+			for step := 0; step < 800; step++ {
+				i := rng.Intn(20)
+				id := fmt.Sprintf("c%02d", i)
+				mw, rt := "bai_sd_"+id+"@etcd", "bai_router_"+id+"@etcd"
+				var ch targets.Changes
+				switch op := rng.Intn(6); op {
+				case 0, 1:
+					c := coordinator.Circuit{ID: id, App: "app", Mode: "inference", Hostname: "h", SD: true}
+					for r := 0; r < 1+rng.Intn(3); r++ {
+						c.Routes = append(c.Routes, coordinator.Route{RouteID: fmt.Sprintf("r%d", r), SessionID: fmt.Sprintf("s%d", r), Host: fmt.Sprintf("10.0.%d.%d", i, r), Port: 8000})
+					}
+					applyKeys(store, w, c, present)
+				case 2:
+					deleteKeys(store, id, present)
+				case 3:
+					if view.live[mw] != nil && rng.Intn(2) == 0 {
+						delete(view.live, mw)
+					} else {
+						cfg := &plugin.Config{CircuitID: id, MetricsPath: "/metrics"}
+						for r := 0; r < 1+rng.Intn(3); r++ {
+							cfg.Routes = append(cfg.Routes, plugin.Route{URL: fmt.Sprintf("http://10.0.%d.%d:8000/", i, r), SessionID: fmt.Sprintf("s%d", r)})
+						}
+						view.live[mw] = cfg
+					}
+					ch.Live = []string{mw}
+				default:
+					switch rng.Intn(3) {
+					case 0:
+						delete(view.routers, rt)
+					case 1:
+						view.routers[rt] = targets.RouterState{Served: false, Error: "bad rule", Service: "bai_service_" + id + "@etcd", Middlewares: []string{mw}}
+					default:
+						view.routers[rt] = targets.RouterState{Served: true, Service: "bai_service_" + id + "@etcd", Middlewares: []string{"CORSHeaders@etcd", mw}}
+					}
+					ch.Routers = []string{rt}
+				}
+				changed, _ := store.Commit()
+				ch.Objects = changed
+				b.Update(in, ch)
+				got := string(b.AppendJSON(nil))
+				want := string(targets.AppendJSON(nil, targets.Build(options(), in)))
+				if got != want {
+					t.Fatalf("step %d: incremental differs from a full build:\n%s\n%s", step, got, want)
+				}
+				if strings.Contains(got, targets.GroupRoute) {
+					published++
+				}
+			}
+			if published < 100 {
+				t.Fatalf("only %d of 800 steps published a route target: the walk does not exercise the gate", published)
+			}
+		})
 	}
 }

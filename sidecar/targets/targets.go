@@ -81,12 +81,73 @@ type RouteInfo interface {
 	Lookup(circuitID, hostPort string) (routeinfo.IDs, bool)
 }
 
+// Traefik is what this node's Traefik itself says it runs: the traefik-sd
+// middlewares its plugin reports live, and each router's status from its
+// API. Names are qualified (name@provider).
+type Traefik interface {
+	// Live is the configuration of a traefik-sd middleware with a live
+	// instance in Traefik, or nil.
+	Live(middleware string) *plugin.Config
+	// Router is Traefik's view of a router; known is false when Traefik
+	// does not hold it (not loaded yet, or dropped).
+	Router(name string) (r RouterState, known bool)
+	// Routers lists every router Traefik reported: with no etcd, they are
+	// the routers there are.
+	Routers() []string
+}
+
+// RouterState is a router as Traefik serves it.
+type RouterState struct {
+	// Served is false when Traefik disabled the router; Error says why.
+	Served bool
+	Error  string
+	// Service and Middlewares are its references, qualified.
+	Service     string
+	Middlewares []string
+}
+
+// Inputs are the sources a target set is built from.
+type Inputs struct {
+	// Store is the configuration decoded from etcd; nil when the sidecar
+	// runs without etcd, and then routers come from Traefik and servers
+	// from the middleware's routes.
+	Store *dynamic.Store
+	// Traefik gates publication: a circuit is published only while
+	// Traefik serves its router and, for a traefik-sd circuit, runs its
+	// middleware. Nil publishes what etcd holds, ungated.
+	Traefik Traefik
+	Health  Health
+	Routes  RouteInfo
+}
+
+// Why a circuit that etcd holds is not published (traefik_sd_circuits_not_served{reason}).
+const (
+	// ReasonNotLoaded: Traefik does not hold the router (not loaded yet, or
+	// its provider dropped it).
+	ReasonNotLoaded = "not_loaded"
+	// ReasonDisabled: Traefik holds the router but disabled it (a bad rule,
+	// a middleware or plugin it cannot build); NotServed.Error is Traefik's.
+	ReasonDisabled = "disabled"
+	// ReasonPluginNotLive: the router is served but no instance of its
+	// traefik-sd middleware is live (the plugin is not in Traefik's static
+	// configuration, or has not reported yet).
+	ReasonPluginNotLive = "plugin_not_live"
+)
+
+// NotServed is a circuit left out because Traefik does not serve it.
+type NotServed struct {
+	Router    string // qualified
+	CircuitID string
+	Reason    string
+	Error     string // Traefik's, for ReasonDisabled
+}
+
 // Build returns every target: the route targets by router name, then
 // address and labels, then the static ones by group. It is a Builder's
 // first, full build.
-func Build(opts Options, store *dynamic.Store, health Health, routes RouteInfo) []Target {
+func Build(opts Options, in Inputs) []Target {
 	b := NewBuilder(opts)
-	b.Update(store, health, routes, Changes{All: true})
+	b.Update(in, Changes{All: true})
 	return b.Targets()
 }
 
@@ -155,49 +216,118 @@ func less(a, b Target) bool {
 	return len(a.Labels) < len(b.Labels)
 }
 
-// builder builds one router's targets and records every object it read
+// builder builds one router's targets and records every input it read
 // (found or not), so that a change to any of them rebuilds the router.
 type builder struct {
-	opts   Options
-	store  *dynamic.Store
-	health Health
-	routes RouteInfo
-	reads  []dynamic.ObjectID
+	opts      Options
+	in        Inputs
+	reads     []dynamic.ObjectID
+	notServed *NotServed
+	// exists is set once the router is found in its source (etcd, or
+	// Traefik without etcd).
+	exists bool
+}
+
+// Kinds of inputs beside etcd's objects, for the reverse index.
+const (
+	readLive   dynamic.Kind = "live"   // a middleware's live instance, by qualified name
+	readRouter dynamic.Kind = "router" // Traefik's view of a router, by qualified name
+	readHealth dynamic.Kind = "health" // Traefik's health of a service's servers, by qualified name
+)
+
+func (b *builder) read(kind dynamic.Kind, name string) {
+	b.reads = append(b.reads, dynamic.ObjectID{Kind: kind, Name: name})
 }
 
 func (b *builder) middleware(name string) *dynamic.Middleware {
-	b.reads = append(b.reads, dynamic.ObjectID{Kind: dynamic.Middlewares, Name: name})
-	return b.store.Middlewares[name]
+	b.read(dynamic.Middlewares, name)
+	return b.in.Store.Middlewares[name]
 }
 
 func (b *builder) service(name string) *dynamic.Service {
-	b.reads = append(b.reads, dynamic.ObjectID{Kind: dynamic.Services, Name: name})
-	return b.store.Services[name]
+	b.read(dynamic.Services, name)
+	return b.in.Store.Services[name]
 }
 
-// local resolves a reference to an object of the etcd provider.
+func (b *builder) live(ref string) *plugin.Config {
+	b.read(readLive, ref)
+	return b.in.Traefik.Live(ref)
+}
+
+func (b *builder) traefikRouter(name string) (RouterState, bool) {
+	b.read(readRouter, name)
+	return b.in.Traefik.Router(name)
+}
+
+// local resolves a qualified reference to an object of the etcd provider.
 func (b *builder) local(ref string) (string, bool) {
-	name, provider, qualified := strings.Cut(ref, "@")
-	if qualified && provider != b.opts.Provider {
-		return "", false
-	}
-	return name, name != ""
+	name, provider, _ := strings.Cut(ref, "@")
+	return name, provider == b.opts.Provider && name != ""
 }
 
-func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []Target {
+// qualify adds the referring router's provider to a reference without one,
+// as Traefik resolves it.
+func qualify(ref, provider string) string {
+	if ref == "" || strings.Contains(ref, "@") {
+		return ref
+	}
+	return ref + "@" + provider
+}
+
+// routerSpec is a router's references, from etcd or from Traefik.
+type routerSpec struct {
+	service     string
+	middlewares []string
+}
+
+// router builds the targets of one router, named name@provider.
+func (b *builder) router(out []Target, name string) []Target {
+	local, provider, _ := strings.Cut(name, "@")
+	var spec routerSpec
+	if b.in.Store != nil {
+		if provider != b.opts.Provider {
+			return out
+		}
+		b.read(dynamic.Routers, local)
+		r := b.in.Store.Routers[local]
+		if r == nil {
+			return out
+		}
+		b.exists = true
+		spec.service = qualify(r.Service, provider)
+		for _, m := range r.Middlewares {
+			spec.middlewares = append(spec.middlewares, qualify(m, provider))
+		}
+	} else {
+		r, known := b.traefikRouter(name)
+		if !known {
+			return out
+		}
+		b.exists = true
+		spec = routerSpec{service: r.Service, middlewares: r.Middlewares}
+	}
+
 	var sd *plugin.Config
+	sdRef := ""
 	var id dynamic.AppProxyIdentity
-	for _, ref := range r.Middlewares {
-		name, ok := b.local(ref)
+	for _, ref := range spec.middlewares {
+		if b.in.Store == nil {
+			// Without etcd, the plugin's own report names its middleware.
+			if cfg := b.live(ref); cfg != nil && sd == nil {
+				sd, sdRef = cfg, ref
+			}
+			continue
+		}
+		mwName, ok := b.local(ref)
 		if !ok {
 			continue
 		}
-		m := b.middleware(name)
+		m := b.middleware(mwName)
 		if m == nil {
 			continue
 		}
 		if m.SD != nil && sd == nil {
-			sd = m.SD
+			sd, sdRef = m.SD, ref
 		}
 		if m.AppProxy != nil {
 			if id.CircuitID == "" {
@@ -211,20 +341,28 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 			}
 		}
 	}
-	if sd == nil && !b.opts.RoutesAll {
-		return out
-	}
-	serviceName, ok := b.local(r.Service)
-	if !ok {
+	if sd == nil && !(b.opts.RoutesAll && b.in.Store != nil) {
 		return out
 	}
 	circuitID := id.CircuitID
+	if sd != nil {
+		circuitID = sd.CircuitID
+	}
+	if circuitID == "" {
+		circuitID = strings.TrimPrefix(local, "bai_router_")
+		if circuitID == local {
+			return out // not a circuit: nothing says which
+		}
+	}
+	if !b.served(name, sd, sdRef, circuitID) {
+		return out
+	}
+
 	sessions := id.SessionIDs
 	metricsPath, metricsPort := "/metrics", ""
 	var extra []Label
 	var routeByURL map[string]plugin.Route
 	if sd != nil {
-		circuitID = sd.CircuitID
 		if len(sd.SessionIDs) > 0 {
 			sessions = sd.SessionIDs
 		}
@@ -240,15 +378,26 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 			routeByURL[strings.TrimSuffix(rt.URL, "/")] = rt
 		}
 	}
-	if circuitID == "" {
-		circuitID = strings.TrimPrefix(routerName, "bai_router_")
-		if circuitID == routerName {
-			return out // not a circuit: nothing says which
+
+	var servers []server
+	if b.in.Store != nil {
+		if svc, ok := b.local(spec.service); ok {
+			servers = b.servers(svc, 0, map[string]bool{})
+		}
+	} else {
+		// Without etcd the middleware's routes are the servers; Traefik
+		// reports their health under the router's service.
+		for _, rt := range sd.Routes {
+			servers = append(servers, server{service: spec.service, url: rt.URL})
 		}
 	}
-
-	for _, srv := range b.servers(serviceName, 0, map[string]bool{}) {
-		if b.health != nil && b.health.Down(srv.service+"@"+b.opts.Provider, srv.url) {
+	lastService := ""
+	for _, srv := range servers {
+		if srv.service != lastService {
+			b.read(readHealth, srv.service)
+			lastService = srv.service
+		}
+		if b.in.Health != nil && b.in.Health.Down(srv.service, srv.url) {
 			continue
 		}
 		u, err := url.Parse(srv.url)
@@ -263,8 +412,8 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 		if rt, ok := routeByURL[strings.TrimSuffix(srv.url, "/")]; ok {
 			sessionID, routeID = rt.SessionID, rt.RouteID
 		}
-		if b.routes != nil {
-			if ids, ok := b.routes.Lookup(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u))); ok {
+		if b.in.Routes != nil {
+			if ids, ok := b.in.Routes.Lookup(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u))); ok {
 				if sessionID == "" {
 					sessionID, routeID = ids.SessionID, ids.RouteID
 				}
@@ -277,10 +426,6 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 		if sessionID == "" && len(sessions) == 1 {
 			sessionID = sessions[0]
 		}
-		scheme := ""
-		if u.Scheme == "https" {
-			scheme = "https"
-		}
 		labels := append([]Label{
 			{"service_group", GroupRoute},
 			{"circuit_id", circuitID},
@@ -289,22 +434,43 @@ func (b *builder) router(out []Target, routerName string, r *dynamic.Router) []T
 			{"worker_authority", b.opts.WorkerAuthority},
 			{"app", app},
 			{"endpoint_id", endpointID},
-			{"traefik_router", routerName + "@" + b.opts.Provider},
-			{"traefik_service", srv.service + "@" + b.opts.Provider},
+			{"traefik_router", name},
+			{"traefik_service", srv.service},
 		}, extra...)
 		if metricsPath != "/metrics" {
 			labels = append(labels, Label{"__metrics_path__", metricsPath})
 		}
-		if scheme != "" {
-			labels = append(labels, Label{"__scheme__", scheme})
+		if u.Scheme == "https" {
+			labels = append(labels, Label{"__scheme__", "https"})
 		}
 		out = append(out, Target{Address: net.JoinHostPort(u.Hostname(), port), Labels: labels})
 	}
 	return out
 }
 
+// served applies Traefik's view: the router must be one Traefik serves and,
+// for a traefik-sd circuit, its middleware must have a live instance. What
+// it refuses it records, so that the operator sees why.
+func (b *builder) served(name string, sd *plugin.Config, sdRef, circuitID string) bool {
+	if b.in.Traefik == nil {
+		return true
+	}
+	r, known := b.traefikRouter(name)
+	switch {
+	case !known:
+		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonNotLoaded}
+	case !r.Served:
+		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonDisabled, Error: r.Error}
+	case sd != nil && b.live(sdRef) == nil:
+		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonPluginNotLive}
+	default:
+		return true
+	}
+	return false
+}
+
 type server struct {
-	service string // the load-balancer service that holds it, as Traefik reports health
+	service string // the load-balancer service that holds it, qualified, as Traefik reports health
 	url     string
 }
 
@@ -326,23 +492,23 @@ func (b *builder) servers(name string, depth int, seen map[string]bool) []server
 	case svc.LoadBalancer != nil:
 		for _, s := range svc.LoadBalancer.Servers {
 			if s.URL != "" {
-				out = append(out, server{service: name, url: s.URL})
+				out = append(out, server{service: name + "@" + b.opts.Provider, url: s.URL})
 			}
 		}
 	case svc.Weighted != nil:
 		for _, w := range svc.Weighted.Services {
-			if child, ok := b.local(w.Name); ok {
+			if child, ok := b.local(qualify(w.Name, b.opts.Provider)); ok {
 				out = append(out, b.servers(child, depth+1, seen)...)
 			}
 		}
 	case svc.Failover != nil:
 		for _, ref := range []string{svc.Failover.Service, svc.Failover.Fallback} {
-			if child, ok := b.local(ref); ok {
+			if child, ok := b.local(qualify(ref, b.opts.Provider)); ok {
 				out = append(out, b.servers(child, depth+1, seen)...)
 			}
 		}
 	case svc.Mirroring != nil:
-		if child, ok := b.local(svc.Mirroring.Service); ok {
+		if child, ok := b.local(qualify(svc.Mirroring.Service, b.opts.Provider)); ok {
 			out = append(out, b.servers(child, depth+1, seen)...)
 		}
 	}

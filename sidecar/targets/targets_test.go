@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/traefik-sd/traefik-sd/internal/fixture"
-	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 )
 
@@ -74,7 +73,7 @@ func TestBuildFromBackendAIFixtures(t *testing.T) {
 			if test.down != nil {
 				health = test.down
 			}
-			got := publish.AppendJSON(nil, targets.Build(opts, store, health, nil))
+			got := targets.AppendJSON(nil, targets.Build(opts, targets.Inputs{Store: store, Health: health}))
 			path := fixture.Path("targets/" + test.golden)
 			if *update {
 				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
@@ -94,9 +93,9 @@ func TestBuildFromBackendAIFixtures(t *testing.T) {
 
 func TestBuildIsDeterministic(t *testing.T) {
 	store, _ := fixture.Store(t, rootKey, "traefik-sd", "etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/weighted.kv")
-	first := publish.AppendJSON(nil, targets.Build(options(), store, nil, nil))
+	first := targets.AppendJSON(nil, targets.Build(options(), targets.Inputs{Store: store}))
 	for i := 0; i < 20; i++ {
-		again := publish.AppendJSON(nil, targets.Build(options(), store, nil, nil))
+		again := targets.AppendJSON(nil, targets.Build(options(), targets.Inputs{Store: store}))
 		if string(again) != string(first) {
 			t.Fatalf("build %d differs:\n%s\n%s", i, first, again)
 		}
@@ -108,7 +107,7 @@ func TestServiceCycleIsBounded(t *testing.T) {
 	// stable -> the circuit's own service: a cycle Traefik would refuse.
 	store.Services["stable"].LoadBalancer = nil
 	store.Services["stable"].Weighted = store.Services["bai_service_aaaa0000-bbbb-4ccc-8ddd-eeeeffff0000"].Weighted
-	ts := targets.Build(options(), store, nil, nil)
+	ts := targets.Build(options(), targets.Inputs{Store: store})
 	routes := 0
 	for _, tg := range ts {
 		if tg.Label("service_group") == targets.GroupRoute {

@@ -52,6 +52,13 @@ type Status struct {
 	Compacted bool
 }
 
+// Report is what the watcher sends: a Batch to apply, or a Status change.
+// Exactly one is set.
+type Report struct {
+	Batch  *Batch
+	Status *Status
+}
+
 // Watcher lists and watches Prefix.
 type Watcher struct {
 	Client *clientv3.Client
@@ -66,7 +73,7 @@ type Watcher struct {
 }
 
 // Run follows the prefix until ctx is done. Every send also selects on ctx.
-func (w *Watcher) Run(ctx context.Context, out chan<- Batch, status chan<- Status) {
+func (w *Watcher) Run(ctx context.Context, out chan<- Report) {
 	backoff := 100 * time.Millisecond
 	maxBackoff := w.MaxBackoff
 	if maxBackoff <= 0 {
@@ -74,7 +81,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Batch, status chan<- Statu
 	}
 	report := func(s Status) {
 		select {
-		case status <- s:
+		case out <- Report{Status: &s}:
 		case <-ctx.Done():
 		}
 	}
@@ -93,7 +100,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Batch, status chan<- Statu
 		}
 		backoff = 100 * time.Millisecond
 		report(Status{Connected: true, Revision: rev})
-		err = w.follow(ctx, rev, out, status)
+		err = w.follow(ctx, rev, out)
 		if ctx.Err() != nil {
 			return
 		}
@@ -106,13 +113,13 @@ var errCompacted = errors.New("watch revision compacted")
 
 func (w *Watcher) prefix() string { return w.Prefix + "/" }
 
-func (w *Watcher) list(ctx context.Context, out chan<- Batch) (int64, error) {
+func (w *Watcher) list(ctx context.Context, out chan<- Report) (int64, error) {
 	b, err := w.List(ctx)
 	if err != nil {
 		return 0, err
 	}
 	select {
-	case out <- b:
+	case out <- Report{Batch: &b}:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -173,7 +180,7 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 // paused or partitioned etcd does not end a watch: it just goes quiet. So
 // follow asks for a progress notification every ProgressInterval and reports
 // the watch stale when nothing at all has come back for three of them.
-func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, status chan<- Status) error {
+func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	p := w.prefix()
@@ -187,7 +194,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, statu
 	lastHeard, stale := time.Now(), false
 	send := func(st Status) error {
 		select {
-		case status <- st:
+		case out <- Report{Status: &st}:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -240,7 +247,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Batch, statu
 			b.Events = append(b.Events, e)
 		}
 		select {
-		case out <- b:
+		case out <- Report{Batch: &b}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}

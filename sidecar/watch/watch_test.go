@@ -37,12 +37,19 @@ func TestListPagesAtOneRevision(t *testing.T) {
 	}
 
 	// Run hands out the listing, then each change as its own batch.
+	reports := make(chan watch.Report, 16)
 	batches := make(chan watch.Batch, 16)
-	statuses := make(chan watch.Status, 16)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { w.Run(runCtx, batches, statuses); close(done) }()
-	defer func() { cancel(); <-done }()
+	go func() { w.Run(runCtx, reports); close(done) }()
+	go func() {
+		for r := range reports {
+			if r.Batch != nil {
+				batches <- *r.Batch
+			}
+		}
+	}()
+	defer func() { cancel(); <-done; close(reports) }()
 	first := <-batches
 	if !first.Snapshot || len(first.Events) != n {
 		t.Fatalf("first batch: snapshot %v with %d events", first.Snapshot, len(first.Events))

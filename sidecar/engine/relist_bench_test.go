@@ -1,9 +1,7 @@
-package daemon
+package engine_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -15,7 +13,9 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
-	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/engine"
+	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -43,19 +43,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// memDir is where etcd keeps data for benchmarks: memory if the machine
-// has /dev/shm, so that loading millions of keys does not wait on fsync.
-func memDir(tb testing.TB) string {
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		d, err := os.MkdirTemp("/dev/shm", "traefik-sd-bench-")
-		if err == nil {
-			tb.Cleanup(func() { os.RemoveAll(d) })
-			return d
-		}
-	}
-	return tb.TempDir()
-}
-
 func rss() (current, peak int64) {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(b), "\n") {
@@ -76,8 +63,10 @@ var relistCircuits = benchCircuits()
 
 // BenchmarkRelist100k measures a full re-list of 100,000 circuits (200,000
 // route targets) as after a compaction: list the root key at one revision,
-// compare it with what the sidecar holds, decode what differs, rebuild and
-// publish. It also reports the cold first listing and the memory per target.
+// hand it to the engine, which compares it with what it holds, decodes what
+// differs and rebuilds, then render the body. It also reports the cold first
+// listing and the memory per target. The plugin reports every circuit's
+// middleware live, as Traefik's would.
 func BenchmarkRelist100k(b *testing.B) {
 	relistOnce.Do(func() {
 		relistEnv = &benchEnv{}
@@ -103,30 +92,25 @@ func BenchmarkRelist100k(b *testing.B) {
 		b.Fatal(relistErr)
 	}
 	ctx := context.Background()
-	cfg := config.Default()
-	cfg.Worker.Authority, cfg.Worker.Node = "worker-1", "bench"
-	cfg.Etcd.Endpoints = []string{relistEnv.etcd.Endpoint}
-	if err := cfg.Complete(); err != nil {
-		b.Fatal(err)
-	}
-	w := &watch.Watcher{Client: relistEnv.client, Prefix: cfg.Etcd.RootKey, Timeout: time.Minute}
+	w := &watch.Watcher{Client: relistEnv.client, Prefix: "traefik/worker_worker-1", Timeout: time.Minute}
 
 	runtime.GC()
 	debug.FreeOSMemory()
 	before, _ := rss()
-	d := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	coldStart := time.Now()
+	start := time.Now()
+	e := engine.New(engine.Options{Targets: options(true).Targets, Etcd: true, PluginName: "traefik-sd"}, start)
 	batch, err := w.List(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	keys := len(batch.Events)
-	d.applyBatch(batch)
-	d.commit(batch.Received)
-	cold := time.Since(coldStart)
+	e.Etcd([]watch.Batch{batch})
+	e.Pushes([]pluginsync.Update{allLive(e)})
+	body := e.AppendJSON(nil)
+	cold := time.Since(start)
 	batch = watch.Batch{}
-	routes := d.pub.Current().Groups["appproxy-circuit-route"]
-	if routes != 2*relistCircuits {
+	routes := e.Groups()["appproxy-circuit-route"]
+	if routes != 2*relistCircuits || !e.Ready(start) {
 		b.Fatalf("published %d route targets, want %d", routes, 2*relistCircuits)
 	}
 	runtime.GC()
@@ -141,7 +125,7 @@ func BenchmarkRelist100k(b *testing.B) {
 	if _, err := relistEnv.client.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil && !strings.Contains(err.Error(), "compacted") {
 		b.Fatal(err)
 	}
-	var listing, applying, committing time.Duration
+	var listing, applying, rendering time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -150,22 +134,33 @@ func BenchmarkRelist100k(b *testing.B) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		d.applyBatch(batch)
+		e.Etcd([]watch.Batch{batch})
 		t2 := time.Now()
-		d.commit(batch.Received)
+		body = e.AppendJSON(body[:0])
 		listing += t1.Sub(t0)
 		applying += t2.Sub(t1)
-		committing += time.Since(t2)
+		rendering += time.Since(t2)
 	}
 	b.StopTimer()
 	b.ReportMetric(listing.Seconds()/float64(b.N), "list-s")
-	b.ReportMetric(applying.Seconds()/float64(b.N), "compare-s")
-	b.ReportMetric(committing.Seconds()/float64(b.N), "decode+publish-s")
+	b.ReportMetric(applying.Seconds()/float64(b.N), "compare+decode+build-s")
+	b.ReportMetric(rendering.Seconds()/float64(b.N), "render-s")
 	_, peak := rss()
 	b.ReportMetric(cold.Seconds(), "cold-list-s")
 	b.ReportMetric(float64(keys), "keys")
 	b.ReportMetric(float64(after-before)/float64(routes), "rss-bytes/target")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
+}
+
+// allLive is the plugin's full set for every traefik-sd middleware etcd holds.
+func allLive(e *engine.Engine) pluginsync.Update {
+	u := pluginsync.Update{Node: "traefik-0", Full: true}
+	for name, m := range e.Store().Middlewares {
+		if m.SD != nil {
+			u.Live = append(u.Live, plugin.LiveMiddleware{Name: name + "@etcd", Instances: 1, Config: *m.SD})
+		}
+	}
+	return u
 }
 
 // benchCircuits is 100,000 unless TRAEFIK_SD_BENCH_CIRCUITS says otherwise

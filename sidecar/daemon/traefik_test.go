@@ -1,0 +1,227 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/watch"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// fakeTraefik plays Traefik for the daemon's tests (the end-to-end tests run
+// the real one): it loads the configuration from etcd as Traefik's etcd
+// provider would, serves /metrics and the API's router answers, and runs the
+// traefik-sd plugin itself, compiled, calling New for every traefik-sd
+// middleware on every reload and cancelling the previous generation, so the
+// plugin's real sender pushes to the sidecar.
+type fakeTraefik struct {
+	metrics *fakeTraefikMetrics
+	URL     string
+	client  *clientv3.Client
+	root    string
+
+	mu       sync.Mutex
+	routers  map[string]routerAnswer // by qualified name
+	disabled map[string]string       // router name -> Traefik's error
+	noPlugin bool
+	frozen   bool // stops following etcd, as a Traefik that loaded everything and sees no router change
+	sidecar  string
+	loaded   string // what the current generation was built from
+	cancel   context.CancelFunc
+	loads    int
+}
+
+type routerAnswer struct {
+	Name        string   `json:"name"`
+	Provider    string   `json:"provider"`
+	Status      string   `json:"status"`
+	Error       []string `json:"error,omitempty"`
+	Service     string   `json:"service"`
+	Middlewares []string `json:"middlewares,omitempty"`
+}
+
+func startFakeTraefik(t testing.TB, client *clientv3.Client, authority string) *fakeTraefik {
+	f := &fakeTraefik{metrics: &fakeTraefikMetrics{}, client: client, root: "traefik/worker_" + authority,
+		routers: map[string]routerAnswer{}, disabled: map[string]string{}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			f.reload(ctx)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-done
+		f.mu.Lock()
+		if f.cancel != nil {
+			f.cancel()
+		}
+		f.mu.Unlock()
+	})
+	return f
+}
+
+// attach points the plugin at a sidecar, as its sidecarURL would.
+func (f *fakeTraefik) attach(sidecar string) {
+	f.mu.Lock()
+	f.sidecar = sidecar
+	f.loaded = ""
+	f.mu.Unlock()
+}
+
+// disable makes Traefik report a router disabled, as for a bad rule.
+func (f *fakeTraefik) disable(router, why string) {
+	f.mu.Lock()
+	f.disabled[router] = why
+	f.loaded = ""
+	f.mu.Unlock()
+}
+
+// freeze stops following etcd: a benchmark that changes only services
+// measures the sidecar's path, not the stand-in's reloads.
+func (f *fakeTraefik) freeze() {
+	f.mu.Lock()
+	f.frozen = true
+	f.mu.Unlock()
+}
+
+// reload reads etcd and, when anything changed, builds a new generation.
+func (f *fakeTraefik) reload(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	head, err := f.client.Get(rctx, f.root+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return // etcd down: Traefik keeps its configuration
+	}
+	f.mu.Lock()
+	fingerprint, _ := json.Marshal([]interface{}{head.Header.Revision, f.disabled, f.sidecar, f.noPlugin})
+	skip := f.frozen || f.sidecar == "" || string(fingerprint) == f.loaded
+	f.mu.Unlock()
+	if skip {
+		return
+	}
+	resp, err := f.client.Get(rctx, f.root+"/", clientv3.WithPrefix(), clientv3.WithRev(head.Header.Revision))
+	if err != nil {
+		return
+	}
+	var listing watch.Events
+	for _, kv := range resp.Kvs {
+		listing = append(listing, watch.Event{Key: strings.TrimPrefix(string(kv.Key), f.root+"/"), Value: string(kv.Value)})
+	}
+	sort.Slice(listing, func(i, j int) bool { return listing[i].Key < listing[j].Key })
+	store := dynamic.NewStore("traefik-sd")
+	store.Reset(listing)
+	store.Commit()
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loaded = string(fingerprint)
+	f.loads++
+	routers := map[string]routerAnswer{}
+	genCtx, genCancel := context.WithCancel(context.Background())
+	for name, r := range store.Routers {
+		a := routerAnswer{Name: name + "@etcd", Provider: "etcd", Status: "enabled", Service: r.Service, Middlewares: r.Middlewares}
+		for _, m := range r.Middlewares {
+			mw := store.Middlewares[m]
+			if mw == nil || mw.SD == nil {
+				continue
+			}
+			if f.noPlugin {
+				a.Status, a.Error = "disabled", []string{"plugin: unknown plugin type: traefik-sd"}
+				continue
+			}
+			cfg := *mw.SD
+			cfg.SidecarURL, cfg.RemovalDelay, cfg.ResyncInterval = f.sidecar, "300ms", "30s"
+			_, _ = plugin.New(genCtx, http.NotFoundHandler(), &cfg, m+"@etcd")
+		}
+		if why, ok := f.disabled[name+"@etcd"]; ok {
+			a.Status, a.Error = "disabled", []string{why}
+		}
+		routers[a.Name] = a
+	}
+	f.routers = routers
+	if f.cancel != nil {
+		f.cancel()
+	}
+	f.cancel = genCancel
+}
+
+func (f *fakeTraefik) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == "/metrics" {
+		f.metrics.ServeHTTP(rw, req)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rw.Header().Set("Content-Type", "application/json")
+	switch rest := strings.TrimPrefix(req.URL.EscapedPath(), "/api/http/"); {
+	case rest == "routers":
+		list := make([]routerAnswer, 0, len(f.routers))
+		for _, r := range f.routers {
+			list = append(list, r)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+		rw.Header().Set("X-Next-Page", "1")
+		_ = json.NewEncoder(rw).Encode(list)
+	case strings.HasPrefix(rest, "routers/"):
+		name, _ := url.PathUnescape(strings.TrimPrefix(rest, "routers/"))
+		r, ok := f.routers[name]
+		if !ok {
+			http.Error(rw, `{"message":"router not found"}`, http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(rw).Encode(r)
+	case strings.HasPrefix(rest, "middlewares/"):
+		name, _ := url.PathUnescape(strings.TrimPrefix(rest, "middlewares/"))
+		local, _, _ := strings.Cut(name, "@")
+		var usedBy []string
+		for _, r := range f.routers {
+			for _, m := range r.Middlewares {
+				if m == local || m == name {
+					usedBy = append(usedBy, r.Name)
+				}
+			}
+		}
+		if usedBy == nil {
+			http.Error(rw, `{"message":"middleware not found"}`, http.StatusNotFound)
+			return
+		}
+		sort.Strings(usedBy)
+		_ = json.NewEncoder(rw).Encode(map[string]interface{}{"name": name, "status": "enabled", "usedBy": usedBy})
+	default:
+		http.NotFound(rw, req)
+	}
+}
+
+// startBeside runs another sidecar on the env's etcd with a Traefik of its
+// own (an HA node, or a sidecar with other options); it returns its base URL
+// and a stop that waits for it.
+func (e *env) startBeside(t *testing.T, cfg *config.Configuration) (string, func()) {
+	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
+	cfg.Traefik.MetricsURL = f.URL + "/metrics"
+	testbed.Must(t, cfg.Complete(), "config")
+	addr, stop := startDaemon(t, cfg)
+	f.attach("http://" + addr)
+	return "http://" + addr, stop
+}

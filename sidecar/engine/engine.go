@@ -1,0 +1,528 @@
+// Package engine combines what the sources report into the target set. It
+// does no I/O and keeps no clock of its own: every input is a plain value
+// (an etcd batch, the plugin's pushes, a scrape of Traefik's /metrics, an
+// answer of Traefik's API, the coordinator's route table) and every time is
+// passed in, so that each rule is tested with values alone.
+//
+// The rules, in the order they apply:
+//   - etcd says what a circuit is: its router, service, servers and ids.
+//     Without etcd, the plugin's pushes say it (the middleware's routes).
+//   - Traefik's own view says whether it is published: the router must be
+//     one Traefik's API reports enabled and, for a traefik-sd circuit, the
+//     plugin must report its middleware live. Traefik calls the plugin's New
+//     before it parses a router's rule, so a push alone proves nothing.
+//   - Traefik's /metrics says which servers are down; they are left out.
+//   - The coordinator's API names the route and session of each server.
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
+	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
+	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
+	"github.com/traefik-sd/traefik-sd/sidecar/watch"
+)
+
+// Options configure an engine.
+type Options struct {
+	Targets targets.Options
+	// Etcd is false when the sidecar runs without etcd (plugin-only mode).
+	Etcd bool
+	// PluginName is traefik-sd's plugin key in etcd (plugin/<name>/...).
+	PluginName string
+	// AskTraefik is true when Traefik's API is asked about routers. Without
+	// it every router counts as served, and the plugin alone gates.
+	AskTraefik bool
+	// StartGrace bounds how long the first answer waits for the plugin's
+	// full set and Traefik's first listing, so that a restarted sidecar
+	// never publishes a set that lacks what Traefik serves.
+	StartGrace time.Duration
+	// NotServedSettle is how long a circuit must stay unserved before it is
+	// reported: a new circuit is unserved until Traefik reloads.
+	NotServedSettle time.Duration
+}
+
+// Engine is the one owner of the combined state. Not safe for concurrent
+// use: the daemon's loop calls it.
+type Engine struct {
+	opts    Options
+	store   *dynamic.Store
+	traefik *traefikView
+	health  *scrape.Result
+	routes  *routeinfo.Table
+	builder *targets.Builder
+
+	start   time.Time
+	listed  bool // etcd was listed once
+	synced  bool // a plugin sent its full set
+	swept   bool // Traefik's API listed every router once
+	ready   bool
+	changed bool // the set changed since the last Take
+
+	// pending holds, per traefik-sd middleware, the etcd change that its
+	// next push should show, to measure how long Traefik took to load it.
+	pending map[string]pendingChange
+	// unserved stamps when each router began to be unserved, and whether
+	// that was reported.
+	unserved map[string]unservedSince
+}
+
+type pendingChange struct {
+	config uint64
+	at     time.Time
+}
+
+type unservedSince struct {
+	at       time.Time
+	reported targets.NotServed
+	done     bool
+}
+
+// New returns an engine whose state is empty at start.
+func New(opts Options, start time.Time) *Engine {
+	e := &Engine{
+		opts:     opts,
+		traefik:  newTraefikView(opts.AskTraefik),
+		builder:  targets.NewBuilder(opts.Targets),
+		start:    start,
+		pending:  map[string]pendingChange{},
+		unserved: map[string]unservedSince{},
+	}
+	if opts.Etcd {
+		e.store = dynamic.NewStore(opts.PluginName)
+	}
+	return e
+}
+
+// Result is what one input changed, and what the daemon should do about it.
+type Result struct {
+	// Changed: the target set may differ; publish it if ready.
+	Changed bool
+	// AskRouters and AskMiddlewares are for Traefik's API: what this input
+	// touched. Sweep asks for every router (a Traefik process restarted).
+	AskRouters     []string
+	AskMiddlewares []string
+	Sweep          bool
+	// DecodeErrors are etcd objects that could not be decoded.
+	DecodeErrors []error
+	// PushDelays are etcd changes of a traefik-sd middleware now shown
+	// running by a push: how long Traefik took to load them.
+	PushDelays []time.Duration
+}
+
+func (e *Engine) inputs() targets.Inputs {
+	in := targets.Inputs{Store: e.store, Traefik: e.traefik}
+	if e.health != nil {
+		in.Health = e.health
+	}
+	if e.routes != nil {
+		in.Routes = e.routes
+	}
+	return in
+}
+
+func (e *Engine) update(ch targets.Changes) []string {
+	touched := e.builder.Update(e.inputs(), ch)
+	if len(touched) > 0 {
+		e.changed = true
+	}
+	return touched
+}
+
+// Etcd applies watch batches, in order, then rebuilds once.
+func (e *Engine) Etcd(batches []watch.Batch) Result {
+	var res Result
+	if e.store == nil || len(batches) == 0 {
+		return res
+	}
+	for _, b := range batches {
+		if b.Snapshot {
+			e.store.Reset(b.Events)
+			continue
+		}
+		for _, ev := range b.Events {
+			id, sub, ok := dynamic.SplitKey(ev.Key)
+			if !ok {
+				continue
+			}
+			if ev.Deleted {
+				e.store.Delete(id, sub)
+			} else {
+				e.store.Put(id, sub, ev.Value)
+			}
+		}
+	}
+	received := batches[len(batches)-1].Received
+	changed, errs := e.store.Commit()
+	res.DecodeErrors = errs
+	for _, id := range changed {
+		if id.Kind != dynamic.Middlewares {
+			continue
+		}
+		if m := e.store.Middlewares[id.Name]; m != nil && m.SD != nil {
+			if key, ok := configHash(m.SD); ok {
+				e.pending[id.Name] = pendingChange{config: key, at: received}
+			}
+		}
+	}
+	first := !e.listed
+	e.listed = true
+	// Asking about every router of a first listing is one sweep for
+	// Traefik's API (the watcher turns a long list into one).
+	res.AskRouters = e.update(targets.Changes{Objects: changed, All: first})
+	res.Changed = e.changed
+	return res
+}
+
+// Pushes applies the plugin's updates, in the order they were accepted.
+func (e *Engine) Pushes(updates []pluginsync.Update) Result {
+	var res Result
+	changed := map[string]bool{}
+	for _, u := range updates {
+		if u.Full && len(u.Live) > 0 {
+			e.synced = true
+		}
+		if u.NewBoot {
+			res.Sweep = true
+		}
+		for _, name := range e.traefik.apply(u) {
+			changed[name] = true
+		}
+		for _, m := range u.Live {
+			if d, ok := e.matchPending(m, u.Received); ok {
+				res.PushDelays = append(res.PushDelays, d)
+			}
+		}
+	}
+	if len(changed) == 0 {
+		return res
+	}
+	names := make([]string, 0, len(changed))
+	for n := range changed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	e.update(targets.Changes{Live: names})
+	res.AskMiddlewares = names
+	res.Changed = e.changed
+	return res
+}
+
+func (e *Engine) matchPending(m plugin.LiveMiddleware, at time.Time) (time.Duration, bool) {
+	name, _, _ := strings.Cut(m.Name, "@")
+	pc, ok := e.pending[name]
+	if !ok {
+		return 0, false
+	}
+	if key, ok := configHash(&m.Config); !ok || key != pc.config {
+		return 0, false
+	}
+	delete(e.pending, name)
+	return at.Sub(pc.at), true
+}
+
+// Routers applies an answer of Traefik's API. A failed round changes
+// nothing: the last answer stands until Traefik answers again.
+func (e *Engine) Routers(u traefikapi.Update) Result {
+	var res Result
+	if u.Err != nil {
+		return res
+	}
+	names := e.traefik.routersChanged(u)
+	if len(names) > 0 {
+		e.update(targets.Changes{Routers: names})
+	}
+	if u.Sweep {
+		e.swept = true
+		// Traefik may not have loaded them yet (it starts beside the
+		// sidecar, and reloads take seconds at scale): ask again, on the
+		// recheck schedule, rather than wait a whole sweep interval.
+		for router, ns := range e.builder.NotServed() {
+			if ns.Reason == targets.ReasonNotLoaded {
+				res.AskRouters = append(res.AskRouters, router)
+			}
+		}
+		sort.Strings(res.AskRouters)
+	}
+	res.Changed = e.changed
+	return res
+}
+
+// Scrape applies a successful scrape of Traefik's /metrics.
+func (e *Engine) Scrape(r scrape.Result) Result {
+	prev := e.health
+	e.health = &r
+	var changed []string
+	if prev == nil {
+		changed = r.DownServices()
+	} else {
+		changed = r.ChangedServices(prev)
+	}
+	if len(changed) > 0 {
+		e.update(targets.Changes{Services: changed})
+	}
+	return Result{Changed: e.changed}
+}
+
+// Routes applies the coordinator's route table.
+func (e *Engine) Routes(t *routeinfo.Table) Result {
+	if t.Equal(e.routes) {
+		return Result{}
+	}
+	e.routes = t
+	e.update(targets.Changes{All: true})
+	return Result{Changed: e.changed}
+}
+
+// Ready tells whether the set may be served: etcd was listed, and the
+// plugin sent its full set and Traefik's API was listed (or there is nothing
+// to wait for, or the grace period is over). Once ready, always ready.
+func (e *Engine) Ready(now time.Time) bool {
+	if e.ready {
+		return true
+	}
+	if e.opts.Etcd && !e.listed {
+		return false
+	}
+	graceOver := now.Sub(e.start) >= e.opts.StartGrace
+	plugin := e.synced || graceOver || (e.opts.Etcd && !e.holdsTraefikSD())
+	api := !e.opts.AskTraefik || e.swept || graceOver
+	e.ready = plugin && api
+	if e.ready {
+		e.changed = true // the first set is published as soon as it may be
+	}
+	return e.ready
+}
+
+// holdsTraefikSD tells whether etcd holds a traefik-sd middleware, whose
+// circuit would wait for the plugin.
+func (e *Engine) holdsTraefikSD() bool {
+	for _, m := range e.store.Middlewares {
+		if m.SD != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Take reports whether the set changed since the last Take.
+func (e *Engine) Take() bool {
+	c := e.changed
+	e.changed = false
+	return c
+}
+
+// Digest, AppendJSON, Targets and Groups read the current set.
+func (e *Engine) Digest() [sha256.Size]byte    { return e.builder.Digest() }
+func (e *Engine) AppendJSON(dst []byte) []byte { return e.builder.AppendJSON(dst) }
+func (e *Engine) Targets() []targets.Target    { return e.builder.Targets() }
+func (e *Engine) Groups() map[string]int       { return e.builder.Groups() }
+
+// Dropped says how many targets each limit leaves out.
+func (e *Engine) Dropped() map[string]int { return e.builder.Dropped() }
+
+// Store is the decoded etcd configuration (nil without etcd), for reading.
+func (e *Engine) Store() *dynamic.Store { return e.store }
+
+// LiveMiddlewares counts the live traefik-sd middlewares, summed over Traefik processes.
+func (e *Engine) LiveMiddlewares() int { return e.traefik.liveCount() }
+
+// NotServed reports the circuits Traefik does not serve: their count by
+// reason, and those unserved for at least NotServedSettle that were not
+// reported yet (or whose reason changed), to be logged once each.
+func (e *Engine) NotServed(now time.Time) (counts map[string]int, report []targets.NotServed) {
+	counts = map[string]int{targets.ReasonNotLoaded: 0, targets.ReasonDisabled: 0, targets.ReasonPluginNotLive: 0}
+	current := e.builder.NotServed()
+	for router := range e.unserved {
+		if _, ok := current[router]; !ok {
+			delete(e.unserved, router)
+		}
+	}
+	for router, ns := range current {
+		counts[ns.Reason]++
+		u, ok := e.unserved[router]
+		if !ok || u.reported.Reason != ns.Reason || u.reported.Error != ns.Error {
+			u = unservedSince{at: now, reported: ns}
+		}
+		if !u.done && now.Sub(u.at) >= e.opts.NotServedSettle {
+			u.done = true
+			report = append(report, ns)
+		}
+		e.unserved[router] = u
+	}
+	sort.Slice(report, func(i, j int) bool { return report[i].Router < report[j].Router })
+	return counts, report
+}
+
+// ExpirePending forgets load measurements older than ten minutes: a change
+// Traefik never loaded must not be matched by a much later push.
+func (e *Engine) ExpirePending(now time.Time) {
+	for name, pc := range e.pending {
+		if now.Sub(pc.at) > 10*time.Minute {
+			delete(e.pending, name)
+		}
+	}
+}
+
+func configHash(cfg *plugin.Config) (uint64, bool) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return 0, false
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return h.Sum64(), true
+}
+
+// traefikView is Traefik's own view as the engine last heard it.
+type traefikView struct {
+	ask bool
+	// nodes holds each Traefik process's live middlewares.
+	nodes   map[string]map[string]plugin.LiveMiddleware
+	routers map[string]targets.RouterState
+	names   []string // of routers, sorted; nil when stale
+}
+
+func newTraefikView(ask bool) *traefikView {
+	return &traefikView{ask: ask, nodes: map[string]map[string]plugin.LiveMiddleware{}, routers: map[string]targets.RouterState{}}
+}
+
+// Live is the middleware's configuration in the first process (by node
+// name) that runs it: one answer, whatever order the pushes came in.
+func (v *traefikView) Live(name string) *plugin.Config {
+	var best string
+	var cfg *plugin.Config
+	for node, set := range v.nodes {
+		if m, ok := set[name]; ok && (cfg == nil || node < best) {
+			best = node
+			c := m.Config
+			cfg = &c
+		}
+	}
+	return cfg
+}
+
+func (v *traefikView) Router(name string) (targets.RouterState, bool) {
+	if !v.ask {
+		return targets.RouterState{Served: true}, true
+	}
+	r, ok := v.routers[name]
+	return r, ok
+}
+
+func (v *traefikView) Routers() []string {
+	if v.names == nil {
+		v.names = make([]string, 0, len(v.routers))
+		for n := range v.routers {
+			v.names = append(v.names, n)
+		}
+		sort.Strings(v.names)
+	}
+	return v.names
+}
+
+func (v *traefikView) liveCount() int {
+	n := 0
+	for _, set := range v.nodes {
+		n += len(set)
+	}
+	return n
+}
+
+// apply takes one update and returns the middlewares whose live
+// configuration, as Live answers it, changed.
+func (v *traefikView) apply(u pluginsync.Update) []string {
+	affected := map[string]bool{}
+	old := v.nodes[u.Node]
+	if u.Full {
+		for name := range old {
+			affected[name] = true
+		}
+	}
+	for _, m := range u.Live {
+		affected[m.Name] = true
+	}
+	for _, name := range u.Removed {
+		affected[name] = true
+	}
+	before := make(map[string]*plugin.Config, len(affected))
+	for name := range affected {
+		before[name] = v.Live(name)
+	}
+	set := old
+	if u.Full || set == nil {
+		set = make(map[string]plugin.LiveMiddleware, len(u.Live))
+	}
+	for _, m := range u.Live {
+		set[m.Name] = m
+	}
+	for _, name := range u.Removed {
+		delete(set, name)
+	}
+	if len(set) == 0 {
+		delete(v.nodes, u.Node)
+	} else {
+		v.nodes[u.Node] = set
+	}
+	var changed []string
+	for name, was := range before {
+		if !reflect.DeepEqual(was, v.Live(name)) {
+			changed = append(changed, name)
+		}
+	}
+	return changed
+}
+
+// routersChanged applies an answer of Traefik's API and returns the routers
+// whose state changed.
+func (v *traefikView) routersChanged(u traefikapi.Update) []string {
+	var changed []string
+	seen := make(map[string]bool, len(u.Routers))
+	for _, r := range u.Routers {
+		seen[r.Name] = true
+		st := targets.RouterState{Served: r.Served(), Service: r.Service, Middlewares: r.Middlewares}
+		if !st.Served {
+			st.Error = strings.Join(r.Errors, "; ")
+			if st.Error == "" {
+				st.Error = fmt.Sprintf("status %s", r.Status)
+			}
+		}
+		if old, ok := v.routers[r.Name]; !ok || !reflect.DeepEqual(old, st) {
+			if !ok {
+				v.names = nil
+			}
+			v.routers[r.Name] = st
+			changed = append(changed, r.Name)
+		}
+	}
+	gone := u.Gone
+	if u.Sweep {
+		gone = nil
+		for name := range v.routers {
+			if !seen[name] {
+				gone = append(gone, name)
+			}
+		}
+	}
+	for _, name := range gone {
+		if _, ok := v.routers[name]; ok {
+			delete(v.routers, name)
+			v.names = nil
+			changed = append(changed, name)
+		}
+	}
+	sort.Strings(changed)
+	return changed
+}

@@ -1,0 +1,427 @@
+package engine_test
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/engine"
+	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
+	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
+	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
+	"github.com/traefik-sd/traefik-sd/sidecar/watch"
+)
+
+const rootKey = "traefik/worker_worker-1/"
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func options(etcd bool) engine.Options {
+	return engine.Options{
+		Targets:    targets.Options{WorkerAuthority: "worker-1", WorkerNode: "node-a", Provider: "etcd", TraefikTarget: "127.0.0.1:8080"},
+		Etcd:       etcd,
+		PluginName: "traefik-sd",
+		AskTraefik: true,
+		StartGrace: 10 * time.Second, NotServedSettle: 15 * time.Second,
+	}
+}
+
+var writer = &coordinator.Writer{Authority: "worker-1", UnchainAppProxyPlugins: true}
+
+func circuit(id string, sd bool) coordinator.Circuit {
+	return coordinator.Circuit{
+		ID: id, App: "llama", Mode: "inference", Hostname: id + ".example", SD: sd,
+		Routes: []coordinator.Route{
+			{RouteID: "r1", SessionID: "s1", Host: "10.0.1.1", Port: 8000},
+			{RouteID: "r2", SessionID: "s2", Host: "10.0.1.2", Port: 8000},
+		},
+	}
+}
+
+// put is the etcd batch that writes a circuit's keys.
+func put(c coordinator.Circuit, at time.Time) watch.Batch {
+	b := watch.Batch{Received: at}
+	keys := writer.Keys(c)
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		b.Events = append(b.Events, watch.Event{Key: strings.TrimPrefix(k, rootKey), Value: keys[k]})
+	}
+	return b
+}
+
+// del is the etcd batch that deletes a circuit's keys.
+func del(c coordinator.Circuit, at time.Time) watch.Batch {
+	b := put(c, at)
+	for i := range b.Events {
+		b.Events[i].Deleted, b.Events[i].Value = true, ""
+	}
+	return b
+}
+
+func listed(at time.Time) []watch.Batch { return []watch.Batch{{Snapshot: true, Received: at}} }
+
+// live is a push update of one Traefik process carrying the traefik-sd
+// middlewares of the given circuits, with their configuration as the plugin
+// reports it.
+func live(node string, full bool, at time.Time, cs ...coordinator.Circuit) pluginsync.Update {
+	u := pluginsync.Update{Node: node, Full: full, Received: at}
+	for _, c := range cs {
+		cfg := plugin.Config{CircuitID: c.ID, MetricsPath: "/metrics", WorkerAuthority: "worker-1"}
+		for _, r := range c.Routes {
+			cfg.Routes = append(cfg.Routes, plugin.Route{URL: r.URL(), SessionID: r.SessionID, RouteID: r.RouteID})
+			cfg.SessionIDs = append(cfg.SessionIDs, r.SessionID)
+		}
+		cfg.Normalize()
+		u.Live = append(u.Live, plugin.LiveMiddleware{Name: "bai_sd_" + c.ID + "@etcd", Instances: 1, Config: cfg})
+	}
+	return u
+}
+
+func router(c coordinator.Circuit, status string, errs ...string) traefikapi.Router {
+	mws := []string{"CORSHeaders@etcd"}
+	if c.SD {
+		mws = append(mws, "bai_sd_"+c.ID+"@etcd")
+	}
+	return traefikapi.Router{Name: "bai_router_" + c.ID + "@etcd", Status: status, Errors: errs,
+		Service: "bai_service_" + c.ID + "@etcd", Middlewares: mws}
+}
+
+func answer(rs ...traefikapi.Router) traefikapi.Update { return traefikapi.Update{Routers: rs} }
+
+// routes renders the route targets as "address circuit session route router service" lines.
+func routes(e *engine.Engine) string {
+	var out []string
+	for _, t := range e.Targets() {
+		if t.Label("service_group") != targets.GroupRoute {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s %s %s %s %s", t.Address, t.Label("circuit_id"), t.Label("session_id"),
+			t.Label("route_id"), t.Label("traefik_router"), t.Label("traefik_service")))
+	}
+	return strings.Join(out, "\n")
+}
+
+func lines(c coordinator.Circuit, addrs ...string) string {
+	var out []string
+	for _, r := range c.Routes {
+		addr := fmt.Sprintf("%s:%d", r.Host, r.Port)
+		for _, a := range addrs {
+			if a == addr {
+				out = append(out, fmt.Sprintf("%s %s %s %s bai_router_%s@etcd bai_service_%s@etcd", addr, c.ID, r.SessionID, r.RouteID, c.ID, c.ID))
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func both(c coordinator.Circuit) string { return lines(c, "10.0.1.1:8000", "10.0.1.2:8000") }
+
+// readyEngine is an engine in etcd mode that has listed etcd and swept
+// Traefik's routers (none yet).
+func readyEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	e := engine.New(options(true), t0)
+	e.Etcd(listed(t0))
+	e.Routers(traefikapi.Update{Sweep: true})
+	if !e.Ready(t0) {
+		t.Fatal("not ready after etcd was listed and Traefik swept, with no traefik-sd circuit to wait for")
+	}
+	return e
+}
+
+func TestACircuitIsPublishedOnlyWhileTraefikServesItsRouterAndRunsItsMiddleware(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+
+	res := e.Etcd([]watch.Batch{put(c, t0)})
+	if got := routes(e); got != "" {
+		t.Fatalf("published before Traefik loaded the circuit:\n%s", got)
+	}
+	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
+		t.Errorf("an etcd change must ask Traefik about its router, asked %v", res.AskRouters)
+	}
+
+	res = e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	if got := routes(e); got != "" {
+		t.Fatalf("published on a push alone (Traefik calls New before it parses the rule):\n%s", got)
+	}
+	if strings.Join(res.AskMiddlewares, ",") != "bai_sd_c1@etcd" {
+		t.Errorf("a push must ask Traefik about its middleware's routers, asked %v", res.AskMiddlewares)
+	}
+
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	if got, want := routes(e), both(c); got != want {
+		t.Fatalf("served and live:\n%s\nwant\n%s", got, want)
+	}
+
+	// Traefik disables the router (a bad rule): withdrawn, with Traefik's error kept.
+	e.Routers(answer(router(c, traefikapi.StatusDisabled, "error while parsing rule Hots(`x`)")))
+	if got := routes(e); got != "" {
+		t.Fatalf("published though Traefik disabled the router:\n%s", got)
+	}
+	counts, _ := e.NotServed(t0)
+	if counts[targets.ReasonDisabled] != 1 {
+		t.Errorf("not served counts: %v", counts)
+	}
+	_, report := e.NotServed(t0.Add(16 * time.Second))
+	if len(report) != 1 || report[0].Reason != targets.ReasonDisabled || !strings.Contains(report[0].Error, "Hots") || report[0].CircuitID != "c1" {
+		t.Errorf("report: %+v", report)
+	}
+	if _, again := e.NotServed(t0.Add(30 * time.Second)); len(again) != 0 {
+		t.Errorf("reported twice: %+v", again)
+	}
+
+	// A warning still serves.
+	e.Routers(answer(router(c, traefikapi.StatusWarning, "tls option unknown")))
+	if got := routes(e); got != both(c) {
+		t.Fatalf("a router in warning serves requests, yet:\n%s", got)
+	}
+
+	// Traefik no longer holds it: withdrawn.
+	e.Routers(traefikapi.Update{Gone: []string{"bai_router_c1@etcd"}})
+	if got := routes(e); got != "" {
+		t.Fatalf("published after Traefik dropped the router:\n%s", got)
+	}
+	if counts, _ := e.NotServed(t0); counts[targets.ReasonNotLoaded] != 1 {
+		t.Errorf("counts: %v", counts)
+	}
+}
+
+func TestWithoutThePluginInTraefikNoRouteIsPublished(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	// Traefik serves the router (the plugin is absent, yet suppose it built
+	// the chain anyway): no live instance, nothing published.
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	if got := routes(e); got != "" {
+		t.Fatalf("published with no live plugin instance:\n%s", got)
+	}
+	counts, report := e.NotServed(t0)
+	if counts[targets.ReasonPluginNotLive] != 1 || len(report) != 0 {
+		t.Errorf("counts %v, report %+v (must wait to settle)", counts, report)
+	}
+	if _, report = e.NotServed(t0.Add(20 * time.Second)); len(report) != 1 || report[0].Reason != targets.ReasonPluginNotLive {
+		t.Errorf("report after settling: %+v", report)
+	}
+	// The plugin's instance goes live: published; and it goes again: withdrawn.
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	if routes(e) != both(c) {
+		t.Fatalf("not published once live:\n%s", routes(e))
+	}
+	e.Pushes([]pluginsync.Update{{Node: "traefik-0", Removed: []string{"bai_sd_c1@etcd"}, Received: t0}})
+	if got := routes(e); got != "" {
+		t.Fatalf("published after the middleware's last instance went:\n%s", got)
+	}
+}
+
+func TestAProcessGoneSilentWithdrawsOnlyWhatNoOtherServes(t *testing.T) {
+	e := readyEngine(t)
+	a, b := circuit("a", true), circuit("b", true)
+	e.Etcd([]watch.Batch{put(a, t0), put(b, t0)})
+	e.Routers(answer(router(a, traefikapi.StatusEnabled), router(b, traefikapi.StatusEnabled)))
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, a, b), live("traefik-1", true, t0, b)})
+	if e.LiveMiddlewares() != 3 {
+		t.Errorf("live middlewares summed over processes: %d", e.LiveMiddlewares())
+	}
+	// traefik-0 expires (the store's Expire update empties its set).
+	res := e.Pushes([]pluginsync.Update{{Node: "traefik-0", Full: true, Received: t0}})
+	if got, want := routes(e), both(b); got != want {
+		t.Fatalf("after traefik-0 went silent:\n%s\nwant\n%s", got, want)
+	}
+	if strings.Join(res.AskMiddlewares, ",") != "bai_sd_a@etcd" {
+		t.Errorf("changed middlewares: %v (b is still live in traefik-1)", res.AskMiddlewares)
+	}
+}
+
+func TestRoutesAllIsGatedByTraefiksAPIAlone(t *testing.T) {
+	opts := options(true)
+	opts.Targets.RoutesAll = true
+	e := engine.New(opts, t0)
+	e.Etcd(listed(t0))
+	e.Routers(traefikapi.Update{Sweep: true})
+	c := circuit("c1", false)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	if got := routes(e); got != "" {
+		t.Fatalf("published before Traefik loaded it:\n%s", got)
+	}
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	// Without the middleware, ids come from etcd alone: no session per route.
+	if got := routes(e); !strings.Contains(got, "10.0.1.1:8000 c1") || !strings.Contains(got, "10.0.1.2:8000 c1") {
+		t.Fatalf("routes.all circuit served by Traefik not published:\n%s", got)
+	}
+	e.Routers(answer(router(c, traefikapi.StatusDisabled, "middleware \"nope@etcd\" does not exist")))
+	if got := routes(e); got != "" {
+		t.Fatalf("published though disabled:\n%s", got)
+	}
+}
+
+func TestWithoutEtcdThePushesAndTraefikSayEverything(t *testing.T) {
+	e := engine.New(options(false), t0)
+	if e.Ready(t0) {
+		t.Fatal("ready before the plugin sent its set and Traefik was listed")
+	}
+	c := circuit("c1", true)
+	e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled),
+		{Name: "api@internal", Status: traefikapi.StatusEnabled, Service: "api@internal"}}})
+	if e.Ready(t0) {
+		t.Fatal("ready without the plugin's full set")
+	}
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	if !e.Ready(t0) {
+		t.Fatal("not ready with both")
+	}
+	if got, want := routes(e), both(c); got != want {
+		t.Fatalf("plugin-only targets:\n%s\nwant\n%s", got, want)
+	}
+	for _, tg := range e.Targets() {
+		if tg.Label("service_group") == targets.GroupRoute && tg.Label("worker_authority") != "worker-1" {
+			t.Errorf("no worker_authority: %+v", tg)
+		}
+	}
+	// Health is matched on the server URL under the router's service.
+	var p scrape.Parser
+	res := p.Parse([]byte(`traefik_service_server_up{service="bai_service_c1@etcd",url="http://10.0.1.2:8000/"} 0` + "\n"))
+	e.Scrape(res)
+	if got, want := routes(e), lines(c, "10.0.1.1:8000"); got != want {
+		t.Fatalf("down server kept:\n%s\nwant\n%s", got, want)
+	}
+	e.Routers(answer(router(c, traefikapi.StatusDisabled, "boom")))
+	if got := routes(e); got != "" {
+		t.Fatalf("published though disabled:\n%s", got)
+	}
+}
+
+func TestRestartWaitsForThePluginsFullSetWithinTheGrace(t *testing.T) {
+	c := circuit("c1", true)
+	e := engine.New(options(true), t0)
+	e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
+	e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}})
+	if e.Ready(t0.Add(time.Second)) {
+		t.Fatal("ready before the plugin's full set, though etcd holds a traefik-sd circuit")
+	}
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	if !e.Ready(t0.Add(2 * time.Second)) {
+		t.Fatal("not ready after the full set")
+	}
+	if !e.Take() || routes(e) != both(c) {
+		t.Fatalf("the first set served lacks what Traefik serves:\n%s", routes(e))
+	}
+
+	// With no plugin at all, the grace bounds the wait.
+	e = engine.New(options(true), t0)
+	e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
+	e.Routers(traefikapi.Update{Sweep: true})
+	if e.Ready(t0.Add(9 * time.Second)) {
+		t.Fatal("ready within the grace")
+	}
+	if !e.Ready(t0.Add(10 * time.Second)) {
+		t.Fatal("still waiting after the grace")
+	}
+	if !e.Ready(t0) {
+		t.Fatal("readiness went back")
+	}
+}
+
+func TestRoutersTraefikHasNotLoadedAreAskedAgainAfterASweep(t *testing.T) {
+	opts := options(true)
+	opts.Targets.RoutesAll = true
+	e := engine.New(opts, t0)
+	c := circuit("c1", false)
+	res := e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
+	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
+		t.Errorf("the first listing asked about %v", res.AskRouters)
+	}
+	// Traefik, starting beside the sidecar, has loaded nothing yet.
+	res = e.Routers(traefikapi.Update{Sweep: true})
+	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
+		t.Errorf("a sweep without an etcd router must ask about it again, asked %v", res.AskRouters)
+	}
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	if res = e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}}); len(res.AskRouters) != 0 {
+		t.Errorf("asked again about a router Traefik serves: %v", res.AskRouters)
+	}
+}
+
+func TestAFailedAnswerOfTraefikKeepsTheLastOne(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	e.Routers(traefikapi.Update{Err: fmt.Errorf("connection refused")})
+	e.Routers(traefikapi.Update{Sweep: true, Err: fmt.Errorf("connection refused")})
+	if got := routes(e); got != both(c) {
+		t.Fatalf("a failed answer withdrew targets:\n%s", got)
+	}
+	// A sweep that no longer lists it withdraws it.
+	e.Routers(traefikapi.Update{Sweep: true})
+	if got := routes(e); got != "" {
+		t.Fatalf("kept after a sweep without it:\n%s", got)
+	}
+}
+
+func TestEtcdDeleteWithdrawsAtOnce(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	// The coordinator deletes the router first: no target, before Traefik reloads.
+	router := del(c, t0)
+	var routerOnly watch.Batch
+	for _, ev := range router.Events {
+		if strings.Contains(ev.Key, "/routers/") {
+			routerOnly.Events = append(routerOnly.Events, ev)
+		}
+	}
+	e.Etcd([]watch.Batch{routerOnly})
+	if got := routes(e); got != "" {
+		t.Fatalf("published after its router was deleted:\n%s", got)
+	}
+	if counts, _ := e.NotServed(t0); counts[targets.ReasonDisabled]+counts[targets.ReasonNotLoaded]+counts[targets.ReasonPluginNotLive] != 0 {
+		t.Errorf("a deleted circuit counted as not served: %v", counts)
+	}
+}
+
+func TestEtcdChangeToPushDelayIsMeasuredOnMatchingConfig(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	other := c
+	other.Routes = c.Routes[:1]
+	if res := e.Pushes([]pluginsync.Update{live("traefik-0", true, t0.Add(time.Second), other)}); len(res.PushDelays) != 0 {
+		t.Fatalf("a push with another config completed the measurement: %v", res.PushDelays)
+	}
+	res := e.Pushes([]pluginsync.Update{live("traefik-0", true, t0.Add(3*time.Second), c)})
+	if len(res.PushDelays) != 1 || res.PushDelays[0] != 3*time.Second {
+		t.Fatalf("delays: %v", res.PushDelays)
+	}
+}
+
+func TestAnUnchangedInputPublishesNothingNew(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	e.Take()
+	digest := e.Digest()
+	// The coordinator's identical rewrite, the plugin's periodic full set and
+	// an identical answer of Traefik change nothing.
+	e.Etcd([]watch.Batch{put(c, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	if e.Take() || e.Digest() != digest {
+		t.Error("identical inputs changed the set")
+	}
+}
