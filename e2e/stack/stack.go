@@ -33,6 +33,10 @@ type Options struct {
 	ScrapeInterval time.Duration
 	// Quiet keeps Traefik's log at warnings.
 	Quiet bool
+	// NoPlugin leaves the plugin out of Traefik's static configuration.
+	NoPlugin bool
+	// PluginOnly runs the sidecar without etcd (--etcd.endpoints=).
+	PluginOnly bool
 }
 
 // Stack is the running set of programs.
@@ -91,6 +95,9 @@ func (s *Stack) startTraefik(t testbed.T, opts Options) {
 		level = "WARN"
 	}
 	static := fmt.Sprintf(TraefikStatic, entry, api, s.Etcd.Endpoint, Authority, level)
+	if opts.NoPlugin {
+		static = strings.Replace(static, TraefikPlugin, "", 1)
+	}
 	testbed.Must(t, os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o644), "traefik.yml")
 	s.Traefik = testbed.Start(t, &testbed.Process{
 		Name: "traefik",
@@ -139,22 +146,29 @@ providers:
   etcd:
     endpoints: ["%s"]
     rootKey: "traefik/worker_%s"
-experimental:
+` + TraefikPlugin + `log:
+  level: %s
+`
+
+// TraefikPlugin is the part of TraefikStatic that loads the plugin.
+const TraefikPlugin = `experimental:
   localPlugins:
     traefik-sd:
       moduleName: github.com/traefik-sd/traefik-sd
-log:
-  level: %s
 `
 
 func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	t.Helper()
+	endpoints := s.Etcd.Endpoint
+	if opts.PluginOnly {
+		endpoints = ""
+	}
 	s.Sidecar = testbed.Start(t, &testbed.Process{
 		Name: "traefik-sd",
 		Path: testbed.Binary(t, "TRAEFIK_SD_BIN", "traefik-sd"),
 		Args: []string{
 			"--address=127.0.0.1:" + strconv.Itoa(port),
-			"--etcd.endpoints=" + s.Etcd.Endpoint,
+			"--etcd.endpoints=" + endpoints,
 			"--worker.authority=" + Authority,
 			"--worker.node=node-a",
 			"--traefik.metricsURL=" + s.TraefikAPI + "/metrics",

@@ -43,6 +43,11 @@ type Circuit struct {
 	MetricsPort int
 	PluginName  string // traefik-sd's plugin key; default "traefik-sd"
 	Labels      map[string]string
+	// Rule replaces the Host() rule, and ExtraMiddlewares go into the
+	// router's chain before traefik-sd's: the tests of routers Traefik
+	// refuses use them.
+	Rule             string
+	ExtraMiddlewares []string
 }
 
 // Writer writes circuits of one worker.
@@ -78,12 +83,16 @@ func (w *Writer) Keys(c Circuit) map[string]string {
 	kv := map[string]string{}
 	r := w.routerPrefix(c.ID) + "/"
 	kv[r+"rule"] = "Host(`" + c.Hostname + "`)"
+	if c.Rule != "" {
+		kv[r+"rule"] = c.Rule
+	}
 	kv[r+"service"] = "bai_service_" + c.ID
 	kv[r+"entrypoints/0"] = "domainproxy"
 	mws := []string{"CORSHeaders"}
 	if !w.UnchainAppProxyPlugins {
 		mws = append(mws, "bai_appproxy_plugin_"+c.ID, "bai_appproxy_plugin_"+c.ID+"_go")
 	}
+	mws = append(mws, c.ExtraMiddlewares...)
 	if c.SD {
 		mws = append(mws, "bai_sd_"+c.ID)
 	}
