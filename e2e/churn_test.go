@@ -44,7 +44,7 @@ func (c *churn) circuit(i int) coordinator.Circuit {
 	for r := 0; r < routes; r++ {
 		cc.Routes = append(cc.Routes, coordinator.Route{
 			RouteID: fmt.Sprintf("%s-r%d", id[len(id)-6:], c.rng.Intn(100)), SessionID: fmt.Sprintf("s-%d-%d", i, r),
-			Host: fmt.Sprintf("10.200.%d.%d", i%250, r*80+c.rng.Intn(80)), Port: 8000 + i/250,
+			Host: fmt.Sprintf("127.200.%d.%d", i%250, r*80+c.rng.Intn(80)), Port: 8000 + i/250, // loopback: Prometheus scrapes what is published
 		})
 	}
 	return cc

@@ -204,7 +204,9 @@ func TestPluginOnlyModePublishesEveryLabel(t *testing.T) {
 		Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "1s",
 		SD: true, SidecarURL: s.SidecarURL}
 	testbed.Must(t, s.Coord.Put(ctx, interactive, inference), "create")
-	line := func(c *stack.Container, circuit string) string { return routeLine(c.HostPort, circuit, c.Session, c.RouteID) }
+	line := func(c *stack.Container, circuit string) string {
+		return routeLine(c.HostPort, circuit, c.Session, c.RouteID)
+	}
 	want := lines([]string{line(jupyter, interactiveID), line(llama1, inferenceID), line(llama2, inferenceID)})
 	waitConverged(t, ctx, s, "published without etcd", want)
 

@@ -13,10 +13,13 @@ import (
 
 // Defaults for Config; CreateConfig returns them and Traefik overlays the keys it finds.
 const (
-	DefaultMetricsPath    = "/metrics"
-	DefaultSidecarURL     = "http://127.0.0.1:9180"
-	DefaultRemovalDelay   = "2s"
-	DefaultResyncInterval = "30s"
+	DefaultMetricsPath  = "/metrics"
+	DefaultSidecarURL   = "http://127.0.0.1:9180"
+	DefaultRemovalDelay = "2s"
+	// DefaultResyncInterval is a safety net only: a heartbeat every 2s
+	// reveals a restarted sidecar, and the sequence check any lost push.
+	// At 10,000 routers a full set is megabytes to encode and decode.
+	DefaultResyncInterval = "5m"
 )
 
 // Route is one backend of a circuit, with the ids Backend.AI knows it by.
@@ -53,8 +56,8 @@ type Config struct {
 	// RemovalDelay is how long a middleware may have no live instance before
 	// it is reported gone; it rides out a configuration reload.
 	RemovalDelay string `json:"-"`
-	// ResyncInterval is how often the whole live set is re-sent, so that a
-	// restarted sidecar learns it again.
+	// ResyncInterval is how often the whole live set is re-sent anyway; a
+	// restarted sidecar learns it from the next heartbeat's 409 first.
 	ResyncInterval string `json:"-"`
 }
 

@@ -14,6 +14,7 @@ targets=(
   "./sidecar/kv FuzzDecode"
   "./sidecar/dynamic FuzzStore"
   "./sidecar/pluginsync FuzzDecode"
+  "./sidecar/traefikapi FuzzRouterAnswer"
 )
 for t in "${targets[@]}"; do
   set -- $t

@@ -37,6 +37,9 @@ type Options struct {
 	NoPlugin bool
 	// PluginOnly runs the sidecar without etcd (--etcd.endpoints=).
 	PluginOnly bool
+	// NoPrometheus leaves Prometheus out, for benchmarks whose targets
+	// nothing should scrape.
+	NoPrometheus bool
 }
 
 // Stack is the running set of programs.
@@ -79,7 +82,9 @@ func Start(t testbed.T, opts Options) *Stack {
 	s.SidecarURL = "http://127.0.0.1:" + strconv.Itoa(sidecarPort)
 	s.startTraefik(t, opts)
 	s.startSidecar(t, opts, sidecarPort)
-	s.startPrometheus(t, opts)
+	if !opts.NoPrometheus {
+		s.startPrometheus(t, opts)
+	}
 	return s
 }
 

@@ -23,6 +23,7 @@ import (
 // and so does the demo's runner.
 type T interface {
 	Helper()
+	Errorf(format string, args ...interface{})
 	Fatalf(format string, args ...interface{})
 	Logf(format string, args ...interface{})
 	Cleanup(func())
@@ -42,6 +43,12 @@ func (r *Runner) Logf(format string, args ...interface{}) {
 }
 func (r *Runner) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
 func (r *Runner) Failed() bool     { return r.failed }
+
+// Errorf reports and marks the run failed.
+func (r *Runner) Errorf(format string, args ...interface{}) {
+	r.failed = true
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
 
 // Fatalf reports, stops everything started and exits.
 func (r *Runner) Fatalf(format string, args ...interface{}) {

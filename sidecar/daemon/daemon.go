@@ -319,6 +319,7 @@ func (d *Daemon) handle(res engine.Result, received time.Time) {
 	now := time.Now()
 	if d.api != nil {
 		d.api.Ask(res.AskRouters, res.AskMiddlewares, now)
+		d.api.Remind(res.RemindRouters, now)
 		if res.Sweep {
 			d.api.Sweep()
 		}

@@ -59,19 +59,17 @@ type env struct {
 }
 
 func startEnv(t testing.TB, authority string) *env {
-	return startEnvIn(t, t.TempDir(), authority)
-}
-
-func startEnvIn(t testing.TB, dir, authority string) *env {
-	return startEnvWith(t, authority, nil, dir)
+	return startEnvWith(t, authority, nil, t.TempDir())
 }
 
 // startEnvWith starts etcd and the sidecar, letting configure change the
 // sidecar's configuration first; dir defaults to a temporary directory.
-func startEnvWith(t testing.TB, authority string, configure func(*config.Configuration), dirs ...string) *env {
-	dir := t.TempDir()
+func startEnvWith(t testbed.T, authority string, configure func(*config.Configuration), dirs ...string) *env {
+	var dir string
 	if len(dirs) > 0 {
 		dir = dirs[0]
+	} else {
+		dir = t.(interface{ TempDir() string }).TempDir()
 	}
 	e := &env{etcd: testbed.StartEtcd(t, dir)}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -100,7 +98,7 @@ func startEnvWith(t testing.TB, authority string, configure func(*config.Configu
 // runWithTraefik starts a Traefik stand-in for cfg's authority, points
 // cfg at it, runs the sidecar and the plugin's pushes to it, and waits until
 // the sidecar is ready. It returns the sidecar's base URL.
-func (e *env) runWithTraefik(t testing.TB, cfg *config.Configuration) (string, *fakeTraefik) {
+func (e *env) runWithTraefik(t testbed.T, cfg *config.Configuration) (string, *fakeTraefik) {
 	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
 	cfg.Traefik.MetricsURL = f.URL + "/metrics"
 	testbed.Must(t, cfg.Complete(), "config")
@@ -112,14 +110,14 @@ func (e *env) runWithTraefik(t testing.TB, cfg *config.Configuration) (string, *
 
 // runDaemon runs the sidecar in-process until the test ends; it returns
 // the address it listens on.
-func runDaemon(t testing.TB, cfg *config.Configuration) string {
+func runDaemon(t testbed.T, cfg *config.Configuration) string {
 	addr, _ := startDaemon(t, cfg)
 	return addr
 }
 
 // startDaemon runs the sidecar in-process and returns its address and a
 // stop that waits for it to end; the stop also runs when the test ends.
-func startDaemon(t testing.TB, cfg *config.Configuration) (string, func()) {
+func startDaemon(t testbed.T, cfg *config.Configuration) (string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -143,7 +141,7 @@ func startDaemon(t testing.TB, cfg *config.Configuration) (string, func()) {
 					t.Errorf("daemon: %v", err)
 				}
 			case <-time.After(10 * time.Second):
-				t.Error("daemon did not stop within 10s")
+				t.Errorf("daemon did not stop within 10s")
 			}
 		})
 	}

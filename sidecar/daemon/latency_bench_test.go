@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,26 +20,8 @@ import (
 // body on /v1/targets (polled with If-None-Match), over b.N changes, and
 // reports the p50 and p99.
 func BenchmarkEtcdChangeToTargets(b *testing.B) {
-	dir, err := os.MkdirTemp("/dev/shm", "traefik-sd-bench-")
-	if err != nil {
-		dir = b.TempDir()
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	e := startEnvIn(b, dir, "worker-1")
+	e, circuits := latencyEnv(b)
 	ctx := context.Background()
-	circuits := make([]coordinator.Circuit, 10000)
-	for i := range circuits {
-		circuits[i] = coordinator.SampleInference(i)
-	}
-	testbed.Must(b, e.coord.BulkLoad(ctx, circuits), "load")
-	testbed.Eventually(b, 120*time.Second, "10,000 circuits published", func() (bool, string) {
-		groups, _, _ := e.targets(b)
-		return len(groups) == 20002, fmt.Sprint(len(groups))
-	})
-	// Route changes touch services only: Traefik's routers and the plugin's
-	// set stay as they are, so the stand-in stops reloading and the figure
-	// is the sidecar's own path (make bench measures Traefik's reload apart).
-	e.traefik.freeze()
 	client := &http.Client{}
 	etagNow := func() string {
 		resp, err := client.Head(e.base + "/v1/targets")
@@ -50,9 +34,13 @@ func BenchmarkEtcdChangeToTargets(b *testing.B) {
 	delays := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c := circuits[(i*7919)%len(circuits)]
+		// Numbered across runs: the environment outlives each run, and a
+		// change equal to one already made would publish nothing.
+		n := latency.changes
+		latency.changes++
+		c := circuits[(n*7919)%len(circuits)]
 		c.Routes = append([]coordinator.Route(nil), c.Routes...)
-		c.Routes[0].Port = 9000 + i%1000
+		c.Routes[0].Port = 9000 + n%1000
 		before := etagNow()
 		testbed.Must(b, e.coord.UpdateRoutes(ctx, c), "update")
 		written := time.Now()
@@ -67,4 +55,58 @@ func BenchmarkEtcdChangeToTargets(b *testing.B) {
 	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
 	b.ReportMetric(float64(delays[len(delays)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// latency is the 10,000-circuit environment, built once for every run of
+// the benchmark (the harness calls it with b.N = 1 first): two at once would
+// double the heap the collector walks, and the tail with it.
+var latency struct {
+	once     sync.Once
+	runner   testbed.Runner
+	env      *env
+	circuits []coordinator.Circuit
+	changes  int
+}
+
+func latencyEnv(b *testing.B) (*env, []coordinator.Circuit) {
+	latency.once.Do(func() {
+		dir, err := os.MkdirTemp("/dev/shm", "traefik-sd-bench-")
+		if err != nil {
+			dir, _ = os.MkdirTemp("", "traefik-sd-bench-")
+		}
+		r := &latency.runner
+		r.Cleanup(func() { os.RemoveAll(dir) })
+		e := startEnvWith(r, "worker-1", nil, dir)
+		ctx := context.Background()
+		circuits := make([]coordinator.Circuit, 10000)
+		for i := range circuits {
+			circuits[i] = coordinator.SampleInference(i)
+		}
+		testbed.Must(r, e.coord.BulkLoad(ctx, circuits), "load")
+		testbed.Eventually(r, 120*time.Second, "10,000 circuits published", func() (bool, string) {
+			status, got := e.routesNow()
+			n := 0
+			if got != "" {
+				n = len(strings.Split(got, "\n"))
+			}
+			return status == http.StatusOK && n == 20000, fmt.Sprint(status, " ", n)
+		})
+		// Route changes touch services only: Traefik's routers and the
+		// plugin's set stay as they are, so the stand-in stops reloading
+		// and the figure is the sidecar's own path (make bench measures
+		// Traefik's reload apart).
+		e.traefik.freeze()
+		latency.env, latency.circuits = e, circuits
+	})
+	if latency.env == nil {
+		b.Fatal("the benchmark's environment did not start")
+	}
+	return latency.env, latency.circuits
+}
+
+// TestMain stops the benchmark's shared environment, if one was started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	latency.runner.Stop()
+	os.Exit(code)
 }

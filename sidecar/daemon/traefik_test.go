@@ -52,7 +52,7 @@ type routerAnswer struct {
 	Middlewares []string `json:"middlewares,omitempty"`
 }
 
-func startFakeTraefik(t testing.TB, client *clientv3.Client, authority string) *fakeTraefik {
+func startFakeTraefik(t testbed.T, client *clientv3.Client, authority string) *fakeTraefik {
 	f := &fakeTraefik{metrics: &fakeTraefikMetrics{}, client: client, root: "traefik/worker_" + authority,
 		routers: map[string]routerAnswer{}, disabled: map[string]string{}}
 	srv := httptest.NewServer(f)
@@ -108,15 +108,23 @@ func (f *fakeTraefik) freeze() {
 
 // reload reads etcd and, when anything changed, builds a new generation.
 func (f *fakeTraefik) reload(ctx context.Context) {
+	f.mu.Lock()
+	idle := f.frozen || f.sidecar == ""
+	f.mu.Unlock()
+	if idle {
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	head, err := f.client.Get(rctx, f.root+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	// One absent key tells the revision: a count over the prefix would
+	// walk etcd 3.4's whole index every poll.
+	head, err := f.client.Get(rctx, f.root+"-revision-probe")
 	if err != nil {
 		return // etcd down: Traefik keeps its configuration
 	}
 	f.mu.Lock()
 	fingerprint, _ := json.Marshal([]interface{}{head.Header.Revision, f.disabled, f.sidecar, f.noPlugin})
-	skip := f.frozen || f.sidecar == "" || string(fingerprint) == f.loaded
+	skip := string(fingerprint) == f.loaded
 	f.mu.Unlock()
 	if skip {
 		return
@@ -152,7 +160,7 @@ func (f *fakeTraefik) reload(ctx context.Context) {
 				continue
 			}
 			cfg := *mw.SD
-			cfg.SidecarURL, cfg.RemovalDelay, cfg.ResyncInterval = f.sidecar, "300ms", "30s"
+			cfg.SidecarURL, cfg.RemovalDelay, cfg.ResyncInterval = f.sidecar, "300ms", plugin.DefaultResyncInterval
 			_, _ = plugin.New(genCtx, http.NotFoundHandler(), &cfg, m+"@etcd")
 		}
 		if why, ok := f.disabled[name+"@etcd"]; ok {

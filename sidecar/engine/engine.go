@@ -77,6 +77,9 @@ type Engine struct {
 	// unserved stamps when each router began to be unserved, and whether
 	// that was reported.
 	unserved map[string]unservedSince
+	// services holds the etcd services that exist: a router's status in
+	// Traefik depends on its service existing, not on its servers.
+	services map[string]bool
 }
 
 type pendingChange struct {
@@ -99,6 +102,7 @@ func New(opts Options, start time.Time) *Engine {
 		start:    start,
 		pending:  map[string]pendingChange{},
 		unserved: map[string]unservedSince{},
+		services: map[string]bool{},
 	}
 	if opts.Etcd {
 		e.store = dynamic.NewStore(opts.PluginName)
@@ -111,9 +115,12 @@ type Result struct {
 	// Changed: the target set may differ; publish it if ready.
 	Changed bool
 	// AskRouters and AskMiddlewares are for Traefik's API: what this input
-	// touched. Sweep asks for every router (a Traefik process restarted).
+	// may have changed in Traefik's view. RemindRouters are routers Traefik
+	// did not hold at its last listing, to ask about unless already asked.
+	// Sweep asks for every router (a Traefik process restarted).
 	AskRouters     []string
 	AskMiddlewares []string
+	RemindRouters  []string
 	Sweep          bool
 	// DecodeErrors are etcd objects that could not be decoded.
 	DecodeErrors []error
@@ -179,9 +186,14 @@ func (e *Engine) Etcd(batches []watch.Batch) Result {
 	}
 	first := !e.listed
 	e.listed = true
-	// Asking about every router of a first listing is one sweep for
-	// Traefik's API (the watcher turns a long list into one).
-	res.AskRouters = e.update(targets.Changes{Objects: changed, All: first})
+	asks := e.routerStatusMayChange(changed)
+	touched := e.update(targets.Changes{Objects: changed, All: first})
+	if first {
+		// Asking about every router of a first listing is one listing of
+		// Traefik's API (the watcher turns a long list into one).
+		asks = touched
+	}
+	res.AskRouters = asks
 	res.Changed = e.changed
 	return res
 }
@@ -220,6 +232,42 @@ func (e *Engine) Pushes(updates []pluginsync.Update) Result {
 	return res
 }
 
+// routerStatusMayChange lists the routers whose status in Traefik an etcd
+// change may alter: their own object, a middleware they name, or their
+// service appearing or going. A route change rewrites only a service's
+// servers, which Traefik's router status does not depend on, so it asks
+// nothing.
+func (e *Engine) routerStatusMayChange(changed []dynamic.ObjectID) []string {
+	ask := map[string]bool{}
+	for _, id := range changed {
+		switch id.Kind {
+		case dynamic.Routers:
+			ask[id.Name+"@"+e.opts.Targets.Provider] = true
+		case dynamic.Services:
+			exists := e.store.Services[id.Name] != nil
+			if exists == e.services[id.Name] {
+				continue
+			}
+			if exists {
+				e.services[id.Name] = true
+			} else {
+				delete(e.services, id.Name)
+			}
+			fallthrough
+		case dynamic.Middlewares:
+			for _, r := range e.builder.Readers(id) {
+				ask[r] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(ask))
+	for r := range ask {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (e *Engine) matchPending(m plugin.LiveMiddleware, at time.Time) (time.Duration, bool) {
 	name, _, _ := strings.Cut(m.Name, "@")
 	pc, ok := e.pending[name]
@@ -240,9 +288,10 @@ func (e *Engine) Routers(u traefikapi.Update) Result {
 	if u.Err != nil {
 		return res
 	}
-	names := e.traefik.routersChanged(u)
-	if len(names) > 0 {
-		e.update(targets.Changes{Routers: names})
+	if !u.Same {
+		if names := e.traefik.routersChanged(u); len(names) > 0 {
+			e.update(targets.Changes{Routers: names})
+		}
 	}
 	if u.Sweep {
 		e.swept = true
@@ -251,10 +300,10 @@ func (e *Engine) Routers(u traefikapi.Update) Result {
 		// recheck schedule, rather than wait a whole sweep interval.
 		for router, ns := range e.builder.NotServed() {
 			if ns.Reason == targets.ReasonNotLoaded {
-				res.AskRouters = append(res.AskRouters, router)
+				res.RemindRouters = append(res.RemindRouters, router)
 			}
 		}
-		sort.Strings(res.AskRouters)
+		sort.Strings(res.RemindRouters)
 	}
 	res.Changed = e.changed
 	return res

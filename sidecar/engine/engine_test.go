@@ -343,12 +343,59 @@ func TestRoutersTraefikHasNotLoadedAreAskedAgainAfterASweep(t *testing.T) {
 	}
 	// Traefik, starting beside the sidecar, has loaded nothing yet.
 	res = e.Routers(traefikapi.Update{Sweep: true})
-	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
-		t.Errorf("a sweep without an etcd router must ask about it again, asked %v", res.AskRouters)
+	if strings.Join(res.RemindRouters, ",") != "bai_router_c1@etcd" {
+		t.Errorf("a sweep without an etcd router must ask about it again, reminded %v", res.RemindRouters)
 	}
 	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
-	if res = e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}}); len(res.AskRouters) != 0 {
-		t.Errorf("asked again about a router Traefik serves: %v", res.AskRouters)
+	if res = e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}}); len(res.RemindRouters) != 0 {
+		t.Errorf("asked again about a router Traefik serves: %v", res.RemindRouters)
+	}
+}
+
+func TestOnlyChangesThatCanMoveARoutersStatusAskTraefik(t *testing.T) {
+	e := readyEngine(t)
+	c := circuit("c1", true)
+	e.Etcd([]watch.Batch{put(c, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+
+	// A route change rewrites the service's servers only.
+	moved := c
+	moved.Routes = []coordinator.Route{{RouteID: "r3", SessionID: "s3", Host: "10.0.1.3", Port: 8000}}
+	var services watch.Batch
+	for _, ev := range del(c, t0).Events {
+		if strings.Contains(ev.Key, "/services/") {
+			services.Events = append(services.Events, ev)
+		}
+	}
+	for _, ev := range put(moved, t0).Events {
+		if strings.Contains(ev.Key, "/services/") {
+			services.Events = append(services.Events, ev)
+		}
+	}
+	if res := e.Etcd([]watch.Batch{services}); !res.Changed || len(res.AskRouters) != 0 {
+		t.Errorf("a route change: changed %v, asked %v (servers do not move a router's status)", res.Changed, res.AskRouters)
+	}
+	// The service going does.
+	var gone watch.Batch
+	for _, ev := range del(moved, t0).Events {
+		if strings.Contains(ev.Key, "/services/") {
+			gone.Events = append(gone.Events, ev)
+		}
+	}
+	if res := e.Etcd([]watch.Batch{gone}); strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
+		t.Errorf("the service deleted: asked %v", res.AskRouters)
+	}
+	// So does a middleware the router names.
+	var mw watch.Batch
+	for _, ev := range put(c, t0).Events {
+		if strings.Contains(ev.Key, "/middlewares/bai_sd_") && strings.HasSuffix(ev.Key, "/metricsport") {
+			mw.Events = append(mw.Events, ev)
+		}
+	}
+	mw.Events = append(mw.Events, watch.Event{Key: "http/middlewares/bai_sd_c1/plugin/traefik-sd/metricspath", Value: "/stats"})
+	if res := e.Etcd([]watch.Batch{mw}); strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
+		t.Errorf("its middleware changed: asked %v", res.AskRouters)
 	}
 }
 

@@ -270,3 +270,13 @@ func (b *Builder) Groups() map[string]int {
 // NotServed lists the circuits left out because Traefik does not serve
 // them, by router name.
 func (b *Builder) NotServed() map[string]NotServed { return b.notServed }
+
+// Readers lists the routers whose targets read an etcd object, sorted.
+func (b *Builder) Readers(id dynamic.ObjectID) []string {
+	out := make([]string, 0, len(b.readers[id]))
+	for r := range b.readers[id] {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -10,7 +10,9 @@
 package traefikapi
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,13 +107,24 @@ type Client struct {
 var ErrNotFound = errors.New("not found")
 
 func (c *Client) get(ctx context.Context, path string, into interface{}) (http.Header, error) {
+	raw, h, err := c.getRaw(ctx, path)
+	if err != nil {
+		return h, err
+	}
+	if err := json.Unmarshal(raw, into); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return h, nil
+}
+
+func (c *Client) getRaw(ctx context.Context, path string) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.Base, "/")+path, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	limit := c.MaxBytes
@@ -122,29 +135,36 @@ func (c *Client) get(ctx context.Context, path string, into interface{}) (http.H
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		_, _ = io.Copy(io.Discard, body)
-		return resp.Header, ErrNotFound
+		return nil, resp.Header, ErrNotFound
 	case resp.StatusCode != http.StatusOK:
 		msg, _ := io.ReadAll(io.LimitReader(body, 512))
-		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	raw, err := io.ReadAll(body)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	if int64(len(raw)) > limit {
-		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", path, limit)
+		return nil, nil, fmt.Errorf("GET %s: answer larger than %d bytes", path, limit)
 	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	return resp.Header, nil
+	return raw, resp.Header, nil
 }
 
 // Router asks about one router by its qualified name.
 func (c *Client) Router(ctx context.Context, name string) (Router, error) {
-	var j routerJSON
-	if _, err := c.get(ctx, "/api/http/routers/"+url.PathEscape(name), &j); err != nil {
+	var raw json.RawMessage
+	if _, err := c.get(ctx, "/api/http/routers/"+url.PathEscape(name), &raw); err != nil {
 		return Router{}, err
+	}
+	return DecodeRouter(raw)
+}
+
+// DecodeRouter reads one router as Traefik's API writes it; an answer
+// that names no provider or a status Traefik does not use is refused.
+func DecodeRouter(body []byte) (Router, error) {
+	var j routerJSON
+	if err := json.Unmarshal(body, &j); err != nil {
+		return Router{}, fmt.Errorf("router answer: %w", err)
 	}
 	return j.router()
 }
@@ -164,39 +184,62 @@ func (c *Client) UsedBy(ctx context.Context, middleware string) ([]string, error
 // cannot be read fails the whole list: a sweep replaces everything known,
 // so it must be complete.
 func (c *Client) Routers(ctx context.Context) ([]Router, error) {
+	rs, _, err := c.routers(ctx, nil)
+	return rs, err
+}
+
+// routers lists every router unless the pages hash to unchanged (Traefik
+// sorts them by name, so an unchanged configuration lists byte for byte
+// the same): then it decodes nothing and reports same. It returns the
+// pages' digest.
+func (c *Client) routers(ctx context.Context, unchanged []byte) (rs []Router, digest []byte, err error) {
 	perPage := c.PerPage
 	if perPage <= 0 {
 		perPage = 1000
 	}
-	var out []Router
+	var pages [][]byte
+	h := sha256.New()
 	for page := 1; ; {
-		var js []routerJSON
-		h, err := c.get(ctx, "/api/http/routers?per_page="+strconv.Itoa(perPage)+"&page="+strconv.Itoa(page), &js)
+		raw, hdr, err := c.getRaw(ctx, "/api/http/routers?per_page="+strconv.Itoa(perPage)+"&page="+strconv.Itoa(page))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		for _, j := range js {
-			r, err := j.router()
-			if err != nil {
-				return nil, fmt.Errorf("GET /api/http/routers page %d: %w", page, err)
-			}
-			out = append(out, r)
-		}
+		pages = append(pages, raw)
+		_, _ = h.Write(raw)
 		// Traefik names the next page in X-Next-Page, and 1 after the last.
-		next, err := strconv.Atoi(h.Get("X-Next-Page"))
+		next, err := strconv.Atoi(hdr.Get("X-Next-Page"))
 		if err != nil || next <= page {
 			break
 		}
 		page = next
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	digest = h.Sum(nil)
+	if unchanged != nil && bytes.Equal(digest, unchanged) {
+		return nil, digest, nil
+	}
+	for i, raw := range pages {
+		var js []routerJSON
+		if err := json.Unmarshal(raw, &js); err != nil {
+			return nil, nil, fmt.Errorf("GET /api/http/routers page %d: %w", i+1, err)
+		}
+		for _, j := range js {
+			r, err := j.router()
+			if err != nil {
+				return nil, nil, fmt.Errorf("GET /api/http/routers page %d: %w", i+1, err)
+			}
+			rs = append(rs, r)
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
+	return rs, digest, nil
 }
 
 // Update is what one round of questions found.
 type Update struct {
 	// Sweep: Routers is every router Traefik serves; any other is gone.
+	// Same: the listing is byte for byte the last one, and not decoded.
 	Sweep bool
+	Same  bool
 	// Routers answered; Gone were asked about and Traefik does not hold them.
 	Routers []Router
 	Gone    []string
@@ -205,11 +248,15 @@ type Update struct {
 	At  time.Time
 }
 
-// Recheck is when a name asked about is asked again: Traefik throttles
-// provider events (2 s by default) and then rebuilds every router, which at
-// 10,000 routers takes seconds, so one question right after an etcd change
-// would see the old state.
-var Recheck = []time.Duration{0, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second}
+// Recheck is when a name asked about is asked again, counted from the
+// change: Traefik throttles provider events (2 s by default) and then
+// rebuilds every router before its API shows the new state, which at 10,000
+// routers takes seconds, so one question right after an etcd change or a
+// push (sent while Traefik is still building) sees the old state. The gaps
+// grow by about half each time: an answer comes within half the reload's
+// time after it, for a bounded number of questions per change.
+var Recheck = []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond,
+	2 * time.Second, 3 * time.Second, 4500 * time.Millisecond, 7 * time.Second, 10 * time.Second, 15 * time.Second, 25 * time.Second}
 
 // Watcher is the source: it sends an Update for every round of questions.
 type Watcher struct {
@@ -218,20 +265,46 @@ type Watcher struct {
 	SweepInterval time.Duration
 	// SweepAbove: a round with more names than this lists everything instead.
 	SweepAbove int
+	// MinSweepGap spaces listings: a mass change asks on every recheck,
+	// and at 10,000 routers one listing costs Traefik and the sidecar
+	// a tenth of a second of CPU each.
+	MinSweepGap time.Duration
 	// Parallel bounds the questions in flight.
 	Parallel int
+	// Rechecks is when a name is asked, counted from its change (default Recheck).
+	Rechecks []time.Duration
 
-	mu     sync.Mutex
-	due    map[string]*question
-	poke   chan struct{}
-	sweepN bool // a sweep was asked for
+	mu sync.Mutex
+	// listed is the digest of the last listing that was decoded.
+	listed []byte
+	// rounds are the questions of each change, asked together on one
+	// schedule: a change of 10,000 routers is one round, not 10,000.
+	rounds []*round
+	// pending counts the rounds each name is in ("\x00"+name for middlewares).
+	pending map[string]int
+	poke    chan struct{}
+	sweepN  bool // a sweep was asked for
 }
 
-type question struct {
-	middleware bool // ask which routers use it, then ask those
-	step       int  // index into Recheck of the next time
-	asked      time.Time
-	at         time.Time
+type round struct {
+	routers     []string
+	middlewares []string // ask which routers use them, then ask those
+	step        int      // index into the rechecks of the next time
+	asked       time.Time
+	at          time.Time
+}
+
+func (r *round) size() int { return len(r.routers) + len(r.middlewares) }
+
+// add schedules a round; the caller holds mu.
+func (w *Watcher) add(r *round) {
+	w.rounds = append(w.rounds, r)
+	for _, n := range r.routers {
+		w.pending[n]++
+	}
+	for _, n := range r.middlewares {
+		w.pending["\x00"+n]++
+	}
 }
 
 // Ask schedules questions about routers and middlewares (qualified names):
@@ -242,17 +315,45 @@ func (w *Watcher) Ask(routers, middlewares []string, now time.Time) {
 	}
 	w.init()
 	w.mu.Lock()
-	for _, n := range routers {
-		w.due[n] = &question{asked: now, at: now}
+	w.add(&round{routers: append([]string(nil), routers...), middlewares: append([]string(nil), middlewares...), asked: now, at: now})
+	w.mu.Unlock()
+	select {
+	case w.poke <- struct{}{}:
+	default:
 	}
-	for _, n := range middlewares {
-		w.due["\x00"+n] = &question{middleware: true, asked: now, at: now}
+}
+
+// Remind schedules questions about routers that have none pending, without
+// restarting the schedule of those that have: the routers a listing did not
+// find, which Traefik may still be loading. A set too large to ask about one
+// by one is left to the periodic listing.
+func (w *Watcher) Remind(routers []string, now time.Time) {
+	if len(routers) == 0 || len(routers) > w.sweepAbove() {
+		return
+	}
+	w.init()
+	w.mu.Lock()
+	var fresh []string
+	for _, n := range routers {
+		if w.pending[n] == 0 {
+			fresh = append(fresh, n)
+		}
+	}
+	if len(fresh) > 0 {
+		w.add(&round{routers: fresh, asked: now, at: now})
 	}
 	w.mu.Unlock()
 	select {
 	case w.poke <- struct{}{}:
 	default:
 	}
+}
+
+func (w *Watcher) sweepAbove() int {
+	if w.SweepAbove <= 0 {
+		return 200
+	}
+	return w.SweepAbove
 }
 
 // Sweep asks for a whole listing soon.
@@ -270,8 +371,8 @@ func (w *Watcher) Sweep() {
 func (w *Watcher) init() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.due == nil {
-		w.due = map[string]*question{}
+	if w.pending == nil {
+		w.pending = map[string]int{}
 		w.poke = make(chan struct{}, 1)
 	}
 }
@@ -283,13 +384,14 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Update) {
 	if w.SweepInterval <= 0 {
 		w.SweepInterval = 30 * time.Second
 	}
-	if w.SweepAbove <= 0 {
-		w.SweepAbove = 200
+	if w.MinSweepGap <= 0 {
+		w.MinSweepGap = 2 * time.Second
 	}
 	if w.Parallel <= 0 {
 		w.Parallel = 8
 	}
 	nextSweep := time.Time{} // at once
+	var lastSweep time.Time
 	tick := time.NewTimer(0)
 	defer tick.Stop()
 	for {
@@ -300,11 +402,21 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Update) {
 		case <-w.poke:
 		}
 		now := time.Now()
+		// A round too large to ask name by name waits for the next
+		// allowed listing, which answers it whole.
+		if allowed := lastSweep.Add(w.MinSweepGap); now.Before(allowed) && w.dueCount(now) > w.sweepAbove() {
+			if allowed.Before(nextSweep) {
+				nextSweep = allowed
+			}
+			resetTimer(tick, allowed.Sub(now))
+			continue
+		}
 		routers, middlewares, sweep := w.takeDue(now)
-		sweep = sweep || !now.Before(nextSweep) || len(routers)+len(middlewares) > w.SweepAbove
+		sweep = sweep || !now.Before(nextSweep) || len(routers)+len(middlewares) > w.sweepAbove()
 		var u Update
 		if sweep {
 			u = w.sweep(ctx)
+			lastSweep = now
 			if u.Err == nil {
 				nextSweep = now.Add(w.SweepInterval)
 			} else {
@@ -326,28 +438,77 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Update) {
 	}
 }
 
-// takeDue returns the names whose time has come and moves each to its next
-// recheck, or forgets it after the last.
+func (w *Watcher) rechecks() []time.Duration {
+	if len(w.Rechecks) > 0 {
+		return w.Rechecks
+	}
+	return Recheck
+}
+
+// dueCount is how many questions are due now.
+func (w *Watcher) dueCount(now time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, r := range w.rounds {
+		if !now.Before(r.at) {
+			n += r.size()
+		}
+	}
+	return n
+}
+
+// takeDue returns the names of the rounds whose time has come, each once,
+// and moves each round to its next recheck, or forgets it after the last.
 func (w *Watcher) takeDue(now time.Time) (routers, middlewares []string, sweep bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	sweep, w.sweepN = w.sweepN, false
-	for key, q := range w.due {
-		if now.Before(q.at) {
+	seen := map[string]bool{}
+	rechecks := w.rechecks()
+	kept := w.rounds[:0]
+	for _, r := range w.rounds {
+		if now.Before(r.at) {
+			kept = append(kept, r)
 			continue
 		}
-		if q.middleware {
-			middlewares = append(middlewares, key[1:])
-		} else {
-			routers = append(routers, key)
+		for _, n := range r.routers {
+			if !seen[n] {
+				seen[n] = true
+				routers = append(routers, n)
+			}
 		}
-		q.step++
-		if q.step >= len(Recheck) {
-			delete(w.due, key)
+		for _, n := range r.middlewares {
+			if !seen["\x00"+n] {
+				seen["\x00"+n] = true
+				middlewares = append(middlewares, n)
+			}
+		}
+		// One question answers every step already past: a watcher that
+		// fell behind does not ask the same names again and again.
+		for r.step < len(rechecks) && !now.Before(r.asked.Add(rechecks[r.step])) {
+			r.step++
+		}
+		if r.step < len(rechecks) {
+			r.at = r.asked.Add(rechecks[r.step])
+			kept = append(kept, r)
 			continue
 		}
-		q.at = q.asked.Add(Recheck[q.step])
+		for _, n := range r.routers {
+			if w.pending[n]--; w.pending[n] <= 0 {
+				delete(w.pending, n)
+			}
+		}
+		for _, n := range r.middlewares {
+			if w.pending["\x00"+n]--; w.pending["\x00"+n] <= 0 {
+				delete(w.pending, "\x00"+n)
+			}
+		}
 	}
+	for i := len(kept); i < len(w.rounds); i++ {
+		w.rounds[i] = nil
+	}
+	w.rounds = kept
 	sort.Strings(routers)
 	sort.Strings(middlewares)
 	return routers, middlewares, sweep
@@ -357,8 +518,8 @@ func (w *Watcher) nextWake(nextSweep, now time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	wake := nextSweep.Sub(now)
-	for _, q := range w.due {
-		if d := q.at.Sub(now); d < wake {
+	for _, r := range w.rounds {
+		if d := r.at.Sub(now); d < wake {
 			wake = d
 		}
 	}
@@ -371,10 +532,19 @@ func (w *Watcher) nextWake(nextSweep, now time.Time) time.Duration {
 func (w *Watcher) sweep(ctx context.Context) Update {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout())
 	defer cancel()
-	rs, err := w.Client.Routers(ctx)
+	w.mu.Lock()
+	last := w.listed
+	w.mu.Unlock()
+	rs, digest, err := w.Client.routers(ctx, last)
 	if err != nil {
 		return Update{Err: err}
 	}
+	if last != nil && bytes.Equal(digest, last) {
+		return Update{Sweep: true, Same: true}
+	}
+	w.mu.Lock()
+	w.listed = digest
+	w.mu.Unlock()
 	return Update{Sweep: true, Routers: rs}
 }
 
@@ -436,6 +606,13 @@ func (w *Watcher) ask(ctx context.Context, routers, middlewares []string) Update
 		} else {
 			u.Gone = append(u.Gone, list[i])
 		}
+	}
+	if len(list) > 0 {
+		// The engine's view now holds answers newer than the last
+		// listing, so a listing equal to that one says something again.
+		w.mu.Lock()
+		w.listed = nil
+		w.mu.Unlock()
 	}
 	return u
 }

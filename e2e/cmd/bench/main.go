@@ -5,7 +5,9 @@
 //   - throughput of one router with and without the plugin in its chain
 //     (a Go load generator over loopback, rounds alternated);
 //   - a configuration reload with 10,000 routers, each with and without its
-//     own traefik-sd middleware (so New runs 10,000 times).
+//     own traefik-sd middleware (so New runs 10,000 times);
+//   - etcd write -> /v1/targets through Traefik's reload, the plugin's push
+//     and Traefik's API, at 10 and at 10,000 circuits (publish.go).
 //
 // It prints Go benchmark lines, which scripts/bench.sh reads.
 package main
@@ -34,6 +36,8 @@ func main() {
 	roundTime := flag.Duration("round", 4*time.Second, "length of one throughput round")
 	rounds := flag.Int("rounds", 3, "throughput rounds per variant")
 	routers := flag.Int("routers", 10000, "routers in the reload benchmark")
+	publishRounds := flag.Int("publishRounds", 10, "changes measured per scale in the etcd-to-targets benchmark")
+	parts := flag.String("parts", "throughput,reload,publish", "which benchmarks to run")
 	flag.Parse()
 	r := &testbed.Runner{}
 	defer r.Stop()
@@ -45,8 +49,18 @@ func main() {
 
 	backend := startBackend(r)
 	sidecar := startPushSink(r)
-	throughput(r, dir, backend, sidecar, *roundTime, *rounds)
-	reload(r, dir, backend, sidecar, *routers)
+	run := func(part string) bool { return strings.Contains(","+*parts+",", ","+part+",") }
+	if run("throughput") {
+		throughput(r, dir, backend, sidecar, *roundTime, *rounds)
+	}
+	if run("reload") {
+		reload(r, dir, backend, sidecar, *routers)
+	}
+	if run("publish") {
+		for _, n := range []int{10, *routers} {
+			publishDelay(r, dir, n, *publishRounds)
+		}
+	}
 }
 
 // startBackend is the container behind every router: a tiny answer.
