@@ -9,21 +9,18 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
+	"github.com/traefik-sd/traefik-sd/sidecar/etcdconn"
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
@@ -36,7 +33,6 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
 	"github.com/valyala/fasthttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // Daemon is one running sidecar.
@@ -140,7 +136,7 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	if len(d.cfg.BackendAI.Etcd.Endpoints) > 0 {
 		sd := d.cfg.BackendAI.Etcd
 		var err error
-		sdClient, err = newEtcdClient("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
+		sdClient, err = etcdconn.Dial("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
 		if err != nil {
 			return err
 		}
@@ -173,8 +169,8 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		MaxRequestBodySize: d.cfg.Server.MaxPushBytes + 1,
 		Concurrency:        d.cfg.Server.MaxConns,
 		NoDefaultDate:      true,
-		Logger:             slogPrinter{d.log},
-		ErrorHandler:       d.requestError,
+		Logger:             api.Logger(),
+		ErrorHandler:       api.RequestError,
 	}
 	d.metrics.CountConnections(func() float64 { return float64(httpd.GetOpenConnectionsCount()) },
 		func() float64 { return float64(httpd.GetRejectedConnectionsCount()) })
@@ -487,46 +483,7 @@ func (d *Daemon) coordinatorAnswered(a routeinfo.Answer) bool {
 
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 	c := d.cfg.Etcd
-	return newEtcdClient("--etcd", c.Endpoints, c.Username, c.Password, c.TLS, time.Duration(c.DialTimeout))
-}
-
-func newEtcdClient(option string, endpoints []string, user, password string, t *config.TLS, dial time.Duration) (*clientv3.Client, error) {
-	cc := clientv3.Config{
-		Endpoints:            endpoints,
-		DialTimeout:          dial,
-		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 3 * time.Second,
-		Username:             user,
-		Password:             password,
-		Logger:               zap.NewNop(),
-	}
-	if t != nil {
-		tc := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
-		if t.CA != "" {
-			pem, err := os.ReadFile(t.CA)
-			if err != nil {
-				return nil, fmt.Errorf("%s.tls.ca: %w", option, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%s.tls.ca: no certificate found", option)
-			}
-			tc.RootCAs = pool
-		}
-		if t.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-			if err != nil {
-				return nil, fmt.Errorf("%s.tls.cert/key: %w", option, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		cc.TLS = tc
-	}
-	client, err := clientv3.New(cc)
-	if err != nil {
-		return nil, fmt.Errorf("etcd client (%s): %w", option, err)
-	}
-	return client, nil
+	return etcdconn.Dial("--etcd", c.Endpoints, c.Username, c.Password, c.TLS, time.Duration(c.DialTimeout))
 }
 
 // runServiceDiscovery writes every published set into Backend.AI's store.
@@ -544,27 +501,4 @@ func (d *Daemon) runServiceDiscovery(ctx context.Context, client *clientv3.Clien
 		},
 	}
 	w.Run(ctx, updates)
-}
-
-// requestError answers and counts a request fasthttp refused before any
-// handler ran: too slow, too large or malformed.
-func (d *Daemon) requestError(ctx *fasthttp.RequestCtx, err error) {
-	var netErr net.Error
-	switch {
-	case errors.As(err, &netErr) && netErr.Timeout():
-		d.metrics.RequestErrors.WithLabelValues("timeout").Inc()
-		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		d.metrics.RequestErrors.WithLabelValues("too_large").Inc()
-		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
-	default:
-		d.metrics.RequestErrors.WithLabelValues("malformed").Inc()
-		ctx.Error("malformed request", fasthttp.StatusBadRequest)
-	}
-}
-
-type slogPrinter struct{ log *slog.Logger }
-
-func (p slogPrinter) Printf(format string, args ...interface{}) {
-	p.log.Warn(fmt.Sprintf(format, args...))
 }

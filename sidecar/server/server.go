@@ -7,7 +7,9 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"time"
 
@@ -199,4 +201,30 @@ func basicAuth(header []byte) (user, pass []byte, ok bool) {
 	}
 	user, pass, ok = bytes.Cut(raw, []byte(":"))
 	return user, pass, ok
+}
+
+// RequestError answers and counts a request fasthttp refused before any
+// handler ran: too slow, too large or malformed.
+func (s *Server) RequestError(ctx *fasthttp.RequestCtx, err error) {
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.Metrics.RequestErrors.WithLabelValues("timeout").Inc()
+		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.Metrics.RequestErrors.WithLabelValues("too_large").Inc()
+		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
+	default:
+		s.Metrics.RequestErrors.WithLabelValues("malformed").Inc()
+		ctx.Error("malformed request", fasthttp.StatusBadRequest)
+	}
+}
+
+// Logger adapts fasthttp's own messages to the sidecar's log.
+func (s *Server) Logger() fasthttp.Logger { return slogPrinter{s.Log} }
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...interface{}) {
+	p.log.Warn(fmt.Sprintf(format, args...))
 }
