@@ -43,7 +43,9 @@ type Server struct {
 	ReadToken    string
 	ReadUser     string
 	ReadPassword string
-	// Ready tells whether the first complete target set is published.
+	// Ready tells whether the first complete target set is published: etcd
+	// listed, the plugin's full set and Traefik's routers in (or the start
+	// grace over).
 	Ready func() bool
 	// MaxPushBytes bounds a push body.
 	MaxPushBytes int
@@ -94,7 +96,7 @@ func (s *Server) targets(ctx *fasthttp.RequestCtx) {
 	// Prometheus keeps its last good list on any error: better that than a
 	// partial set before etcd was read.
 	if !s.Ready() {
-		ctx.Error("target set not ready: etcd not listed yet", fasthttp.StatusServiceUnavailable)
+		ctx.Error("target set not ready: waiting for etcd's listing, the plugin's full set and Traefik's router list", fasthttp.StatusServiceUnavailable)
 		return
 	}
 	r := s.Publisher.Current()
@@ -156,7 +158,7 @@ func (s *Server) push(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	if !s.Ready() {
-		ctx.Error("not ready: etcd not listed or no target set rendered yet\n", fasthttp.StatusServiceUnavailable)
+		ctx.Error("not ready: waiting for etcd's listing, the plugin's full set and Traefik's router list\n", fasthttp.StatusServiceUnavailable)
 		return
 	}
 	ctx.SetBodyString("ready\n")

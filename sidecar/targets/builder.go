@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 )
@@ -95,17 +96,22 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 		}
 		mark(id)
 	}
+	// Health and live middlewares are read under the qualified name; with
+	// etcd, through the etcd object of the same name.
+	local := func(kind, fallback dynamic.Kind, ref string) dynamic.ObjectID {
+		if name, provider, _ := strings.Cut(ref, "@"); in.Store != nil && provider == b.opts.Provider {
+			return dynamic.ObjectID{Kind: kind, Name: name}
+		}
+		return dynamic.ObjectID{Kind: fallback, Name: ref}
+	}
 	for _, svc := range ch.Services {
-		mark(dynamic.ObjectID{Kind: readHealth, Name: svc})
+		mark(local(dynamic.Services, readHealth, svc))
 	}
 	for _, m := range ch.Live {
-		mark(dynamic.ObjectID{Kind: readLive, Name: m})
+		mark(local(dynamic.Middlewares, readLive, m))
 	}
 	for _, r := range ch.Routers {
-		mark(dynamic.ObjectID{Kind: readRouter, Name: r})
-		if in.Store == nil {
-			dirty[r] = true // without etcd, a router Traefik reports may be new
-		}
+		dirty[r] = true // keyed by its own name, as the builder keys routers
 	}
 	names := make([]string, 0, len(dirty))
 	for name := range dirty {

@@ -228,11 +228,14 @@ type builder struct {
 	exists bool
 }
 
-// Kinds of inputs beside etcd's objects, for the reverse index.
+// Kinds of inputs beside etcd's objects, for the reverse index. With etcd
+// none is recorded: a live middleware or a service's health is found through
+// the etcd object of the same name, which the router already read, and a
+// router's own changes rebuild it by name. Each entry costs a map per router,
+// which at 200,000 targets is megabytes.
 const (
-	readLive   dynamic.Kind = "live"   // a middleware's live instance, by qualified name
-	readRouter dynamic.Kind = "router" // Traefik's view of a router, by qualified name
-	readHealth dynamic.Kind = "health" // Traefik's health of a service's servers, by qualified name
+	readLive   dynamic.Kind = "live"   // without etcd: a middleware's live instance, by qualified name
+	readHealth dynamic.Kind = "health" // without etcd: the health of a service's servers, by qualified name
 )
 
 func (b *builder) read(kind dynamic.Kind, name string) {
@@ -250,19 +253,20 @@ func (b *builder) service(name string) *dynamic.Service {
 }
 
 func (b *builder) live(ref string) *plugin.Config {
-	b.read(readLive, ref)
+	if b.in.Store == nil {
+		b.read(readLive, ref)
+	}
 	return b.in.Traefik.Live(ref)
 }
 
-func (b *builder) traefikRouter(name string) (RouterState, bool) {
-	b.read(readRouter, name)
-	return b.in.Traefik.Router(name)
-}
-
-// local resolves a qualified reference to an object of the etcd provider.
+// local resolves a reference, as etcd holds it (qualified or not), to an
+// object of the etcd provider.
 func (b *builder) local(ref string) (string, bool) {
-	name, provider, _ := strings.Cut(ref, "@")
-	return name, provider == b.opts.Provider && name != ""
+	name, provider, qualified := strings.Cut(ref, "@")
+	if qualified && provider != b.opts.Provider {
+		return "", false
+	}
+	return name, name != ""
 }
 
 // qualify adds the referring router's provider to a reference without one,
@@ -274,7 +278,9 @@ func qualify(ref, provider string) string {
 	return ref + "@" + provider
 }
 
-// routerSpec is a router's references, from etcd or from Traefik.
+// routerSpec is a router's references, from etcd (as written, qualified
+// or not: qualifying every one would cost an allocation each) or from
+// Traefik (qualified).
 type routerSpec struct {
 	service     string
 	middlewares []string
@@ -288,18 +294,14 @@ func (b *builder) router(out []Target, name string) []Target {
 		if provider != b.opts.Provider {
 			return out
 		}
-		b.read(dynamic.Routers, local)
 		r := b.in.Store.Routers[local]
 		if r == nil {
 			return out
 		}
 		b.exists = true
-		spec.service = qualify(r.Service, provider)
-		for _, m := range r.Middlewares {
-			spec.middlewares = append(spec.middlewares, qualify(m, provider))
-		}
+		spec = routerSpec{service: r.Service, middlewares: r.Middlewares}
 	} else {
-		r, known := b.traefikRouter(name)
+		r, known := b.in.Traefik.Router(name)
 		if !known {
 			return out
 		}
@@ -327,7 +329,7 @@ func (b *builder) router(out []Target, name string) []Target {
 			continue
 		}
 		if m.SD != nil && sd == nil {
-			sd, sdRef = m.SD, ref
+			sd, sdRef = m.SD, ref // qualified only if Traefik's view is asked
 		}
 		if m.AppProxy != nil {
 			if id.CircuitID == "" {
@@ -393,7 +395,7 @@ func (b *builder) router(out []Target, name string) []Target {
 	}
 	lastService := ""
 	for _, srv := range servers {
-		if srv.service != lastService {
+		if b.in.Store == nil && srv.service != lastService {
 			b.read(readHealth, srv.service)
 			lastService = srv.service
 		}
@@ -455,13 +457,13 @@ func (b *builder) served(name string, sd *plugin.Config, sdRef, circuitID string
 	if b.in.Traefik == nil {
 		return true
 	}
-	r, known := b.traefikRouter(name)
+	r, known := b.in.Traefik.Router(name)
 	switch {
 	case !known:
 		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonNotLoaded}
 	case !r.Served:
 		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonDisabled, Error: r.Error}
-	case sd != nil && b.live(sdRef) == nil:
+	case sd != nil && b.live(qualify(sdRef, b.opts.Provider)) == nil:
 		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonPluginNotLive}
 	default:
 		return true
