@@ -40,6 +40,10 @@ type Options struct {
 	// NoPrometheus leaves Prometheus out, for benchmarks whose targets
 	// nothing should scrape.
 	NoPrometheus bool
+	// BeforeTraefik runs once etcd is up and before Traefik starts: what it
+	// writes, Traefik lists once at start instead of following it event by
+	// event (its etcd provider re-lists the whole tree on every event).
+	BeforeTraefik func(w *coordinator.Writer, sidecarURL string) error
 }
 
 // Stack is the running set of programs.
@@ -80,6 +84,9 @@ func Start(t testbed.T, opts Options) *Stack {
 
 	sidecarPort := testbed.FreePort(t)
 	s.SidecarURL = "http://127.0.0.1:" + strconv.Itoa(sidecarPort)
+	if opts.BeforeTraefik != nil {
+		testbed.Must(t, opts.BeforeTraefik(s.Coord, s.SidecarURL), "writing etcd before Traefik starts")
+	}
 	s.startTraefik(t, opts)
 	s.startSidecar(t, opts, sidecarPort)
 	if !opts.NoPrometheus {
