@@ -566,12 +566,33 @@ func (v *traefikView) routersChanged(u traefikapi.Update) []string {
 		}
 	}
 	for _, name := range gone {
-		if _, ok := v.routers[name]; ok {
-			delete(v.routers, name)
-			v.names = nil
-			changed = append(changed, name)
+		old, ok := v.routers[name]
+		if !ok || v.betweenGenerations(old) {
+			continue
 		}
+		delete(v.routers, name)
+		v.names = nil
+		changed = append(changed, name)
 	}
 	sort.Strings(changed)
 	return changed
+}
+
+// betweenGenerations tells whether a served router that Traefik's API no
+// longer lists is more likely between two of Traefik's configurations than
+// dropped: a restarted Traefik answers its API before its providers have
+// loaded, and a reloading one before it switches. While the plugin still
+// reports one of its middlewares live, its last state stands; dropping the
+// router cancels that instance, and the plugin reports it gone within its
+// removal delay (or the process goes silent), which withdraws it then.
+func (v *traefikView) betweenGenerations(last targets.RouterState) bool {
+	if !last.Served {
+		return false
+	}
+	for _, m := range last.Middlewares {
+		if v.Live(m) != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -186,11 +186,20 @@ func TestACircuitIsPublishedOnlyWhileTraefikServesItsRouterAndRunsItsMiddleware(
 		t.Fatalf("a router in warning serves requests, yet:\n%s", got)
 	}
 
-	// Traefik no longer holds it: withdrawn.
+	// Traefik restarts: its API answers before its providers have loaded,
+	// while the plugin still reports the middleware live. Not withdrawn.
+	e.Routers(traefikapi.Update{Sweep: true})
 	e.Routers(traefikapi.Update{Gone: []string{"bai_router_c1@etcd"}})
+	if got := routes(e); got != both(c) {
+		t.Fatalf("withdrawn while Traefik was between configurations:\n%s", got)
+	}
+	// Traefik dropped it: the plugin's instance goes, and so does the target.
+	e.Pushes([]pluginsync.Update{{Node: "traefik-0", Removed: []string{"bai_sd_c1@etcd"}, Received: t0}})
 	if got := routes(e); got != "" {
 		t.Fatalf("published after Traefik dropped the router:\n%s", got)
 	}
+	// Now absent from Traefik's API, with no live instance: not loaded.
+	e.Routers(traefikapi.Update{Gone: []string{"bai_router_c1@etcd"}})
 	if counts, _ := e.NotServed(t0); counts[targets.ReasonNotLoaded] != 1 {
 		t.Errorf("counts: %v", counts)
 	}
@@ -410,7 +419,9 @@ func TestAFailedAnswerOfTraefikKeepsTheLastOne(t *testing.T) {
 	if got := routes(e); got != both(c) {
 		t.Fatalf("a failed answer withdrew targets:\n%s", got)
 	}
-	// A sweep that no longer lists it withdraws it.
+	// A sweep that no longer lists it, once the plugin's instance is gone
+	// too, withdraws it.
+	e.Pushes([]pluginsync.Update{{Node: "traefik-0", Full: true, Received: t0}})
 	e.Routers(traefikapi.Update{Sweep: true})
 	if got := routes(e); got != "" {
 		t.Fatalf("kept after a sweep without it:\n%s", got)
