@@ -410,18 +410,11 @@ func (d *Daemon) watchStatus(st watch.Status) {
 // scraped counts one scrape of Traefik's /metrics; it tells whether the
 // scrape succeeded.
 func (d *Daemon) scraped(o scrape.Outcome) bool {
-	if o.Err != nil {
+	if d.outage(&d.scrapeFailing, o.Err, "scraping Traefik's /metrics failed; keeping the last known server health",
+		"Traefik's /metrics answers again", d.cfg.Traefik.MetricsURL) {
 		d.metrics.Scrapes.WithLabelValues("error").Inc()
-		if !d.scrapeFailing {
-			d.log.Warn("scraping Traefik's /metrics failed; keeping the last known server health", "url", d.cfg.Traefik.MetricsURL, "error", o.Err)
-		}
-		d.scrapeFailing = true
 		return false
 	}
-	if d.scrapeFailing {
-		d.log.Info("Traefik's /metrics answers again", "url", d.cfg.Traefik.MetricsURL)
-	}
-	d.scrapeFailing = false
 	d.metrics.Scrapes.WithLabelValues("ok").Inc()
 	d.metrics.ScrapeLastSuccess.Set(float64(o.At.UnixNano()) / 1e9)
 	if o.Result.Broken > 0 {
@@ -444,18 +437,11 @@ func (d *Daemon) traefikAnswered(u traefikapi.Update) {
 	if u.Sweep {
 		kind = "sweep"
 	}
-	if u.Err != nil {
+	if d.outage(&d.apiFailing, u.Err, "asking Traefik's API which routers it serves failed; keeping its last answer",
+		"Traefik's API answers again", d.cfg.Traefik.APIURL) {
 		d.metrics.TraefikAPI.WithLabelValues("error").Inc()
-		if !d.apiFailing {
-			d.log.Warn("asking Traefik's API which routers it serves failed; keeping its last answer", "url", d.cfg.Traefik.APIURL, "error", u.Err)
-		}
-		d.apiFailing = true
 		return
 	}
-	if d.apiFailing {
-		d.log.Info("Traefik's API answers again", "url", d.cfg.Traefik.APIURL)
-	}
-	d.apiFailing = false
 	d.metrics.TraefikAPI.WithLabelValues(kind).Inc()
 	d.metrics.TraefikAPILastSuccess.Set(float64(u.At.UnixNano()) / 1e9)
 }
@@ -463,22 +449,28 @@ func (d *Daemon) traefikAnswered(u traefikapi.Update) {
 // coordinatorAnswered counts an answer of the coordinator; a failed one
 // keeps its last good table.
 func (d *Daemon) coordinatorAnswered(a routeinfo.Answer) bool {
-	if a.Err != nil {
+	if d.outage(&d.coordFailing, a.Err, "asking the coordinator for route ids failed; keeping its last good answer",
+		"the coordinator answers again", d.cfg.BackendAI.CoordinatorURL) {
 		d.metrics.CoordinatorPolls.WithLabelValues("error").Inc()
-		if !d.coordFailing {
-			d.log.Warn("asking the coordinator for route ids failed; keeping its last good answer", "url", d.cfg.BackendAI.CoordinatorURL, "error", a.Err)
-		}
-		d.coordFailing = true
 		return false
 	}
-	if d.coordFailing {
-		d.log.Info("the coordinator answers again", "url", d.cfg.BackendAI.CoordinatorURL)
-	}
-	d.coordFailing = false
 	d.metrics.CoordinatorPolls.WithLabelValues("ok").Inc()
 	d.metrics.CoordinatorLastSuccess.SetToCurrentTime()
 	d.metrics.CoordinatorRoutes.Set(float64(a.Table.Len()))
 	return true
+}
+
+// outage logs a party's loss and its return once each, not on every
+// attempt; it tells whether err is a failure.
+func (d *Daemon) outage(failing *bool, err error, lost, back, url string) bool {
+	switch {
+	case err != nil && !*failing:
+		d.log.Warn(lost, "url", url, "error", err)
+	case err == nil && *failing:
+		d.log.Info(back, "url", url)
+	}
+	*failing = err != nil
+	return err != nil
 }
 
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {
