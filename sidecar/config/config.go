@@ -4,6 +4,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -51,8 +53,19 @@ type BackendAI struct {
 	CoordinatorToken string         `description:"The coordinator's API secret (X-BackendAI-Token)." json:"coordinatorToken,omitempty"`
 	WorkerID         string         `description:"This worker's id at the coordinator." json:"workerID,omitempty"`
 	PollInterval     types.Duration `description:"How often the coordinator is asked (and soon after every etcd change)." json:"pollInterval,omitempty"`
-	Etcd             SDStore        `description:"Backend.AI's ServiceDiscovery store (etcd backend): when endpoints are set, every route and Traefik target is written there too." json:"etcd,omitempty"`
-	Heartbeat        types.Duration `description:"How often ServiceDiscovery entries are rewritten with a fresh last_heartbeat (the Manager sweeps them after 300s)." json:"heartbeat,omitempty"`
+	Etcd             SDStore        `description:"Backend.AI's ServiceDiscovery store, etcd backend: when endpoints are set, every route and Traefik target is written there too." json:"etcd,omitempty"`
+	Redis            SDRedis        `description:"Backend.AI's ServiceDiscovery store, Redis backend (Backend.AI's default): when address is set, every route and Traefik target is written there too." json:"redis,omitempty"`
+	Heartbeat        types.Duration `description:"How often ServiceDiscovery entries are rewritten whole with a fresh last_heartbeat (the Manager sweeps etcd entries after 300s; Redis entries expire after 180s)." json:"heartbeat,omitempty"`
+}
+
+// SDRedis is the "live" Redis holding Backend.AI's ServiceDiscovery entries.
+type SDRedis struct {
+	Address      string `description:"host:port of Backend.AI's Redis (the manager's redis.addr)." json:"address,omitempty"`
+	Username     string `description:"Redis ACL user, if any." json:"username,omitempty"`
+	Password     string `description:"Redis password." json:"password,omitempty"`
+	PasswordFile string `description:"File holding the Redis password (instead of password), read at start." json:"passwordFile,omitempty"`
+	DB           int    `description:"Redis database number (Backend.AI uses 0 for service discovery)." json:"db,omitempty"`
+	TLS          *TLS   `description:"TLS to this Redis." json:"tls,omitempty"`
 }
 
 // SDStore is the etcd holding Backend.AI's ServiceDiscovery entries.
@@ -343,6 +356,9 @@ func (c *Configuration) Complete() error {
 			return fmt.Errorf("--backendai.heartbeat %s: from 1s to 100s, well inside the Manager's 300s sweep", hb)
 		}
 	}
+	if err := c.completeRedis(); err != nil {
+		return err
+	}
 	if c.Limits.MaxTargets < 0 || c.Limits.MaxLabels < 0 {
 		return errors.New("--limits.maxTargets and --limits.maxLabels: 0 (no bound) or more")
 	}
@@ -358,4 +374,64 @@ func (c *Configuration) Complete() error {
 		return errors.New("--etcd.tls.cert and --etcd.tls.key go together")
 	}
 	return nil
+}
+
+// completeRedis checks the Redis store's options and reads its password file.
+func (c *Configuration) completeRedis() error {
+	r := &c.BackendAI.Redis
+	if r.Address == "" {
+		if r.Password != "" || r.PasswordFile != "" || r.TLS != nil {
+			return errors.New("--backendai.redis.*: set --backendai.redis.address (host:port) to use the Redis store")
+		}
+		return nil
+	}
+	if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
+		return fmt.Errorf("--backendai.redis.address %q: want host:port", r.Address)
+	}
+	if r.DB < 0 {
+		return fmt.Errorf("--backendai.redis.db %d: 0 or more", r.DB)
+	}
+	if r.Password != "" && r.PasswordFile != "" {
+		return errors.New("--backendai.redis.password and --backendai.redis.passwordFile: give one")
+	}
+	if r.PasswordFile != "" {
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("--backendai.redis.passwordFile: %w", err)
+		}
+		r.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if r.TLS != nil && (r.TLS.Cert == "") != (r.TLS.Key == "") {
+		return errors.New("--backendai.redis.tls.cert and --backendai.redis.tls.key go together")
+	}
+	// Entries expire 180 s after their last write: three heartbeats.
+	if hb := time.Duration(c.BackendAI.Heartbeat); hb < time.Second || hb > 60*time.Second {
+		return fmt.Errorf("--backendai.heartbeat %s: from 1s to 60s with the Redis store, whose entries expire 180s after their last write", hb)
+	}
+	return nil
+}
+
+// ClientConfig is the client TLS configuration t describes; option is the
+// flag prefix it came from (e.g. --etcd), named in every error.
+func (t *TLS) ClientConfig(option string) (*tls.Config, error) {
+	tc := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls.ca: %w", option, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s.tls.ca %s: no certificate found", option, t.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls.cert/key: %w", option, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

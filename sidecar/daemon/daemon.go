@@ -14,10 +14,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
 	"github.com/traefik-sd/traefik-sd/sidecar/etcdconn"
@@ -45,14 +48,16 @@ type Daemon struct {
 	engine  *engine.Engine
 	api     *traefikapi.Watcher // nil when Traefik's API is not asked
 	coord   *routeinfo.Poller   // nil without a coordinator
-	// sdUpdates hands the latest set to the ServiceDiscovery writer, if any.
-	sdUpdates chan []targets.Target
+	// sdUpdates hand the latest set to each ServiceDiscovery writer.
+	sdUpdates []chan []targets.Target
 	ready     atomic.Bool
 	addr      net.Addr
 
 	// Each outside party's state, so that a loss and a return are logged
 	// once each, not on every attempt.
 	apiFailing, coordFailing, scrapeFailing bool
+	// coordSkipped is the last answer's unjoinable routes, logged when it changes.
+	coordSkipped string
 }
 
 // New prepares a daemon from a completed configuration.
@@ -132,16 +137,11 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		}
 		defer client.Close()
 	}
-	var sdClient *clientv3.Client
-	if len(d.cfg.BackendAI.Etcd.Endpoints) > 0 {
-		sd := d.cfg.BackendAI.Etcd
-		var err error
-		sdClient, err = etcdconn.Dial("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
-		if err != nil {
-			return err
-		}
-		defer sdClient.Close()
+	stores, closeStores, err := d.serviceDiscoveryStores()
+	if err != nil {
+		return err
 	}
+	defer closeStores()
 
 	ln, err := net.Listen("tcp", d.cfg.Address)
 	if err != nil {
@@ -211,9 +211,10 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		src.answers = make(chan routeinfo.Answer, 1)
 		run(func() { d.coord.Run(ctx, src.answers) })
 	}
-	if sdClient != nil {
-		d.sdUpdates = make(chan []targets.Target, 1)
-		run(func() { d.runServiceDiscovery(ctx, sdClient, d.sdUpdates) })
+	for _, store := range stores {
+		updates := make(chan []targets.Target, 1)
+		d.sdUpdates = append(d.sdUpdates, updates)
+		run(func() { d.runServiceDiscovery(ctx, store, updates) })
 	}
 
 	if started != nil {
@@ -341,13 +342,16 @@ func (d *Daemon) publish(received time.Time) {
 	if !d.pub.SetDigested(d.engine.Digest(), d.engine.AppendJSON, d.engine.Groups()) {
 		return
 	}
-	if d.sdUpdates != nil {
-		// Latest wins: a set the writer has not taken yet is replaced.
-		select {
-		case <-d.sdUpdates:
-		default:
+	if len(d.sdUpdates) > 0 {
+		set := d.engine.Targets()
+		for _, updates := range d.sdUpdates {
+			// Latest wins: a set the writer has not taken yet is replaced.
+			select {
+			case <-updates:
+			default:
+			}
+			updates <- set
 		}
-		d.sdUpdates <- d.engine.Targets()
 	}
 	d.metrics.Renders.Inc()
 	d.metrics.RenderSeconds.Observe(time.Since(start).Seconds())
@@ -379,6 +383,10 @@ func (d *Daemon) housekeeping(now time.Time) {
 		d.metrics.CircuitsNotServed.WithLabelValues(reason).Set(float64(n))
 	}
 	for _, ns := range report {
+		if ns.Reason == targets.ReasonNoRoutes {
+			d.log.Info("a circuit has no routes yet; nothing to publish until it has", "circuit", ns.CircuitID, "router", ns.Router)
+			continue
+		}
 		d.log.Warn("etcd holds a circuit that Traefik does not serve; not publishing it",
 			"circuit", ns.CircuitID, "router", ns.Router, "reason", ns.Reason, "traefikError", ns.Error)
 	}
@@ -457,6 +465,15 @@ func (d *Daemon) coordinatorAnswered(a routeinfo.Answer) bool {
 	d.metrics.CoordinatorPolls.WithLabelValues("ok").Inc()
 	d.metrics.CoordinatorLastSuccess.SetToCurrentTime()
 	d.metrics.CoordinatorRoutes.Set(float64(a.Table.Len()))
+	skipped := a.Table.Skipped()
+	d.metrics.CoordinatorRoutesSkipped.Set(float64(len(skipped)))
+	if joined := strings.Join(skipped, "; "); joined != d.coordSkipped {
+		d.coordSkipped = joined
+		if len(skipped) > 0 {
+			d.log.Warn("the coordinator's answer names routes that cannot be joined; their targets get no route or session id from it",
+				"routes", len(skipped), "skipped", joined)
+		}
+	}
 	return true
 }
 
@@ -478,19 +495,87 @@ func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 	return etcdconn.Dial("--etcd", c.Endpoints, c.Username, c.Password, c.TLS, time.Duration(c.DialTimeout))
 }
 
-// runServiceDiscovery writes every published set into Backend.AI's store.
-func (d *Daemon) runServiceDiscovery(ctx context.Context, client *clientv3.Client, updates <-chan []targets.Target) {
+// serviceDiscoveryStores connects to the Backend.AI stores configured;
+// closing them is the caller's, after every writer has withdrawn.
+func (d *Daemon) serviceDiscoveryStores() ([]servicediscovery.Store, func(), error) {
+	var stores []servicediscovery.Store
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if sd := d.cfg.BackendAI.Etcd; len(sd.Endpoints) > 0 {
+		client, err := etcdconn.Dial("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
+		if err != nil {
+			return nil, closeAll, err
+		}
+		closers = append(closers, func() { client.Close() })
+		stores = append(stores, &servicediscovery.EtcdStore{Client: client, Namespace: sd.Namespace,
+			LeaseTTL: 3 * time.Duration(d.cfg.BackendAI.Heartbeat)})
+	}
+	if r := d.cfg.BackendAI.Redis; r.Address != "" {
+		// The client's own log (a dial failing, say) goes through ours at
+		// debug; each outcome that matters is logged by the writer.
+		redis.SetLogger(redisLog{d.log})
+		opts := &redis.Options{Addr: r.Address, Username: r.Username, Password: r.Password, DB: r.DB,
+			DialTimeout: time.Duration(d.cfg.Etcd.DialTimeout), DisableIdentity: true,
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}
+		if r.TLS != nil {
+			tc, err := r.TLS.ClientConfig("--backendai.redis")
+			if err != nil {
+				closeAll()
+				return nil, func() {}, err
+			}
+			opts.TLSConfig = tc
+		}
+		client := redis.NewClient(opts)
+		closers = append(closers, func() { _ = client.Close() })
+		stores = append(stores, &servicediscovery.RedisStore{Client: client})
+	}
+	return stores, closeAll, nil
+}
+
+// redisLog carries go-redis's internal messages into the sidecar's log.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...interface{}) {
+	l.log.Debug("redis client", "message", fmt.Sprintf(format, v...))
+}
+
+// runServiceDiscovery writes every published set into one Backend.AI store.
+func (d *Daemon) runServiceDiscovery(ctx context.Context, store servicediscovery.Store, updates <-chan []targets.Target) {
+	name := store.Name()
+	failing := false
 	w := &servicediscovery.Writer{
-		Client: client, Namespace: d.cfg.BackendAI.Etcd.Namespace, Version: "traefik-sd",
+		Store: store, Version: "traefik-sd", Authority: d.cfg.Worker.Authority, Node: d.cfg.Worker.Node,
 		Heartbeat: time.Duration(d.cfg.BackendAI.Heartbeat), Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
 		OnError: func(err error) {
-			d.metrics.SDErrors.Inc()
-			d.log.Warn("writing Backend.AI ServiceDiscovery entries failed; retrying", "error", err)
+			d.metrics.SDErrors.WithLabelValues(name).Inc()
+			if !failing {
+				d.log.Warn("writing Backend.AI ServiceDiscovery entries failed; retrying every 2s", "store", name, "error", err)
+			}
+			failing = true
 		},
-		OnSync: func(entries, skipped int) {
-			d.metrics.SDEntries.Set(float64(entries))
-			d.metrics.SDSkipped.Set(float64(skipped))
+		OnSync: func(entries int) {
+			d.metrics.SDEntries.WithLabelValues(name).Set(float64(entries))
+		},
+		OnWritten: func() {
+			d.metrics.SDLastSuccess.WithLabelValues(name).SetToCurrentTime()
+			if failing {
+				d.log.Info("writing Backend.AI ServiceDiscovery entries works again", "store", name)
+			}
+			failing = false
+		},
+		OnUnwritable: func(t targets.Target, err error) {
+			d.log.Warn("a target cannot be a ServiceDiscovery entry; left out of the store", "store", name, "target", t.Address, "error", err)
+		},
+		OnSwept: func(removed int) {
+			if removed > 0 {
+				d.log.Info("removed ServiceDiscovery entries an earlier run left and the current set has not", "store", name, "entries", removed)
+			}
 		},
 	}
+	d.metrics.SDErrors.WithLabelValues(name)
 	w.Run(ctx, updates)
 }

@@ -4,98 +4,53 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/manager"
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	"github.com/traefik-sd/traefik-sd/sidecar/servicediscovery"
 	"github.com/traefik/paerser/types"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-
-// managerView reads the store the way Backend.AI's Manager does: every leaf
-// of every entry, each validated to its type (one bad entry fails it all),
-// and renders GET /metrics/service_discovery from it.
-func managerView(ctx context.Context, client *clientv3.Client, namespace string) ([]group, error) {
-	prefix := servicediscovery.Prefix(namespace)
-	resp, err := client.Get(ctx, prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, err
-	}
-	entries := map[string]map[string]string{}
-	for _, kv := range resp.Kvs {
-		rel := strings.TrimPrefix(string(kv.Key), prefix)
-		parts := strings.SplitN(rel, "/", 3)
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("key %s is not <group>/<id>/<leaf>", kv.Key)
-		}
-		k := parts[0] + "/" + parts[1]
-		if entries[k] == nil {
-			entries[k] = map[string]string{}
-		}
-		entries[k][parts[2]] = string(kv.Value)
-	}
-	var out []group
-	for k, leaves := range entries {
-		groupName, id, _ := strings.Cut(k, "/")
-		need := func(leaf string) (string, error) {
-			v, ok := leaves[leaf]
-			if !ok || v == "" {
-				return "", fmt.Errorf("%s: %s missing", k, leaf)
-			}
-			return v, nil
-		}
-		for _, leaf := range []string{"id", "display_name", "service_group", "version", "endpoint/address", "endpoint/port", "endpoint/protocol", "endpoint/prometheus_address", "health_status/registration_time", "health_status/last_heartbeat"} {
-			if _, err := need(leaf); err != nil {
-				return nil, err
-			}
-		}
-		if leaves["id"] != id || !uuidPattern.MatchString(id) {
-			return nil, fmt.Errorf("%s: id %q is not this entry's UUID", k, leaves["id"])
-		}
-		if leaves["service_group"] != groupName {
-			return nil, fmt.Errorf("%s: service_group %q", k, leaves["service_group"])
-		}
-		if p, err := strconv.Atoi(leaves["endpoint/port"]); err != nil || p < 1 || p > 65535 {
-			return nil, fmt.Errorf("%s: endpoint.port %q is not a port", k, leaves["endpoint/port"])
-		}
-		if _, _, err := net.SplitHostPort(leaves["endpoint/prometheus_address"]); err != nil {
-			return nil, fmt.Errorf("%s: endpoint.prometheus_address: %v", k, err)
-		}
-		for _, leaf := range []string{"health_status/registration_time", "health_status/last_heartbeat"} {
-			if _, err := strconv.ParseFloat(leaves[leaf], 64); err != nil {
-				return nil, fmt.Errorf("%s: %s is not a float", k, leaf)
-			}
-		}
-		labels := map[string]string{}
-		for leaf, v := range leaves {
-			if name, ok := strings.CutPrefix(leaf, "labels/"); ok {
-				labels[name] = v
-			} else if !strings.Contains("id display_name service_group version endpoint/address endpoint/port endpoint/protocol endpoint/prometheus_address health_status/registration_time health_status/last_heartbeat", leaf) {
-				return nil, fmt.Errorf("%s: unknown leaf %s", k, leaf)
-			}
-		}
-		labels["service_id"], labels["service_group"] = id, groupName
-		labels["display_name"], labels["version"] = leaves["display_name"], leaves["version"]
-		out = append(out, group{Targets: []string{leaves["endpoint/prometheus_address"]}, Labels: labels})
-	}
-	return out, nil
+// sdStore is one of Backend.AI's ServiceDiscovery backends under test: how
+// to point a sidecar at it and how the Manager reads it.
+type sdStore struct {
+	name      string
+	configure func(*config.Configuration)
+	read      manager.Reader
+	redis     *testbed.Redis // nil for etcd
+	rdb       *redis.Client
 }
 
-// comparable strips what only one side has: the Manager's own labels.
+// sdStores are both backends: Backend.AI's etcd (the env's own etcd) and a
+// fresh redis-server.
+func sdStores(t *testing.T, e *env) []sdStore {
+	r := testbed.StartRedis(t, t.TempDir())
+	rdb := r.Client(t)
+	return []sdStore{
+		{name: "etcd", read: manager.EtcdReader(e.client, "local"), configure: func(cfg *config.Configuration) {
+			cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
+		}},
+		{name: "redis", read: manager.RedisReader(rdb), redis: r, rdb: rdb, configure: func(cfg *config.Configuration) {
+			cfg.BackendAI.Redis.Address = r.Address
+		}},
+	}
+}
+
+// comparable strips what only the Manager has (its own labels) and what
+// only the sidecar publishes (the AppProxy processes, which register
+// themselves), so that both answers compare as text.
 func comparable(groups []group) string {
 	var ls []string
 	for _, g := range groups {
-		if g.Labels["service_group"] != "appproxy-circuit-route" && g.Labels["service_group"] != "traefik" {
+		if !servicediscovery.Groups[g.Labels["service_group"]] {
 			continue
 		}
 		labels := map[string]string{}
@@ -111,71 +66,132 @@ func comparable(groups []group) string {
 	return strings.Join(ls, "\n")
 }
 
-func TestServiceDiscoveryStoreMatchesTargets(t *testing.T) {
-	e := startEnv(t, "worker-sd")
-	ctx := testbed.Context(t, 2*time.Minute)
-	cfg := config.Default()
-	cfg.Address = "127.0.0.1:0"
-	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-	cfg.Worker.Authority, cfg.Worker.Node = "worker-sd", "node-b"
-	cfg.Traefik.Target = "10.0.0.7:8080"
-	cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
-	cfg.BackendAI.Heartbeat = types.Duration(time.Second)
-	base, stop := e.startBeside(t, cfg)
-
-	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
-	sidecarSet := func() string {
-		resp, err := http.Get(base + "/v1/targets")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		var groups []group
-		_ = json.NewDecoder(resp.Body).Decode(&groups)
-		return comparable(groups)
+// managerView is the Manager's answer from a store, as the sidecar's groups.
+func managerView(ctx context.Context, read manager.Reader) ([]group, error) {
+	services, err := read(ctx)
+	if err != nil {
+		return nil, err
 	}
-	converged := func(what string, entries int) {
-		testbed.Eventually(t, 20*time.Second, what, func() (bool, string) {
-			view, err := managerView(ctx, e.client, "local")
-			if err != nil {
-				return false, err.Error()
-			}
-			want := sidecarSet()
-			return comparable(view) == want && len(view) == entries, "store:\n" + comparable(view) + "\nsidecar:\n" + want
-		})
+	var out []group
+	for _, g := range manager.Render(services) {
+		out = append(out, group{Targets: g.Targets, Labels: g.Labels})
 	}
-	// Three route targets and Traefik's own.
-	converged("the Manager's view equals /v1/targets", 4)
+	return out, nil
+}
 
-	// The heartbeat moves, and stays well inside the Manager's 300 s sweep.
-	first := heartbeats(ctx, t, e.client)
-	time.Sleep(2500 * time.Millisecond)
-	for id, hb := range heartbeats(ctx, t, e.client) {
-		if hb <= first[id] {
-			t.Errorf("entry %s: heartbeat did not move (%v then %v)", id, first[id], hb)
-		}
+// emptyOr reads a store that may hold nothing: the Manager's Redis reader
+// fails on an empty store ("no service groups found"), as Backend.AI's does.
+func emptyOr(ctx context.Context, s sdStore) ([]group, error) {
+	view, err := managerView(ctx, s.read)
+	if err != nil && strings.Contains(err.Error(), "no service groups") {
+		return nil, nil
 	}
+	return view, err
+}
 
-	testbed.Must(t, e.coord.Delete(ctx, inference().ID), "delete")
-	converged("a deleted circuit's entries withdrawn", 2)
-
-	// Stopping revokes the lease: the entries go at once.
-	stop()
-	view, err := managerView(ctx, e.client, "local")
-	if err != nil || len(view) != 0 {
-		t.Errorf("entries left after the sidecar stopped: %d (%v)", len(view), err)
+func withCustomPath() coordinator.Circuit {
+	return coordinator.Circuit{
+		ID: "33333333-cccc-4ccc-8ccc-000000000003", App: "vllm", Mode: "interactive", Hostname: "vllm.example",
+		Routes: []coordinator.Route{{SessionID: "sess-v", Host: "10.0.1.30", Port: 8000}},
+		SD:     true, MetricsPath: "/custom/metrics",
 	}
 }
 
-func heartbeats(ctx context.Context, t *testing.T, client *clientv3.Client) map[string]float64 {
-	resp, err := client.Get(ctx, servicediscovery.Prefix("local"), clientv3.WithPrefix())
-	testbed.Must(t, err, "get")
+// TestServiceDiscoveryStoresMatchTargets reads each store as the Manager
+// does (strict about every field and type) and compares its answer with
+// /v1/targets, through create, heartbeat, delete and a clean stop.
+func TestServiceDiscoveryStoresMatchTargets(t *testing.T) {
+	e := startEnv(t, "worker-sd")
+	ctx := testbed.Context(t, 3*time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference(), withCustomPath()), "create")
+	for _, s := range sdStores(t, e) {
+		t.Run(s.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Address = "127.0.0.1:0"
+			cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+			cfg.Worker.Authority, cfg.Worker.Node = "worker-sd", "node-b"
+			cfg.Traefik.Target = "10.0.0.7:8080"
+			cfg.BackendAI.Heartbeat = types.Duration(time.Second)
+			s.configure(cfg)
+			base, stop := e.startBeside(t, cfg)
+
+			sidecarSet := func() string {
+				resp, err := http.Get(base + "/v1/targets")
+				if err != nil {
+					return err.Error()
+				}
+				defer resp.Body.Close()
+				var groups []group
+				_ = json.NewDecoder(resp.Body).Decode(&groups)
+				return comparable(groups)
+			}
+			converged := func(what string, entries int) []group {
+				var view []group
+				testbed.Eventually(t, 20*time.Second, what, func() (bool, string) {
+					var err error
+					if view, err = emptyOr(ctx, s); err != nil {
+						return false, err.Error()
+					}
+					want := sidecarSet()
+					return comparable(view) == want && len(view) == entries, "store:\n" + comparable(view) + "\nsidecar:\n" + want
+				})
+				return view
+			}
+			// Four route targets and this node's Traefik.
+			view := converged("the Manager's view equals /v1/targets", 5)
+			// Prometheus honours __metrics_path__ from HTTP SD; the store carries it.
+			paths := 0
+			for _, g := range view {
+				if g.Labels["__metrics_path__"] == "/custom/metrics" && g.Labels["circuit_id"] == withCustomPath().ID {
+					paths++
+				}
+			}
+			if paths != 1 {
+				t.Errorf("the custom metrics path is carried by %d entries, want 1", paths)
+			}
+
+			// The heartbeat moves, so the entries outlive neither the
+			// Manager's 300 s sweep (etcd) nor their 180 s TTL (Redis).
+			first := heartbeats(ctx, t, s)
+			testbed.Eventually(t, 10*time.Second, "every heartbeat moves", func() (bool, string) {
+				for id, hb := range heartbeats(ctx, t, s) {
+					if hb <= first[id] {
+						return false, fmt.Sprintf("entry %s: heartbeat still %v", id, hb)
+					}
+				}
+				return true, ""
+			})
+			if s.rdb != nil {
+				keys, err := s.rdb.Keys(ctx, "service_discovery.*").Result()
+				testbed.Must(t, err, "keys")
+				for _, k := range keys {
+					if ttl := s.rdb.TTL(ctx, k).Val(); ttl <= 170*time.Second || ttl > servicediscovery.RedisTTL {
+						t.Errorf("%s: TTL %v, want just under %v", k, ttl, servicediscovery.RedisTTL)
+					}
+				}
+			}
+
+			testbed.Must(t, e.coord.Delete(ctx, inference().ID), "delete")
+			converged("a deleted circuit's entries withdrawn", 3)
+			testbed.Must(t, e.coord.Put(ctx, inference()), "create again")
+			converged("the circuit's entries back", 5)
+
+			// A clean stop withdraws this sidecar's entries at once.
+			stop()
+			view, err := emptyOr(ctx, s)
+			if err != nil || len(view) != 0 {
+				t.Errorf("entries left after the sidecar stopped: %d (%v)", len(view), err)
+			}
+		})
+	}
+}
+
+func heartbeats(ctx context.Context, t *testing.T, s sdStore) map[string]float64 {
+	services, err := s.read(ctx)
+	testbed.Must(t, err, "reading the %s store", s.name)
 	out := map[string]float64{}
-	for _, kv := range resp.Kvs {
-		if strings.HasSuffix(string(kv.Key), "/health_status/last_heartbeat") {
-			v, _ := strconv.ParseFloat(string(kv.Value), 64)
-			out[string(kv.Key)] = v
-		}
+	for _, svc := range services {
+		out[svc.ID] = svc.LastHeartbeat
 	}
 	if len(out) == 0 {
 		t.Fatal("no heartbeats in the store")
@@ -185,49 +201,151 @@ func heartbeats(ctx context.Context, t *testing.T, client *clientv3.Client) map[
 
 // TestHANodesShareRouteEntries: several Traefik nodes share one authority.
 // Each node's sidecar writes its own Traefik entry; route entries have the
-// same id from every node, so the store holds each once.
+// same id from every node, so each store holds each once.
 func TestHANodesShareRouteEntries(t *testing.T) {
 	e := startEnv(t, "worker-ha")
-	ctx := testbed.Context(t, 2*time.Minute)
-	stops := map[string]func(){}
-	for i, node := range []string{"node-1", "node-2"} {
-		cfg := config.Default()
-		cfg.Address = "127.0.0.1:0"
-		cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-		cfg.Worker.Authority, cfg.Worker.Node = "worker-ha", node
-		cfg.Traefik.Target = fmt.Sprintf("10.0.0.%d:8080", i+1)
-		cfg.BackendAI.Etcd.Endpoints = []string{e.etcd.Endpoint}
-		cfg.BackendAI.Heartbeat = types.Duration(time.Second)
-		_, stops[node] = e.startBeside(t, cfg)
-	}
+	ctx := testbed.Context(t, 3*time.Minute)
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
-	count := func() (routes, traefiks int, err error) {
-		view, err := managerView(ctx, e.client, "local")
-		ids := map[string]bool{}
-		for _, g := range view {
-			if ids[g.Labels["service_id"]] {
-				return 0, 0, fmt.Errorf("id %s twice", g.Labels["service_id"])
+	for _, s := range sdStores(t, e) {
+		t.Run(s.name, func(t *testing.T) {
+			stops := map[string]func(){}
+			for i, node := range []string{"node-1", "node-2"} {
+				cfg := config.Default()
+				cfg.Address = "127.0.0.1:0"
+				cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+				cfg.Worker.Authority, cfg.Worker.Node = "worker-ha", node
+				cfg.Traefik.Target = fmt.Sprintf("10.0.0.%d:8080", i+1)
+				cfg.BackendAI.Heartbeat = types.Duration(time.Second)
+				s.configure(cfg)
+				_, stops[node] = e.startBeside(t, cfg)
 			}
-			ids[g.Labels["service_id"]] = true
-			switch g.Labels["service_group"] {
-			case "appproxy-circuit-route":
-				routes++
-			case "traefik":
-				traefiks++
+			count := func() (routes, traefiks int, err error) {
+				view, err := emptyOr(ctx, s)
+				ids := map[string]bool{}
+				for _, g := range view {
+					if ids[g.Labels["service_id"]] {
+						return 0, 0, fmt.Errorf("id %s twice", g.Labels["service_id"])
+					}
+					ids[g.Labels["service_id"]] = true
+					switch g.Labels["service_group"] {
+					case "appproxy-circuit-route":
+						routes++
+					case "traefik":
+						traefiks++
+					}
+				}
+				return routes, traefiks, err
 			}
-		}
-		return routes, traefiks, err
+			testbed.Eventually(t, 20*time.Second, "three routes once, and one Traefik per node", func() (bool, string) {
+				r, tr, err := count()
+				return err == nil && r == 3 && tr == 2, fmt.Sprintf("%d routes, %d traefik, %v", r, tr, err)
+			})
+			// One node goes: its own entry with it; the shared ones it last
+			// wrote come back with the other node's next heartbeat.
+			stops["node-1"]()
+			took := testbed.Eventually(t, 20*time.Second, "the other node carries the routes", func() (bool, string) {
+				r, tr, err := count()
+				return err == nil && r == 3 && tr == 1, fmt.Sprintf("%d routes, %d traefik, %v", r, tr, err)
+			})
+			t.Logf("%s: after one HA node stopped, the store was whole again in %v (heartbeat 1s)", s.name, took)
+			stops["node-2"]()
+		})
 	}
-	testbed.Eventually(t, 20*time.Second, "three routes once, and one Traefik per node", func() (bool, string) {
-		r, tr, err := count()
-		return err == nil && r == 3 && tr == 2, fmt.Sprintf("%d routes, %d traefik, %v", r, tr, err)
+}
+
+// TestRedisStoreSweepsWhatAnEarlierRunLeft: Redis entries outlive a
+// sidecar that died by up to their TTL. The next run removes, once, the
+// ones that are its own (this worker's routes, this node's Traefik) and no
+// longer published, and leaves every other writer's alone.
+func TestRedisStoreSweepsWhatAnEarlierRunLeft(t *testing.T) {
+	e := startEnv(t, "worker-sw")
+	ctx := testbed.Context(t, 2*time.Minute)
+	r := testbed.StartRedis(t, t.TempDir())
+	rdb := r.Client(t)
+	entry := func(group, name string, labels map[string]string) servicediscovery.Write {
+		return servicediscovery.Write{Record: servicediscovery.Record{
+			Entry: servicediscovery.Entry{ID: servicediscovery.UUIDv5(name), DisplayName: name, Group: group, Version: "traefik-sd",
+				Endpoint: servicediscovery.Endpoint{Address: "10.9.9.9", Port: 9, Protocol: "http", PrometheusAddress: "10.9.9.9:9"},
+				Labels:   labels},
+			Health: servicediscovery.Health{RegistrationTime: 1, LastHeartbeat: 1},
+		}}
+	}
+	left := map[string]servicediscovery.Write{
+		"a route of ours, deleted while we were down": entry("appproxy-circuit-route", "old-route", map[string]string{"worker_authority": "worker-sw", "circuit_id": "gone"}),
+		"our node's Traefik at an old address":        entry("traefik", "old-traefik", map[string]string{"worker_authority": "worker-sw", "worker_node": "node-b"}),
+		"another worker's route":                      entry("appproxy-circuit-route", "other-worker", map[string]string{"worker_authority": "worker-other"}),
+		"another HA node's Traefik":                   entry("traefik", "other-node", map[string]string{"worker_authority": "worker-sw", "worker_node": "node-z"}),
+	}
+	var writes []servicediscovery.Write
+	for _, w := range left {
+		writes = append(writes, w)
+	}
+	testbed.Must(t, (&servicediscovery.RedisStore{Client: rdb}).Put(ctx, writes), "leaving entries behind")
+	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
+
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1:0"
+	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+	cfg.Worker.Authority, cfg.Worker.Node = "worker-sw", "node-b"
+	cfg.Traefik.Target = "10.0.0.7:8080"
+	cfg.BackendAI.Redis.Address = r.Address
+	e.startBeside(t, cfg)
+
+	exists := func(w servicediscovery.Write) bool {
+		return rdb.Exists(ctx, servicediscovery.RedisKey(w.Group, w.ID)).Val() == 1
+	}
+	testbed.Eventually(t, 20*time.Second, "our leftovers swept", func() (bool, string) {
+		a, b := exists(left["a route of ours, deleted while we were down"]), exists(left["our node's Traefik at an old address"])
+		return !a && !b, fmt.Sprintf("old route %v, old traefik %v", a, b)
 	})
-	// One node goes: its own entry with it; the shared ones it last wrote
-	// come back with the other node's next heartbeat.
-	stops["node-1"]()
-	took := testbed.Eventually(t, 20*time.Second, "the other node carries the routes", func() (bool, string) {
-		r, tr, err := count()
-		return err == nil && r == 3 && tr == 1, fmt.Sprintf("%d routes, %d traefik, %v", r, tr, err)
+	for _, what := range []string{"another worker's route", "another HA node's Traefik"} {
+		if !exists(left[what]) {
+			t.Errorf("%s was swept", what)
+		}
+	}
+	// What the sidecar publishes is there: one route and its Traefik.
+	view, err := managerView(ctx, manager.RedisReader(rdb))
+	testbed.Must(t, err, "the Manager's view")
+	if len(view) != 4 {
+		t.Errorf("%d entries, want 2 of ours and the 2 others'", len(view))
+	}
+}
+
+// TestRedisRestartConverges: a Redis that restarts empty (a cache, nothing
+// persisted) gets every entry back within a heartbeat; failed writes while
+// it is down are counted and retried.
+func TestRedisRestartConverges(t *testing.T) {
+	e := startEnv(t, "worker-rr")
+	ctx := testbed.Context(t, 2*time.Minute)
+	r := testbed.StartRedis(t, t.TempDir())
+	rdb := r.Client(t)
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1:0"
+	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+	cfg.Worker.Authority, cfg.Worker.Node = "worker-rr", "node-b"
+	cfg.Traefik.Target = "10.0.0.7:8080"
+	cfg.BackendAI.Redis.Address = r.Address
+	cfg.BackendAI.Heartbeat = types.Duration(time.Second)
+	base, _ := e.startBeside(t, cfg)
+	count := func() int {
+		view, err := managerView(ctx, manager.RedisReader(rdb))
+		if err != nil {
+			return -1
+		}
+		return len(view)
+	}
+	testbed.Eventually(t, 20*time.Second, "four entries", func() (bool, string) { return count() == 4, fmt.Sprint(count()) })
+
+	r.Kill()
+	errorsSeries := `traefik_sd_servicediscovery_write_errors_total{store="redis"}`
+	testbed.Eventually(t, 20*time.Second, "a failed write counted", func() (bool, string) {
+		v := testbed.Metric(ctx, base+"/metrics", errorsSeries)
+		return v != "" && v != "0", v
 	})
-	t.Logf("after one HA node stopped, the store was whole again in %v (heartbeat 1s)", took)
+	r.Restart(t, false)
+	took := testbed.Eventually(t, 20*time.Second, "every entry back in the empty Redis", func() (bool, string) {
+		return count() == 4, fmt.Sprint(count())
+	})
+	t.Logf("entries back %v after Redis restarted empty (heartbeat 1s, retry 2s)", took)
 }

@@ -4,10 +4,7 @@
 package etcdconn
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
@@ -28,24 +25,9 @@ func Dial(option string, endpoints []string, user, password string, t *config.TL
 		Logger:               zap.NewNop(),
 	}
 	if t != nil {
-		tc := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // an operator's explicit choice
-		if t.CA != "" {
-			pem, err := os.ReadFile(t.CA)
-			if err != nil {
-				return nil, fmt.Errorf("%s.tls.ca: %w", option, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%s.tls.ca: no certificate found", option)
-			}
-			tc.RootCAs = pool
-		}
-		if t.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-			if err != nil {
-				return nil, fmt.Errorf("%s.tls.cert/key: %w", option, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+		tc, err := t.ClientConfig(option)
+		if err != nil {
+			return nil, err
 		}
 		cc.TLS = tc
 	}

@@ -7,39 +7,40 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Targets                *prometheus.GaugeVec
-	TargetsDropped         *prometheus.GaugeVec
-	Renders                prometheus.Counter
-	RenderSeconds          prometheus.Histogram
-	ChangeToPublish        prometheus.Histogram
-	EtcdConnected          prometheus.Gauge
-	EtcdRevision           prometheus.Gauge
-	EtcdLastEvent          prometheus.Gauge
-	EtcdLastProgress       prometheus.Gauge
-	EtcdRelists            *prometheus.CounterVec
-	EtcdObjects            prometheus.Gauge
-	DecodeErrors           prometheus.Counter
-	DecodeBroken           prometheus.Gauge
-	Pushes                 *prometheus.CounterVec
-	PluginNodes            prometheus.Gauge
-	PluginMiddlewares      prometheus.Gauge
-	EtcdToPluginPush       prometheus.Histogram
-	Scrapes                *prometheus.CounterVec
-	ScrapeBrokenLines      prometheus.Counter
-	ScrapeLastSuccess      prometheus.Gauge
-	TraefikServersDown     prometheus.Gauge
-	TraefikReload          *prometheus.GaugeVec
-	Requests               *prometheus.CounterVec
-	RequestErrors          *prometheus.CounterVec
-	CoordinatorPolls       *prometheus.CounterVec
-	CoordinatorLastSuccess prometheus.Gauge
-	CoordinatorRoutes      prometheus.Gauge
-	SDEntries              prometheus.Gauge
-	SDSkipped              prometheus.Gauge
-	SDErrors               prometheus.Counter
-	CircuitsNotServed      *prometheus.GaugeVec
-	TraefikAPI             *prometheus.CounterVec
-	TraefikAPILastSuccess  prometheus.Gauge
+	Targets                  *prometheus.GaugeVec
+	TargetsDropped           *prometheus.GaugeVec
+	Renders                  prometheus.Counter
+	RenderSeconds            prometheus.Histogram
+	ChangeToPublish          prometheus.Histogram
+	EtcdConnected            prometheus.Gauge
+	EtcdRevision             prometheus.Gauge
+	EtcdLastEvent            prometheus.Gauge
+	EtcdLastProgress         prometheus.Gauge
+	EtcdRelists              *prometheus.CounterVec
+	EtcdObjects              prometheus.Gauge
+	DecodeErrors             prometheus.Counter
+	DecodeBroken             prometheus.Gauge
+	Pushes                   *prometheus.CounterVec
+	PluginNodes              prometheus.Gauge
+	PluginMiddlewares        prometheus.Gauge
+	EtcdToPluginPush         prometheus.Histogram
+	Scrapes                  *prometheus.CounterVec
+	ScrapeBrokenLines        prometheus.Counter
+	ScrapeLastSuccess        prometheus.Gauge
+	TraefikServersDown       prometheus.Gauge
+	TraefikReload            *prometheus.GaugeVec
+	Requests                 *prometheus.CounterVec
+	RequestErrors            *prometheus.CounterVec
+	CoordinatorPolls         *prometheus.CounterVec
+	CoordinatorLastSuccess   prometheus.Gauge
+	CoordinatorRoutes        prometheus.Gauge
+	SDEntries                *prometheus.GaugeVec
+	SDErrors                 *prometheus.CounterVec
+	SDLastSuccess            *prometheus.GaugeVec
+	CoordinatorRoutesSkipped prometheus.Gauge
+	CircuitsNotServed        *prometheus.GaugeVec
+	TraefikAPI               *prometheus.CounterVec
+	TraefikAPILastSuccess    prometheus.Gauge
 }
 
 // CountConnections exposes the server's open and refused connections
@@ -55,45 +56,46 @@ func (m *Metrics) CountConnections(open, rejected func() float64) {
 func New() *Metrics {
 	const ns = "traefik_sd"
 	m := &Metrics{
-		Registry:               prometheus.NewRegistry(),
-		Targets:                prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets", Help: "Published targets per service group."}, []string{"service_group"}),
-		TargetsDropped:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets_dropped", Help: "Targets left out by a limit (--limits.maxTargets, --limits.maxLabels)."}, []string{"limit"}),
-		Renders:                prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "renders_total", Help: "Times the target set changed and was rendered."}),
-		RenderSeconds:          prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "render_seconds", Help: "Time to build and render the target set.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
-		ChangeToPublish:        prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_publish_seconds", Help: "Delay from receiving an etcd change to publishing the new target set.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		EtcdConnected:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_watch_up", Help: "1 while the etcd watch is established."}),
-		EtcdRevision:           prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_revision", Help: "Last etcd revision applied."}),
-		EtcdLastEvent:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_update_timestamp_seconds", Help: "When the last etcd listing or change was applied."}),
-		EtcdLastProgress:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_contact_timestamp_seconds", Help: "When etcd last confirmed the watch is current; the published set may be stale by now minus this."}),
-		EtcdRelists:            prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_total", Help: "Re-lists of the root key, by reason."}, []string{"reason"}),
-		EtcdObjects:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_objects", Help: "HTTP routers, services and middlewares under the root key."}),
-		DecodeErrors:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "decode_errors_total", Help: "Objects under the root key that could not be decoded (each time one is written)."}),
-		DecodeBroken:           prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "decode_broken_objects", Help: "Objects currently ignored because they cannot be decoded."}),
-		Pushes:                 prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "plugin_pushes_total", Help: "Plugin pushes by result."}, []string{"result"}),
-		PluginNodes:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "plugin_nodes", Help: "Traefik processes whose plugin pushes are current."}),
-		PluginMiddlewares:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "plugin_middlewares", Help: "traefik-sd middlewares live in Traefik, summed over processes."}),
-		EtcdToPluginPush:       prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_plugin_push_seconds", Help: "Delay from an etcd change of a traefik-sd middleware to the plugin push showing Traefik runs it.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
-		Scrapes:                prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_scrapes_total", Help: "Scrapes of Traefik's /metrics by result."}, []string{"result"}),
-		ScrapeBrokenLines:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "traefik_scrape_broken_lines_total", Help: "Malformed lines skipped in Traefik's /metrics."}),
-		ScrapeLastSuccess:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_scrape_last_success_timestamp_seconds", Help: "When Traefik's /metrics was last read; server health older than this is stale."}),
-		TraefikServersDown:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_servers_down", Help: "Servers Traefik reports down (withdrawn from the targets)."}),
-		TraefikReload:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_last_reload_timestamp_seconds", Help: "Traefik's last configuration reload, by outcome."}, []string{"outcome"}),
-		Requests:               prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total", Help: "Requests to the sidecar by path and status code."}, []string{"path", "code"}),
-		RequestErrors:          prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_request_errors_total", Help: "Requests refused before any handler ran, by kind (timeout, too_large, malformed)."}, []string{"kind"}),
-		CoordinatorPolls:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "coordinator_polls_total", Help: "Answers asked of the AppProxy coordinator for route ids, by result."}, []string{"result"}),
-		CoordinatorLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_last_success_timestamp_seconds", Help: "When the coordinator last answered; route ids older than this may be stale."}),
-		CoordinatorRoutes:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_routes", Help: "Routes named in the coordinator's last good answer."}),
-		SDEntries:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_entries", Help: "Entries this sidecar keeps in Backend.AI's ServiceDiscovery store."}),
-		SDSkipped:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_skipped", Help: "Targets left out of the store because the Manager's endpoint cannot carry them (own metrics path or scheme)."}),
-		SDErrors:               prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "servicediscovery_write_errors_total", Help: "Failed writes to Backend.AI's ServiceDiscovery store (retried)."}),
-		CircuitsNotServed:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "circuits_not_served", Help: "Circuits etcd holds that are not published because Traefik does not serve them, by reason (not_loaded, disabled, plugin_not_live)."}, []string{"reason"}),
-		TraefikAPI:             prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_api_answers_total", Help: "Rounds of questions to Traefik's API about its routers, by result (routers, sweep, error)."}, []string{"result"}),
-		TraefikAPILastSuccess:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_api_last_success_timestamp_seconds", Help: "When Traefik's API last answered; router states older than this may be stale."}),
+		Registry:                 prometheus.NewRegistry(),
+		Targets:                  prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets", Help: "Published targets per service group."}, []string{"service_group"}),
+		TargetsDropped:           prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets_dropped", Help: "Targets left out by a limit (--limits.maxTargets, --limits.maxLabels)."}, []string{"limit"}),
+		Renders:                  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "renders_total", Help: "Times the target set changed and was rendered."}),
+		RenderSeconds:            prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "render_seconds", Help: "Time to build and render the target set.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
+		ChangeToPublish:          prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_publish_seconds", Help: "Delay from receiving an etcd change to publishing the new target set.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		EtcdConnected:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_watch_up", Help: "1 while the etcd watch is established."}),
+		EtcdRevision:             prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_revision", Help: "Last etcd revision applied."}),
+		EtcdLastEvent:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_update_timestamp_seconds", Help: "When the last etcd listing or change was applied."}),
+		EtcdLastProgress:         prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_contact_timestamp_seconds", Help: "When etcd last confirmed the watch is current; the published set may be stale by now minus this."}),
+		EtcdRelists:              prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_total", Help: "Re-lists of the root key, by reason."}, []string{"reason"}),
+		EtcdObjects:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_objects", Help: "HTTP routers, services and middlewares under the root key."}),
+		DecodeErrors:             prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "decode_errors_total", Help: "Objects under the root key that could not be decoded (each time one is written)."}),
+		DecodeBroken:             prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "decode_broken_objects", Help: "Objects currently ignored because they cannot be decoded."}),
+		Pushes:                   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "plugin_pushes_total", Help: "Plugin pushes by result."}, []string{"result"}),
+		PluginNodes:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "plugin_nodes", Help: "Traefik processes whose plugin pushes are current."}),
+		PluginMiddlewares:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "plugin_middlewares", Help: "traefik-sd middlewares live in Traefik, summed over processes."}),
+		EtcdToPluginPush:         prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_plugin_push_seconds", Help: "Delay from an etcd change of a traefik-sd middleware to the plugin push showing Traefik runs it.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
+		Scrapes:                  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_scrapes_total", Help: "Scrapes of Traefik's /metrics by result."}, []string{"result"}),
+		ScrapeBrokenLines:        prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "traefik_scrape_broken_lines_total", Help: "Malformed lines skipped in Traefik's /metrics."}),
+		ScrapeLastSuccess:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_scrape_last_success_timestamp_seconds", Help: "When Traefik's /metrics was last read; server health older than this is stale."}),
+		TraefikServersDown:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_servers_down", Help: "Servers Traefik reports down (withdrawn from the targets)."}),
+		TraefikReload:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_last_reload_timestamp_seconds", Help: "Traefik's last configuration reload, by outcome."}, []string{"outcome"}),
+		Requests:                 prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total", Help: "Requests to the sidecar by path and status code."}, []string{"path", "code"}),
+		RequestErrors:            prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_request_errors_total", Help: "Requests refused before any handler ran, by kind (timeout, too_large, malformed)."}, []string{"kind"}),
+		CoordinatorPolls:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "coordinator_polls_total", Help: "Answers asked of the AppProxy coordinator for route ids, by result."}, []string{"result"}),
+		CoordinatorLastSuccess:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_last_success_timestamp_seconds", Help: "When the coordinator last answered; route ids older than this may be stale."}),
+		CoordinatorRoutes:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_routes", Help: "Routes named in the coordinator's last good answer."}),
+		SDEntries:                prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_entries", Help: "Entries this sidecar keeps in Backend.AI's ServiceDiscovery store, by store (etcd, redis)."}, []string{"store"}),
+		SDErrors:                 prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "servicediscovery_write_errors_total", Help: "Failed writes to Backend.AI's ServiceDiscovery store (retried), by store."}, []string{"store"}),
+		SDLastSuccess:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_last_success_timestamp_seconds", Help: "When the ServiceDiscovery store last took a whole sync, by store."}, []string{"store"}),
+		CoordinatorRoutesSkipped: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_routes_skipped", Help: "Routes in the coordinator's last good answer that cannot be joined (kernel_host null or empty, kernel_port out of range)."}),
+		CircuitsNotServed:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "circuits_not_served", Help: "Circuits etcd holds that are not published because Traefik does not serve them, by reason (not_loaded, disabled, plugin_not_live, no_routes: a circuit with no routes yet, which is no fault)."}, []string{"reason"}),
+		TraefikAPI:               prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_api_answers_total", Help: "Rounds of questions to Traefik's API about its routers, by result (routers, sweep, error)."}, []string{"result"}),
+		TraefikAPILastSuccess:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_api_last_success_timestamp_seconds", Help: "When Traefik's API last answered; router states older than this may be stale."}),
 	}
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
-		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDSkipped, m.SDErrors,
+		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDErrors, m.SDLastSuccess, m.CoordinatorRoutesSkipped,
 		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
