@@ -64,9 +64,13 @@ func (a *API) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			if r.RouteID != "" {
 				routeID = r.RouteID
 			}
+			var host interface{} = r.Host
+			if r.NullHost {
+				host = nil
+			}
 			routes = append(routes, map[string]interface{}{
 				"route_id": routeID, "session_id": r.SessionID, "session_name": "session-" + r.SessionID,
-				"kernel_host": r.Host, "kernel_port": r.Port, "protocol": "http", "traffic_ratio": 1.0,
+				"kernel_host": host, "kernel_port": r.Port, "protocol": "http", "traffic_ratio": 1.0,
 			})
 		}
 		var endpoint interface{}
@@ -77,7 +81,7 @@ func (a *API) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			"id": c.ID, "app": c.App, "protocol": "http", "worker": a.WorkerID, "app_mode": c.Mode,
 			"frontend_mode": "wildcard", "port": nil, "subdomain": c.App, "open_to_public": false,
 			"allowed_client_ips": nil, "user_id": nil, "endpoint_id": endpoint, "runtime_variant": nil,
-			"session_ids": sessionIDs(c), "route_info": routes,
+			"session_ids": circuitSessionIDs(c), "route_info": routes,
 			"created_at": "2026-11-24T10:00:00+00:00", "updated_at": "2026-11-24T10:00:00+00:00",
 		})
 	}

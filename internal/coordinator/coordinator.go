@@ -1,7 +1,9 @@
 // Package coordinator plays Backend.AI's AppProxy coordinator in tests and
 // the demo: it writes circuits into etcd exactly as BACKENDAI.md describes
-// (names, key layout, case, one transaction per write, prefix deletes), plus
-// the traefik-sd middleware that the coordinator is asked to add per circuit.
+// (names, key layout, case, one transaction per batch of five circuits on
+// create, the services alone on a route change, and a delete as separate
+// prefix deletes, each its own revision), plus the traefik-sd middleware
+// that the coordinator is asked to add per circuit.
 package coordinator
 
 import (
@@ -22,6 +24,10 @@ type Route struct {
 	SessionID string
 	Host      string
 	Port      int
+	// NullHost makes the coordinator's API answer kernel_host null for this
+	// route, as it may; etcd still gets Host (Traefik's localhost fallback
+	// is the coordinator's, not this stand-in's concern).
+	NullHost bool
 }
 
 // URL is the server URL the coordinator writes for this route.
@@ -41,6 +47,7 @@ type Circuit struct {
 	SD          bool
 	SidecarURL  string
 	MetricsPort int
+	MetricsPath string // the traefik-sd middleware's metricsPath, if not /metrics
 	PluginName  string // traefik-sd's plugin key; default "traefik-sd"
 	Labels      map[string]string
 	// Rule replaces the Host() rule, and ExtraMiddlewares go into the
@@ -108,16 +115,14 @@ func (w *Writer) Keys(c Circuit) map[string]string {
 
 	circuitJSON, _ := json.Marshal(map[string]interface{}{
 		"id": c.ID, "app": c.App, "protocol": "http", "app_mode": c.Mode, "frontend_mode": "wildcard",
-		"session_ids": sessionIDs(c),
+		"session_ids": circuitSessionIDs(c),
 	})
 	kv[w.pluginPrefix(c.ID)+"/plugin/appproxy-traefik-plugin/circuit"] = string(circuitJSON)
 	g := w.pluginPrefix(c.ID) + "_go/plugin/appproxy-traefik-plugin-go/"
 	kv[g+"id"] = c.ID
 	kv[g+"lastusedmarkerpath"] = "/var/lib/backend.ai/appproxy/worker/last-used-time-marker.socket"
-	if c.Mode == "interactive" {
-		for i, s := range sessionIDs(c) {
-			kv[g+"sessionids/"+strconv.Itoa(i)] = s
-		}
+	for i, s := range circuitSessionIDs(c) {
+		kv[g+"sessionids/"+strconv.Itoa(i)] = s
 	}
 	if c.SD {
 		for k, v := range w.sdKeys(c) {
@@ -127,8 +132,14 @@ func (w *Writer) Keys(c Circuit) map[string]string {
 	return kv
 }
 
+// serviceKeys are nothing at all for a circuit with no routes (every
+// inference circuit at creation): Circuit.traefik_services returns nothing,
+// not even the health check.
 func (w *Writer) serviceKeys(c Circuit) map[string]string {
 	kv := map[string]string{}
+	if len(c.Routes) == 0 {
+		return kv
+	}
 	s := w.servicePrefix(c.ID) + "/loadBalancer/"
 	for i, rt := range c.Routes {
 		kv[s+"servers/"+strconv.Itoa(i)+"/url"] = rt.URL()
@@ -163,7 +174,10 @@ func (w *Writer) sdKeys(c Circuit) map[string]string {
 	if c.MetricsPort != 0 {
 		kv[p+"metricsport"] = strconv.Itoa(c.MetricsPort)
 	}
-	for i, s := range sessionIDs(c) {
+	if c.MetricsPath != "" {
+		kv[p+"metricspath"] = c.MetricsPath
+	}
+	for i, s := range circuitSessionIDs(c) {
 		kv[p+"sessionids/"+strconv.Itoa(i)] = s
 	}
 	for i, rt := range c.Routes {
@@ -184,9 +198,19 @@ func (w *Writer) sdKeys(c Circuit) map[string]string {
 	return kv
 }
 
+// circuitSessionIDs is the circuit's session_ids: set when it is created and
+// never updated, so an inference circuit (created with no routes) keeps []
+// and only route_info names its sessions.
+func circuitSessionIDs(c Circuit) []string {
+	if c.Mode == "inference" {
+		return []string{}
+	}
+	return sessionIDs(c)
+}
+
 func sessionIDs(c Circuit) []string {
 	seen := map[string]bool{}
-	var out []string
+	out := []string{}
 	for _, r := range c.Routes {
 		if r.SessionID != "" && !seen[r.SessionID] {
 			seen[r.SessionID] = true
@@ -264,30 +288,36 @@ func (w *Writer) replace(ctx context.Context, prefixes []string, kv map[string]s
 	return err
 }
 
-// Delete removes circuits with the coordinator's prefix deletes. The plugin
-// prefix also matches the _go middleware; bai_sd_ is traefik-sd's own.
+// Delete removes circuits as unload_traefik_circuit does: separate prefix
+// deletes, each its own revision, in the coordinator's order (router,
+// service, the plugin middlewares, whose prefix also matches _go, their
+// legacy path, the IP allow-list), then traefik-sd's own middleware, which
+// the coordinator change adds last. A watcher sees every step: a router
+// gone while its service and middlewares remain, and so on.
 func (w *Writer) Delete(ctx context.Context, ids ...string) error {
-	var ops []clientv3.Op
 	for _, id := range ids {
-		ops = append(ops, w.deleteOps(id)...)
-	}
-	if _, err := w.Client.Txn(ctx).Then(ops...).Commit(); err != nil {
-		return fmt.Errorf("deleting circuits: %w", err)
+		for _, p := range w.deletePrefixes(id) {
+			if _, err := w.Client.Delete(ctx, p, clientv3.WithPrefix()); err != nil {
+				return fmt.Errorf("deleting circuit %s (%s): %w", id, p, err)
+			}
+		}
 	}
 	return nil
 }
 
-func (w *Writer) subtrees(id string) []string {
+// DeletePrefixes are the prefixes Delete removes for one circuit, in order.
+func (w *Writer) DeletePrefixes(id string) []string { return w.deletePrefixes(id) }
+
+func (w *Writer) deletePrefixes(id string) []string {
 	return []string{w.routerPrefix(id), w.servicePrefix(id), w.pluginPrefix(id),
+		w.prefix() + "middlewares/appproxy/plugin/bai_appproxy_plugin_" + id,
 		w.prefix() + "middlewares/bai_ipallowlist_" + id, w.sdPrefix(id)}
 }
 
-func (w *Writer) deleteOps(id string) []clientv3.Op {
-	var ops []clientv3.Op
-	for _, p := range w.subtrees(id) {
-		ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
-	}
-	return ops
+// subtrees are what a create replaces for one circuit.
+func (w *Writer) subtrees(id string) []string {
+	return []string{w.routerPrefix(id), w.servicePrefix(id), w.pluginPrefix(id),
+		w.prefix() + "middlewares/bai_ipallowlist_" + id, w.sdPrefix(id)}
 }
 
 func putOps(kv map[string]string) []clientv3.Op {

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -150,6 +151,14 @@ func (f *fakeTraefik) reload(ctx context.Context) {
 	genCtx, genCancel := context.WithCancel(context.Background())
 	for name, r := range store.Routers {
 		a := routerAnswer{Name: name + "@etcd", Provider: "etcd", Status: "enabled", Service: r.Service, Middlewares: r.Middlewares}
+		// Traefik builds a router's service before its middlewares: a
+		// router whose service does not exist (an inference circuit before
+		// its first route) is disabled and its plugin never instantiated.
+		if _, ok := store.Services[r.Service]; !ok {
+			a.Status, a.Error = "disabled", []string{fmt.Sprintf("the service %q does not exist", r.Service+"@etcd")}
+			routers[a.Name] = a
+			continue
+		}
 		for _, m := range r.Middlewares {
 			mw := store.Middlewares[m]
 			if mw == nil || mw.SD == nil {

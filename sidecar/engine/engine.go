@@ -392,7 +392,7 @@ func (e *Engine) LiveMiddlewares() int { return e.traefik.liveCount() }
 // reason, and those unserved for at least NotServedSettle that were not
 // reported yet (or whose reason changed), to be logged once each.
 func (e *Engine) NotServed(now time.Time) (counts map[string]int, report []targets.NotServed) {
-	counts = map[string]int{targets.ReasonNotLoaded: 0, targets.ReasonDisabled: 0, targets.ReasonPluginNotLive: 0}
+	counts = map[string]int{targets.ReasonNotLoaded: 0, targets.ReasonDisabled: 0, targets.ReasonPluginNotLive: 0, targets.ReasonNoRoutes: 0}
 	current := e.builder.NotServed()
 	for router := range e.unserved {
 		if _, ok := current[router]; !ok {

@@ -78,7 +78,9 @@ func live(node string, full bool, at time.Time, cs ...coordinator.Circuit) plugi
 		cfg := plugin.Config{CircuitID: c.ID, MetricsPath: "/metrics", WorkerAuthority: "worker-1"}
 		for _, r := range c.Routes {
 			cfg.Routes = append(cfg.Routes, plugin.Route{URL: r.URL(), SessionID: r.SessionID, RouteID: r.RouteID})
-			cfg.SessionIDs = append(cfg.SessionIDs, r.SessionID)
+			if c.Mode != "inference" { // an inference circuit's session_ids stay empty
+				cfg.SessionIDs = append(cfg.SessionIDs, r.SessionID)
+			}
 		}
 		cfg.Normalize()
 		u.Live = append(u.Live, plugin.LiveMiddleware{Name: "bai_sd_" + c.ID + "@etcd", Instances: 1, Config: cfg})

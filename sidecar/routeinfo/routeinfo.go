@@ -30,6 +30,17 @@ type IDs struct {
 // Table maps a circuit and a kernel's host:port to its IDs.
 type Table struct {
 	routes map[string]IDs
+	// skipped says, for each route that cannot be joined, which and why.
+	skipped []string
+}
+
+// Skipped names the routes of the answer that cannot be joined (a null
+// kernel_host, a port out of range), each with its circuit and index.
+func (t *Table) Skipped() []string {
+	if t == nil {
+		return nil
+	}
+	return t.skipped
 }
 
 // Lookup returns the IDs of the route of circuitID at hostPort.
@@ -67,7 +78,7 @@ type routeJSON struct {
 	RouteIDAlias   *string `json:"route-id"`
 	SessionID      *string `json:"session_id"`
 	SessionIDAlias *string `json:"session-id"`
-	KernelHost     string  `json:"kernel_host"`
+	KernelHost     *string `json:"kernel_host"`
 	KernelPort     int     `json:"kernel_port"`
 }
 
@@ -89,8 +100,10 @@ func first(a, b *string) string {
 }
 
 // Decode reads the coordinator's answer. Unknown fields are fine (the
-// coordinator sends the whole circuit); a route without a host or with a
-// port out of range is an error naming it.
+// coordinator sends the whole circuit). A route without a host (kernel_host
+// may be null: Traefik then gets localhost, which says nothing of where the
+// kernel is) or with a port out of range is skipped and named in Skipped;
+// the rest of the answer still counts.
 func Decode(body []byte) (*Table, error) {
 	var answer struct {
 		Circuits *[]circuitJSON `json:"circuits"`
@@ -111,10 +124,19 @@ func Decode(body []byte) (*Table, error) {
 			endpoint = *c.EndpointID
 		}
 		for j, r := range c.RouteInfo {
-			if r.KernelHost == "" || r.KernelPort < 1 || r.KernelPort > 65535 {
-				return nil, fmt.Errorf("circuits[%d].route_info[%d]: kernel_host %q kernel_port %d", i, j, r.KernelHost, r.KernelPort)
+			switch {
+			case r.KernelHost == nil || *r.KernelHost == "":
+				host := "null"
+				if r.KernelHost != nil {
+					host = `""`
+				}
+				t.skipped = append(t.skipped, fmt.Sprintf("circuit %s route_info[%d]: kernel_host is %s", c.ID, j, host))
+				continue
+			case r.KernelPort < 1 || r.KernelPort > 65535:
+				t.skipped = append(t.skipped, fmt.Sprintf("circuit %s route_info[%d]: kernel_port %d out of range", c.ID, j, r.KernelPort))
+				continue
 			}
-			t.routes[c.ID+"\x00"+net.JoinHostPort(r.KernelHost, strconv.Itoa(r.KernelPort))] = IDs{
+			t.routes[c.ID+"\x00"+net.JoinHostPort(*r.KernelHost, strconv.Itoa(r.KernelPort))] = IDs{
 				SessionID: first(r.SessionID, r.SessionIDAlias), RouteID: first(r.RouteID, r.RouteIDAlias),
 				EndpointID: endpoint, App: c.App,
 			}

@@ -63,13 +63,41 @@ func TestFetchFromACoordinatorShapedServer(t *testing.T) {
 	}
 }
 
+// TestDecodeSkipsRoutesItCannotJoin: the coordinator may answer a route
+// with a null kernel_host; that route is named and skipped, and the other
+// routes of the same answer, of the same circuit too, still count.
+func TestDecodeSkipsRoutesItCannotJoin(t *testing.T) {
+	body := `{"circuits": [
+		{"id": "c1", "app": "a", "route_info": [
+			{"route_id": "r0", "session_id": "s0", "kernel_host": null, "kernel_port": 8000},
+			{"route_id": "r1", "session_id": "s1", "kernel_host": "10.0.0.1", "kernel_port": 8000},
+			{"route_id": "r2", "session_id": "s2", "kernel_host": "", "kernel_port": 8000}]},
+		{"id": "c2", "route_info": [{"route_id": "r3", "session_id": "s3", "kernel_host": "10.0.0.2", "kernel_port": 70000}]}]}`
+	table, err := routeinfo.Decode([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, ok := table.Lookup("c1", "10.0.0.1:8000"); !ok || ids.RouteID != "r1" || ids.SessionID != "s1" {
+		t.Errorf("the good route of the same circuit: %+v %v", ids, ok)
+	}
+	if table.Len() != 1 {
+		t.Errorf("%d routes joined, want 1", table.Len())
+	}
+	want := []string{
+		"circuit c1 route_info[0]: kernel_host is null",
+		`circuit c1 route_info[2]: kernel_host is ""`,
+		"circuit c2 route_info[0]: kernel_port 70000 out of range",
+	}
+	if got := table.Skipped(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("skipped:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestDecodeRefusesWithTheField(t *testing.T) {
 	for body, want := range map[string]string{
-		`{"circuits": [{"id": "c", "route_info": [{"kernel_host": "", "kernel_port": 80}]}]}`:     "circuits[0].route_info[0]",
-		`{"circuits": [{"id": "c", "route_info": [{"kernel_host": "h", "kernel_port": 70000}]}]}`: "kernel_port 70000",
-		`{"circuits": [{"route_info": []}]}`:                                                      "circuits[0].id",
-		`{"error": "not found"}`:                                                                  "no circuits",
-		`{"circuits": [{"id": "c", "route_info": [{"kernel_host": "h", "kernel_port": "80"}]}]}`:  "cannot unmarshal",
+		`{"circuits": [{"route_info": []}]}`: "circuits[0].id",
+		`{"error": "not found"}`:             "no circuits",
+		`{"circuits": [{"id": "c", "route_info": [{"kernel_host": "h", "kernel_port": "80"}]}]}`: "cannot unmarshal",
 		`not json`: "coordinator answer",
 	} {
 		if _, err := routeinfo.Decode([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {

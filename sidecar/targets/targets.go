@@ -132,6 +132,10 @@ const (
 	// traefik-sd middleware is live (the plugin is not in Traefik's static
 	// configuration, or has not reported yet).
 	ReasonPluginNotLive = "plugin_not_live"
+	// ReasonNoRoutes: etcd holds no service for the router: a circuit with
+	// no routes (every inference circuit until its first route) has no
+	// service keys at all. Traefik disables such a router; nothing is wrong.
+	ReasonNoRoutes = "no_routes"
 )
 
 // NotServed is a circuit left out because Traefik does not serve it.
@@ -354,6 +358,14 @@ func (b *builder) router(out []Target, name string) []Target {
 		circuitID = strings.TrimPrefix(local, "bai_router_")
 		if circuitID == local {
 			return out // not a circuit: nothing says which
+		}
+	}
+	if b.in.Store != nil {
+		if svc, ok := b.local(spec.service); ok && b.service(svc) == nil {
+			if b.in.Traefik != nil {
+				b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonNoRoutes}
+			}
+			return out
 		}
 	}
 	if !b.served(name, sd, sdRef, circuitID) {
