@@ -1,5 +1,5 @@
 # traefik-sd. `make demo` shows it working, `make test` runs every test.
-# Both install what they need first (etcd and Prometheus from Debian, Traefik
+# Both install what they need first (etcd, Prometheus and redis-server from Debian, Traefik
 # built from its Go module and cached outside the checkout).
 
 GO        ?= go
@@ -23,7 +23,7 @@ vet:
 	$(GO) vet ./...
 
 unit: vet
-	$(GO) test -count=1 -timeout 10m ./plugin/... ./sidecar/...
+	$(GO) test -count=1 -timeout 10m ./plugin/... ./sidecar/... ./internal/...
 
 test: deps build unit fuzz e2e
 

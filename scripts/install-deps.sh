@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests and the demo run: etcd and Prometheus from
-# Debian, Traefik built from its Go module. Idempotent: a second run only checks.
+# Installs what the end-to-end tests and the demo run: etcd, Prometheus and
+# redis-server from Debian, Traefik built from its Go module. Idempotent: a second run only checks.
 # Traefik is cached outside the checkout (TRAEFIK_SD_CACHE, default
 # ~/.cache/traefik-sd) because building it takes minutes and a fresh clone
 # must not pay that twice.
@@ -14,6 +14,7 @@ need_apt=()
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -21,7 +22,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # Debian's packages start their services; the tests start their own on free ports.
-  for svc in etcd prometheus prometheus-node-exporter; do
+  for svc in etcd prometheus prometheus-node-exporter redis-server; do
     $sudo systemctl stop "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
   done
   $sudo pkill -x etcd >/dev/null 2>&1 || true

@@ -60,7 +60,7 @@ func (c *Container) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			return
 		}
 		fmt.Fprintln(rw, "ok")
-	case "/metrics":
+	case "/metrics", "/custom/metrics": // the second for a circuit with its own metricsPath
 		c.scrapes.Add(1)
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprintf(rw, "# TYPE sample_app_requests_total counter\nsample_app_requests_total{container=%q} %d\n", c.Name, c.requests.Load())

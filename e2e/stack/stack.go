@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/manager"
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -44,6 +46,14 @@ type Options struct {
 	// writes, Traefik lists once at start instead of following it event by
 	// event (its etcd provider re-lists the whole tree on every event).
 	BeforeTraefik func(w *coordinator.Writer, sidecarURL string) error
+	// Redis starts a redis-server as Backend.AI's ServiceDiscovery store
+	// (its default) and has the sidecar write into it.
+	Redis bool
+	// ThroughManager has Prometheus discover through a stand-in of the
+	// Manager's GET /metrics/service_discovery, served from the Redis
+	// store, as Backend.AI's own Prometheus job does, instead of through
+	// the sidecar. It implies Redis.
+	ThroughManager bool
 }
 
 // Stack is the running set of programs.
@@ -52,6 +62,7 @@ type Stack struct {
 	Traefik    *testbed.Process
 	Sidecar    *testbed.Process
 	Prometheus *testbed.Process
+	Redis      *testbed.Redis // with Options.Redis
 	Client     *clientv3.Client
 	Coord      *coordinator.Writer
 
@@ -59,6 +70,9 @@ type Stack struct {
 	TraefikAPI    string // Traefik's traefik entry point: API, ping, /metrics
 	SidecarURL    string
 	PrometheusURL string
+	// ManagerURL serves the Manager's HTTP SD answer from Redis, with
+	// Options.ThroughManager.
+	ManagerURL string
 	// AppProxyWorker and AppProxyCoordinator stand in for the AppProxy
 	// processes' /metrics (Backend.AI's own cannot run here).
 	AppProxyWorker      *Container
@@ -72,7 +86,13 @@ func Start(t testbed.T, opts Options) *Stack {
 		opts.ScrapeInterval = time.Second
 	}
 	s := &Stack{}
+	if opts.ThroughManager {
+		opts.Redis = true
+	}
 	s.Etcd = testbed.StartEtcd(t, opts.Dir)
+	if opts.Redis {
+		s.Redis = testbed.StartRedis(t, opts.Dir)
+	}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "etcd client")
 	t.Cleanup(func() { client.Close() })
@@ -89,6 +109,9 @@ func Start(t testbed.T, opts Options) *Stack {
 	}
 	s.startTraefik(t, opts)
 	s.startSidecar(t, opts, sidecarPort)
+	if opts.ThroughManager {
+		s.startManager(t)
+	}
 	if !opts.NoPrometheus {
 		s.startPrometheus(t, opts)
 	}
@@ -175,10 +198,14 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	if opts.PluginOnly {
 		endpoints = ""
 	}
+	var extra []string
+	if s.Redis != nil {
+		extra = append(extra, "--backendai.redis.address="+s.Redis.Address, "--backendai.heartbeat=1s")
+	}
 	s.Sidecar = testbed.Start(t, &testbed.Process{
 		Name: "traefik-sd",
 		Path: testbed.Binary(t, "TRAEFIK_SD_BIN", "traefik-sd"),
-		Args: []string{
+		Args: append([]string{
 			"--address=127.0.0.1:" + strconv.Itoa(port),
 			"--etcd.endpoints=" + endpoints,
 			"--worker.authority=" + Authority,
@@ -189,7 +216,7 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 			"--etcd.requestTimeout=3s",
 			"--appproxy.workerTarget=" + s.AppProxyWorker.HostPort,
 			"--appproxy.coordinatorTarget=" + s.AppProxyCoordinator.HostPort,
-		},
+		}, extra...),
 		Dir: opts.Dir,
 		Log: filepath.Join(opts.Dir, "traefik-sd.log"),
 	})
@@ -208,11 +235,42 @@ scrape_configs:
         refresh_interval: %[1]s
 `
 
+// ManagerPrometheusConfig is Backend.AI's own job (its refresh is 60s;
+// here every interval is the stack's): HTTP SD from the Manager.
+const ManagerPrometheusConfig = `global:
+  scrape_interval: %[1]s
+  scrape_timeout: %[1]s
+scrape_configs:
+  - job_name: backendai
+    http_sd_configs:
+      - url: %[2]s/metrics/service_discovery
+        refresh_interval: %[1]s
+`
+
+// startManager serves the Manager's GET /metrics/service_discovery from
+// the Redis store, read as the Manager reads it.
+func (s *Stack) startManager(t testbed.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	testbed.Must(t, err, "the Manager's listener")
+	srv := &http.Server{Handler: manager.Handler(manager.RedisReader(s.Redis.Client(t))), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	s.ManagerURL = "http://" + ln.Addr().String()
+}
+
 func (s *Stack) startPrometheus(t testbed.T, opts Options) {
 	t.Helper()
 	dir := filepath.Join(opts.Dir, "prometheus")
 	testbed.Must(t, os.MkdirAll(dir, 0o755), "prometheus dir")
 	cfg := fmt.Sprintf(PrometheusConfig, opts.ScrapeInterval, s.SidecarURL)
+	if opts.ThroughManager {
+		cfg = fmt.Sprintf(ManagerPrometheusConfig, opts.ScrapeInterval, s.ManagerURL)
+	}
 	testbed.Must(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644), "prometheus.yml")
 	port := testbed.FreePort(t)
 	s.PrometheusURL = "http://127.0.0.1:" + strconv.Itoa(port)
