@@ -67,6 +67,23 @@ func TestFile(t *testing.T) {
 	}
 }
 
+// TestRedisStore: the password comes from a file (a mounted secret) with
+// its trailing newline cut, and is never needed in a flag.
+func TestRedisStore(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(t, "--worker.authority=w", "--backendai.redis.address=redis.backendai:6379",
+		"--backendai.redis.passwordFile="+pw, "--backendai.redis.db=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.BackendAI.Redis; r.Address != "redis.backendai:6379" || r.Password != "s3cret" || r.DB != 2 {
+		t.Errorf("decoded: %+v", r)
+	}
+}
+
 func TestRefusedWithTheOptionName(t *testing.T) {
 	testCases := []struct {
 		desc string
@@ -80,6 +97,12 @@ func TestRefusedWithTheOptionName(t *testing.T) {
 		{"bad address", []string{"--worker.authority=w", "--address=nowhere"}, "--address"},
 		{"cert without key", []string{"--worker.authority=w", "--server.tlsCert=/x"}, "--server.tlsKey"},
 		{"plugin name with slash", []string{"--worker.authority=w", "--plugin.name=a/b"}, "--plugin.name"},
+		{"redis address without port", []string{"--worker.authority=w", "--backendai.redis.address=redis"}, "--backendai.redis.address"},
+		{"redis password twice", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.password=a", "--backendai.redis.passwordFile=/x"}, "--backendai.redis.passwordFile"},
+		{"redis password file missing", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.passwordFile=/nonexistent/pw"}, "--backendai.redis.passwordFile"},
+		{"redis db negative", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.db=-1"}, "--backendai.redis.db"},
+		{"redis options without an address", []string{"--worker.authority=w", "--backendai.redis.password=a"}, "--backendai.redis.address"},
+		{"redis heartbeat outliving the TTL", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.heartbeat=90s"}, "--backendai.heartbeat"},
 	}
 	for _, test := range testCases {
 		t.Run(test.desc, func(t *testing.T) {
