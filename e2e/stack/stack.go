@@ -71,7 +71,7 @@ type Stack struct {
 	SidecarURL    string
 	PrometheusURL string
 	// ManagerURL serves the Manager's HTTP SD answer from Redis, with
-	// Options.ThroughManager.
+	// Options.Redis.
 	ManagerURL string
 	// AppProxyWorker and AppProxyCoordinator stand in for the AppProxy
 	// processes' /metrics (Backend.AI's own cannot run here).
@@ -109,7 +109,7 @@ func Start(t testbed.T, opts Options) *Stack {
 	}
 	s.startTraefik(t, opts)
 	s.startSidecar(t, opts, sidecarPort)
-	if opts.ThroughManager {
+	if s.Redis != nil {
 		s.startManager(t)
 	}
 	if !opts.NoPrometheus {

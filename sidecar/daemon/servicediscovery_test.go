@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -348,4 +350,44 @@ func TestRedisRestartConverges(t *testing.T) {
 		return count() == 4, fmt.Sprint(count())
 	})
 	t.Logf("entries back %v after Redis restarted empty (heartbeat 1s, retry 2s)", took)
+}
+
+// TestRedisStoreOverTLSWithAPassword: a Redis that serves TLS only, wants a
+// client certificate and a password (read from a file, as a mounted
+// secret); a wrong password is counted as failed writes, never a crash.
+func TestRedisStoreOverTLSWithAPassword(t *testing.T) {
+	e := startEnv(t, "worker-rt")
+	ctx := testbed.Context(t, time.Minute)
+	dir := t.TempDir()
+	certs := testbed.GenerateCerts(t, dir)
+	r := testbed.StartRedisTLS(t, dir, certs, "s3cret")
+	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
+	start := func(password string) string {
+		pw := filepath.Join(t.TempDir(), "password")
+		testbed.Must(t, os.WriteFile(pw, []byte(password+"\n"), 0o600), "password file")
+		cfg := config.Default()
+		cfg.Address = "127.0.0.1:0"
+		cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+		cfg.Worker.Authority, cfg.Worker.Node = "worker-rt", "node-"+password
+		cfg.Traefik.Target = "10.0.0.7:8080"
+		cfg.BackendAI.Redis = config.SDRedis{Address: r.Address, PasswordFile: pw,
+			TLS: &config.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey}}
+		base, _ := e.startBeside(t, cfg)
+		return base
+	}
+	start("s3cret")
+	rdb := r.Client(t)
+	testbed.Eventually(t, 20*time.Second, "the route and Traefik written over TLS", func() (bool, string) {
+		view, err := managerView(ctx, manager.RedisReader(rdb))
+		return err == nil && len(view) == 2, fmt.Sprint(len(view), err)
+	})
+
+	wrong := start("wrong")
+	testbed.Eventually(t, 20*time.Second, "a wrong password counted as failed writes", func() (bool, string) {
+		v := testbed.Metric(ctx, wrong+"/metrics", `traefik_sd_servicediscovery_write_errors_total{store="redis"}`)
+		return v != "" && v != "0", v
+	})
+	if code, _ := get(t, http.DefaultClient, wrong+"/v1/targets", ""); code != http.StatusOK {
+		t.Errorf("the sidecar with a wrong Redis password does not serve its targets: %d", code)
+	}
 }

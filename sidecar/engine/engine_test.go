@@ -485,3 +485,36 @@ func TestAnUnchangedInputPublishesNothingNew(t *testing.T) {
 		t.Error("identical inputs changed the set")
 	}
 }
+
+// TestACircuitWithNoRoutesIsCountedAsNoRoutesNotAsAFault: every inference
+// circuit is created with no routes, so etcd holds its router and its
+// middlewares but no service at all; Traefik disables such a router. It is
+// not published, and it is counted under no_routes, not disabled.
+func TestACircuitWithNoRoutesIsCountedAsNoRoutesNotAsAFault(t *testing.T) {
+	e := readyEngine(t)
+	full := circuit("c1", true)
+	bare := full
+	bare.Routes = nil
+	e.Etcd([]watch.Batch{put(bare, t0)})
+	e.Routers(answer(router(bare, traefikapi.StatusDisabled, `the service "bai_service_c1@etcd" does not exist`)))
+	counts, _ := e.NotServed(t0)
+	if counts[targets.ReasonNoRoutes] != 1 || counts[targets.ReasonDisabled] != 0 || counts[targets.ReasonNotLoaded] != 0 {
+		t.Errorf("not served: %v; want one no_routes", counts)
+	}
+	if got := routes(e); got != "" {
+		t.Errorf("published with no routes:\n%s", got)
+	}
+	if n := len(e.Store().Errors); n != 0 {
+		t.Errorf("%d broken objects", n)
+	}
+
+	e.Etcd([]watch.Batch{put(full, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, full)})
+	e.Routers(answer(router(full, traefikapi.StatusEnabled)))
+	if got, want := routes(e), lines(full, "10.0.1.1:8000", "10.0.1.2:8000"); got != want {
+		t.Errorf("after its first routes:\n%s\nwant:\n%s", got, want)
+	}
+	if counts, _ := e.NotServed(t0); counts[targets.ReasonNoRoutes] != 0 {
+		t.Errorf("still counted: %v", counts)
+	}
+}

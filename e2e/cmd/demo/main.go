@@ -31,8 +31,8 @@ func main() {
 	}
 	r.Cleanup(func() { os.RemoveAll(dir) })
 
-	fmt.Println("Starting etcd, Traefik with the traefik-sd plugin, traefik-sd, sample containers and Prometheus…")
-	s := stack.Start(r, stack.Options{Dir: dir, ScrapeInterval: 2 * time.Second, Quiet: true})
+	fmt.Println("Starting etcd, Traefik with the traefik-sd plugin, traefik-sd, sample containers, Redis and Prometheus…")
+	s := stack.Start(r, stack.Options{Dir: dir, ScrapeInterval: 2 * time.Second, Quiet: true, Redis: true})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *runFor > 0 {
@@ -75,9 +75,12 @@ traefik-sd is running. Look at:
   Traefik's routers as loaded (API):                  curl -s %[3]s/api/http/routers | python3 -m json.tool
   a request through Traefik:                          curl -s -H 'Host: llama-chat.example' %[4]s/
   the etcd keys:                                      ETCDCTL_API=3 etcdctl --endpoints=%[5]s get --prefix traefik/ --keys-only
+  the same targets in Backend.AI's ServiceDiscovery (Redis), as its Manager serves them:
+                                                      curl -s %[7]s/metrics/service_discovery | python3 -m json.tool
+                                                      redis-cli -u redis://%[8]s --scan --pattern 'service_discovery.*'
 Logs are in %[6]s. Press Ctrl-C to stop everything.
 
-`, s.SidecarURL, s.PrometheusURL, s.TraefikAPI, s.EntryURL, s.Etcd.Endpoint, dir)
+`, s.SidecarURL, s.PrometheusURL, s.TraefikAPI, s.EntryURL, s.Etcd.Endpoint, dir, s.ManagerURL, s.Redis.Address)
 	printTargets(ctx, s)
 
 	tick := time.NewTicker(time.Second)
