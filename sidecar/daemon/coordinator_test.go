@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
-	"github.com/traefik-sd/traefik-sd/sidecar/config"
-	"github.com/traefik/paerser/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -131,16 +128,8 @@ func TestCircuitWithoutRoutesIsNoFault(t *testing.T) {
 // while the others of the same answer still count.
 func TestInferenceSessionIDsComeOnlyFromRoutes(t *testing.T) {
 	api := &coordinator.API{Token: "api-secret", WorkerID: "5a2b3c4d-1111-4222-8333-444455556666"}
-	apiSrv := httptest.NewServer(api)
-	defer apiSrv.Close()
 	api.Fail(true)
-	e := startEnvWith(t, "worker-ss", func(cfg *config.Configuration) {
-		cfg.Routes.All = true
-		cfg.BackendAI.CoordinatorURL = apiSrv.URL
-		cfg.BackendAI.CoordinatorToken = "api-secret"
-		cfg.BackendAI.WorkerID = api.WorkerID
-		cfg.BackendAI.PollInterval = types.Duration(time.Second)
-	})
+	e := startEnvWithCoordinator(t, "worker-ss", api)
 	ctx := testbed.Context(t, time.Minute)
 	inf := inference()
 	inf.SD = false

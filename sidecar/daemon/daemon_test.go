@@ -288,6 +288,20 @@ func TestCircuitLifecycleAgainstRealEtcd(t *testing.T) {
 	e.waitRoutes(t, "deleted circuit withdrawn", "")
 }
 
+// startEnvWithCoordinator starts the env with --routes.all and the
+// coordinator's API answered by api, asked every second.
+func startEnvWithCoordinator(t *testing.T, authority string, api *coordinator.API) *env {
+	apiSrv := httptest.NewServer(api)
+	t.Cleanup(apiSrv.Close)
+	return startEnvWith(t, authority, func(cfg *config.Configuration) {
+		cfg.Routes.All = true
+		cfg.BackendAI.CoordinatorURL = apiSrv.URL
+		cfg.BackendAI.CoordinatorToken = api.Token
+		cfg.BackendAI.WorkerID = api.WorkerID
+		cfg.BackendAI.PollInterval = types.Duration(time.Second)
+	})
+}
+
 func (e *env) sidecarMetric(_ *testing.T, series string) string {
 	return testbed.Metric(context.Background(), e.base+"/metrics", series)
 }
@@ -372,15 +386,7 @@ func TestPausedEtcdIsReportedStaleAndTheSetKept(t *testing.T) {
 // last good answer stays.
 func TestRouteIDsFromTheCoordinator(t *testing.T) {
 	api := &coordinator.API{Token: "api-secret", WorkerID: "5a2b3c4d-1111-4222-8333-444455556666"}
-	apiSrv := httptest.NewServer(api)
-	defer apiSrv.Close()
-	e := startEnvWith(t, "worker-api", func(cfg *config.Configuration) {
-		cfg.Routes.All = true
-		cfg.BackendAI.CoordinatorURL = apiSrv.URL
-		cfg.BackendAI.CoordinatorToken = "api-secret"
-		cfg.BackendAI.WorkerID = api.WorkerID
-		cfg.BackendAI.PollInterval = types.Duration(time.Second)
-	})
+	e := startEnvWithCoordinator(t, "worker-api", api)
 	ctx := testbed.Context(t, time.Minute)
 	inf := inference()
 	inf.SD = false // no traefik-sd middleware: identities come from Backend.AI's own keys and API

@@ -91,6 +91,18 @@ func emptyOr(ctx context.Context, s sdStore) ([]group, error) {
 	return view, err
 }
 
+// besideConfig is a sidecar for another Traefik node on the env's etcd,
+// writing its ServiceDiscovery entries every second.
+func besideConfig(e *env, authority, node string) *config.Configuration {
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1:0"
+	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
+	cfg.Worker.Authority, cfg.Worker.Node = authority, node
+	cfg.Traefik.Target = "10.0.0.7:8080"
+	cfg.BackendAI.Heartbeat = types.Duration(time.Second)
+	return cfg
+}
+
 func withCustomPath() coordinator.Circuit {
 	return coordinator.Circuit{
 		ID: "33333333-cccc-4ccc-8ccc-000000000003", App: "vllm", Mode: "interactive", Hostname: "vllm.example",
@@ -108,12 +120,7 @@ func TestServiceDiscoveryStoresMatchTargets(t *testing.T) {
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference(), withCustomPath()), "create")
 	for _, s := range sdStores(t, e) {
 		t.Run(s.name, func(t *testing.T) {
-			cfg := config.Default()
-			cfg.Address = "127.0.0.1:0"
-			cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-			cfg.Worker.Authority, cfg.Worker.Node = "worker-sd", "node-b"
-			cfg.Traefik.Target = "10.0.0.7:8080"
-			cfg.BackendAI.Heartbeat = types.Duration(time.Second)
+			cfg := besideConfig(e, "worker-sd", "node-b")
 			s.configure(cfg)
 			base, stop := e.startBeside(t, cfg)
 
@@ -212,12 +219,8 @@ func TestHANodesShareRouteEntries(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			stops := map[string]func(){}
 			for i, node := range []string{"node-1", "node-2"} {
-				cfg := config.Default()
-				cfg.Address = "127.0.0.1:0"
-				cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-				cfg.Worker.Authority, cfg.Worker.Node = "worker-ha", node
+				cfg := besideConfig(e, "worker-ha", node)
 				cfg.Traefik.Target = fmt.Sprintf("10.0.0.%d:8080", i+1)
-				cfg.BackendAI.Heartbeat = types.Duration(time.Second)
 				s.configure(cfg)
 				_, stops[node] = e.startBeside(t, cfg)
 			}
@@ -285,11 +288,7 @@ func TestRedisStoreSweepsWhatAnEarlierRunLeft(t *testing.T) {
 	testbed.Must(t, (&servicediscovery.RedisStore{Client: rdb}).Put(ctx, writes), "leaving entries behind")
 	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
 
-	cfg := config.Default()
-	cfg.Address = "127.0.0.1:0"
-	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-	cfg.Worker.Authority, cfg.Worker.Node = "worker-sw", "node-b"
-	cfg.Traefik.Target = "10.0.0.7:8080"
+	cfg := besideConfig(e, "worker-sw", "node-b")
 	cfg.BackendAI.Redis.Address = r.Address
 	e.startBeside(t, cfg)
 
@@ -322,13 +321,8 @@ func TestRedisRestartConverges(t *testing.T) {
 	r := testbed.StartRedis(t, t.TempDir())
 	rdb := r.Client(t)
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
-	cfg := config.Default()
-	cfg.Address = "127.0.0.1:0"
-	cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-	cfg.Worker.Authority, cfg.Worker.Node = "worker-rr", "node-b"
-	cfg.Traefik.Target = "10.0.0.7:8080"
+	cfg := besideConfig(e, "worker-rr", "node-b")
 	cfg.BackendAI.Redis.Address = r.Address
-	cfg.BackendAI.Heartbeat = types.Duration(time.Second)
 	base, _ := e.startBeside(t, cfg)
 	count := func() int {
 		view, err := managerView(ctx, manager.RedisReader(rdb))
@@ -365,11 +359,7 @@ func TestRedisStoreOverTLSWithAPassword(t *testing.T) {
 	start := func(password string) string {
 		pw := filepath.Join(t.TempDir(), "password")
 		testbed.Must(t, os.WriteFile(pw, []byte(password+"\n"), 0o600), "password file")
-		cfg := config.Default()
-		cfg.Address = "127.0.0.1:0"
-		cfg.Etcd.Endpoints = []string{e.etcd.Endpoint}
-		cfg.Worker.Authority, cfg.Worker.Node = "worker-rt", "node-"+password
-		cfg.Traefik.Target = "10.0.0.7:8080"
+		cfg := besideConfig(e, "worker-rt", "node-"+password)
 		cfg.BackendAI.Redis = config.SDRedis{Address: r.Address, PasswordFile: pw,
 			TLS: &config.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey}}
 		base, _ := e.startBeside(t, cfg)
