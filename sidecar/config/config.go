@@ -1,6 +1,8 @@
-// Package config is the sidecar's static configuration, loaded the way
-// Traefik loads its own with paerser: from a file (--configFile, YAML or
-// TOML), else from flags, else from TRAEFIK_SD_* environment variables.
+// Package config is the sidecar's static configuration, decoded with
+// paerser as Traefik decodes its own, from three sources that compose: a
+// file (--configFile, YAML or TOML), then TRAEFIK_SD_* environment
+// variables, then flags, each overriding the one before. Settings in
+// args, secrets in the environment or in files, as Kubernetes has them.
 package config
 
 import (
@@ -15,9 +17,6 @@ import (
 	"time"
 
 	"github.com/traefik/paerser/cli"
-	"github.com/traefik/paerser/env"
-	"github.com/traefik/paerser/file"
-	"github.com/traefik/paerser/flag"
 	"github.com/traefik/paerser/types"
 )
 
@@ -26,9 +25,9 @@ const EnvPrefix = "TRAEFIK_SD_"
 
 // Configuration is everything the sidecar can be told at start.
 type Configuration struct {
-	ConfigFile string    `description:"Configuration file (YAML or TOML); when given, flags and environment are not read." json:"configFile,omitempty"`
+	ConfigFile string    `description:"Configuration file (YAML or TOML), read first; TRAEFIK_SD_* variables override it, flags override both." json:"configFile,omitempty"`
 	Address    string    `description:"Listen address of the HTTP API (targets, plugin pushes, metrics)." json:"address,omitempty"`
-	LogLevel   string    `description:"Log level: debug, info, warn or error." json:"logLevel,omitempty"`
+	Log        Log       `description:"The sidecar's own log." json:"log,omitempty"`
 	Etcd       Etcd      `description:"The etcd cluster Traefik's etcd provider reads." json:"etcd,omitempty"`
 	Worker     Worker    `description:"The AppProxy worker this sidecar serves." json:"worker,omitempty"`
 	Traefik    Traefik   `description:"Traefik's own metrics." json:"traefik,omitempty"`
@@ -42,20 +41,30 @@ type Configuration struct {
 	// etcdOff is set when --etcd.endpoints (or its variable) is given
 	// empty: the sidecar then runs from the plugin's pushes alone.
 	etcdOff bool
+	// secretsRead: the …File options were read once; a re-read may
+	// replace their values.
+	secretsRead bool
 }
 
 // PluginOnly tells whether the sidecar runs without etcd.
 func (c *Configuration) PluginOnly() bool { return len(c.Etcd.Endpoints) == 0 }
 
+// Log configures the sidecar's own log (on stderr).
+type Log struct {
+	Level  string `description:"Least severity logged: debug, info, warn or error." json:"level,omitempty"`
+	Format string `description:"logfmt (key=value) or json, one record per line." json:"format,omitempty"`
+}
+
 // BackendAI configures what traefik-sd reads from Backend.AI itself.
 type BackendAI struct {
-	CoordinatorURL   string         `description:"AppProxy coordinator base URL; when set, route and session ids come from its GET /api/worker/{workerID}/circuits." json:"coordinatorURL,omitempty"`
-	CoordinatorToken string         `description:"The coordinator's API secret (X-BackendAI-Token)." json:"coordinatorToken,omitempty"`
-	WorkerID         string         `description:"This worker's id at the coordinator." json:"workerID,omitempty"`
-	PollInterval     types.Duration `description:"How often the coordinator is asked (and soon after every etcd change)." json:"pollInterval,omitempty"`
-	Etcd             SDStore        `description:"Backend.AI's ServiceDiscovery store, etcd backend: when endpoints are set, every route and Traefik target is written there too." json:"etcd,omitempty"`
-	Redis            SDRedis        `description:"Backend.AI's ServiceDiscovery store, Redis backend (Backend.AI's default): when address is set, every route and Traefik target is written there too." json:"redis,omitempty"`
-	Heartbeat        types.Duration `description:"How often ServiceDiscovery entries are rewritten whole with a fresh last_heartbeat (the Manager sweeps etcd entries after 300s; Redis entries expire after 180s)." json:"heartbeat,omitempty"`
+	CoordinatorURL       string         `description:"AppProxy coordinator base URL; when set, route and session ids come from its GET /api/worker/{workerID}/circuits." json:"coordinatorURL,omitempty"`
+	CoordinatorToken     string         `description:"The coordinator's API secret (X-BackendAI-Token)." json:"coordinatorToken,omitempty"`
+	CoordinatorTokenFile string         `description:"File holding the coordinator's API secret (instead of coordinatorToken); read at start and on SIGHUP." json:"coordinatorTokenFile,omitempty"`
+	WorkerID             string         `description:"This worker's id at the coordinator." json:"workerID,omitempty"`
+	PollInterval         types.Duration `description:"How often the coordinator is asked (and soon after every etcd change)." json:"pollInterval,omitempty"`
+	Etcd                 SDStore        `description:"Backend.AI's ServiceDiscovery store, etcd backend: when endpoints are set, every route and Traefik target is written there too." json:"etcd,omitempty"`
+	Redis                SDRedis        `description:"Backend.AI's ServiceDiscovery store, Redis backend (Backend.AI's default): when address is set, every route and Traefik target is written there too." json:"redis,omitempty"`
+	Heartbeat            types.Duration `description:"How often ServiceDiscovery entries are rewritten whole with a fresh last_heartbeat (the Manager sweeps etcd entries after 300s; Redis entries expire after 180s)." json:"heartbeat,omitempty"`
 }
 
 // SDRedis is the "live" Redis holding Backend.AI's ServiceDiscovery entries.
@@ -63,22 +72,23 @@ type SDRedis struct {
 	Address      string `description:"host:port of Backend.AI's Redis (the manager's redis.addr)." json:"address,omitempty"`
 	Username     string `description:"Redis ACL user, if any." json:"username,omitempty"`
 	Password     string `description:"Redis password." json:"password,omitempty"`
-	PasswordFile string `description:"File holding the Redis password (instead of password), read at start." json:"passwordFile,omitempty"`
+	PasswordFile string `description:"File holding the Redis password (instead of password); read at start and on SIGHUP." json:"passwordFile,omitempty"`
 	DB           int    `description:"Redis database number (Backend.AI uses 0 for service discovery)." json:"db,omitempty"`
 	TLS          *TLS   `description:"TLS to this Redis." json:"tls,omitempty"`
 }
 
 // SDStore is the etcd holding Backend.AI's ServiceDiscovery entries.
 type SDStore struct {
-	Endpoints []string `description:"etcd endpoints of Backend.AI (may differ from Traefik's)." json:"endpoints,omitempty"`
-	Namespace string   `description:"Backend.AI's etcd namespace (/sorna/<namespace>/...)." json:"namespace,omitempty"`
-	Username  string   `description:"etcd user." json:"username,omitempty"`
-	Password  string   `description:"etcd password." json:"password,omitempty"`
-	TLS       *TLS     `description:"TLS to this etcd." json:"tls,omitempty"`
+	Endpoints    []string `description:"etcd endpoints of Backend.AI (may differ from Traefik's)." json:"endpoints,omitempty"`
+	Namespace    string   `description:"Backend.AI's etcd namespace (/sorna/<namespace>/...)." json:"namespace,omitempty"`
+	Username     string   `description:"etcd user." json:"username,omitempty"`
+	Password     string   `description:"etcd password." json:"password,omitempty"`
+	PasswordFile string   `description:"File holding the etcd password (instead of password), read at start." json:"passwordFile,omitempty"`
+	TLS          *TLS     `description:"TLS to this etcd." json:"tls,omitempty"`
 }
 
 // Limits bound the published set; what they leave out is counted in
-// traefik_sd_targets_dropped{limit}.
+// traefik_sd_targets_left_out{limit}.
 type Limits struct {
 	MaxTargets int `description:"Most route targets published (routers past it, in name order, are left out); 0 for no bound." json:"maxTargets,omitempty"`
 	MaxLabels  int `description:"Most labels on one target (a target with more is left out); 0 for no bound." json:"maxLabels,omitempty"`
@@ -90,6 +100,7 @@ type Etcd struct {
 	RootKey        string         `description:"Traefik's etcd provider rootKey (default traefik/worker_<authority>)." json:"rootKey,omitempty"`
 	Username       string         `description:"etcd user." json:"username,omitempty"`
 	Password       string         `description:"etcd password." json:"password,omitempty"`
+	PasswordFile   string         `description:"File holding the etcd password (instead of password), read at start." json:"passwordFile,omitempty"`
 	TLS            *TLS           `description:"TLS to etcd." json:"tls,omitempty"`
 	DialTimeout    types.Duration `description:"Timeout to connect to etcd." json:"dialTimeout,omitempty"`
 	RequestTimeout types.Duration `description:"Timeout of each etcd call (a listing included)." json:"requestTimeout,omitempty"`
@@ -125,6 +136,7 @@ type Traefik struct {
 type Plugin struct {
 	Name       string         `description:"The plugin's key in the middleware configuration (plugin/<name>/...)." json:"name,omitempty"`
 	Token      string         `description:"Bearer token the plugin must send with pushes." json:"token,omitempty"`
+	TokenFile  string         `description:"File holding the push token (instead of token); read at start and on SIGHUP." json:"tokenFile,omitempty"`
 	StartGrace types.Duration `description:"After a start, how long /v1/targets answers 503 while waiting for the plugin's full set and Traefik's router list, before serving what it has." json:"startGrace,omitempty"`
 }
 
@@ -141,22 +153,24 @@ type Routes struct {
 
 // Server configures the HTTP API.
 type Server struct {
-	ReadToken    string         `description:"Bearer token required to read targets, metrics and readiness." json:"readToken,omitempty"`
-	ReadUser     string         `description:"Basic-auth user allowed to read (with readPassword)." json:"readUser,omitempty"`
-	ReadPassword string         `description:"Basic-auth password." json:"readPassword,omitempty"`
-	TLSCert      string         `description:"Serve HTTPS with this certificate file (with tlsKey)." json:"tlsCert,omitempty"`
-	TLSKey       string         `description:"Key file of tlsCert." json:"tlsKey,omitempty"`
-	MaxPushBytes int            `description:"Largest plugin push body accepted." json:"maxPushBytes,omitempty"`
-	ReadTimeout  types.Duration `description:"Timeout to read a request." json:"readTimeout,omitempty"`
-	WriteTimeout types.Duration `description:"Timeout to write a response." json:"writeTimeout,omitempty"`
-	MaxConns     int            `description:"Most concurrent connections." json:"maxConns,omitempty"`
+	ReadToken        string         `description:"Bearer token required to read targets, metrics and readiness." json:"readToken,omitempty"`
+	ReadUser         string         `description:"Basic-auth user allowed to read (with readPassword)." json:"readUser,omitempty"`
+	ReadPassword     string         `description:"Basic-auth password." json:"readPassword,omitempty"`
+	ReadTokenFile    string         `description:"File holding the read token (instead of readToken); read at start and on SIGHUP." json:"readTokenFile,omitempty"`
+	ReadPasswordFile string         `description:"File holding the basic-auth password (instead of readPassword); read at start and on SIGHUP." json:"readPasswordFile,omitempty"`
+	TLSCert          string         `description:"Serve HTTPS with this certificate file (with tlsKey)." json:"tlsCert,omitempty"`
+	TLSKey           string         `description:"Key file of tlsCert." json:"tlsKey,omitempty"`
+	MaxPushBytes     int            `description:"Largest plugin push body accepted." json:"maxPushBytes,omitempty"`
+	ReadTimeout      types.Duration `description:"Timeout to read a request." json:"readTimeout,omitempty"`
+	WriteTimeout     types.Duration `description:"Timeout to write a response." json:"writeTimeout,omitempty"`
+	MaxConns         int            `description:"Most concurrent connections." json:"maxConns,omitempty"`
 }
 
 // Default returns the defaults every source overlays.
 func Default() *Configuration {
 	return &Configuration{
-		Address:  "127.0.0.1:9180",
-		LogLevel: "info",
+		Address: "127.0.0.1:9180",
+		Log:     Log{Level: "info", Format: "logfmt"},
 		Etcd: Etcd{
 			Endpoints:        []string{"127.0.0.1:2379"},
 			DialTimeout:      types.Duration(5 * time.Second),
@@ -179,80 +193,27 @@ func Default() *Configuration {
 // Command returns the paerser command that loads into cfg and calls run.
 func Command(cfg *Configuration, run func() error) *cli.Command {
 	return &cli.Command{
-		Name:          "traefik-sd",
-		Description:   "traefik-sd publishes what Traefik routes (from its etcd configuration, its plugin and its metrics) as Prometheus HTTP SD targets.",
-		Configuration: cfg,
-		Resources:     []cli.ResourceLoader{&fileLoader{}, flagLoader{}, envLoader{}},
-		Run:           func([]string) error { return run() },
+		Name:           "traefik-sd",
+		Description:    "traefik-sd publishes what Traefik routes (from its etcd configuration, its plugin and its metrics) as Prometheus HTTP SD targets.",
+		Configuration:  cfg,
+		Resources:      []cli.ResourceLoader{layeredLoader{}},
+		CustomHelpFunc: printHelp,
+		Run:            func([]string) error { return run() },
 	}
-}
-
-// fileLoader reads --configFile when given, and only then: no hidden default locations.
-type fileLoader struct{}
-
-func (fileLoader) Load(args []string, cmd *cli.Command) (bool, error) {
-	ref, err := flag.Parse(args, cmd.Configuration)
-	if err != nil {
-		return false, err
-	}
-	path := ""
-	for k, v := range ref {
-		if strings.EqualFold(k, "traefik.configFile") {
-			path = v
-		}
-	}
-	if path == "" {
-		return false, nil
-	}
-	if err := file.Decode(path, cmd.Configuration); err != nil {
-		return false, fmt.Errorf("configuration file %s: %w", path, err)
-	}
-	return true, nil
-}
-
-// flagLoader is paerser's, but tells an empty --etcd.endpoints= from an
-// absent one: paerser keeps the default for an empty list.
-type flagLoader struct{}
-
-func (flagLoader) Load(args []string, cmd *cli.Command) (bool, error) {
-	for _, a := range args {
-		name, value, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if ok && value == "" && strings.EqualFold(name, "etcd.endpoints") {
-			cmd.Configuration.(*Configuration).etcdOff = true
-		}
-	}
-	return (&cli.FlagLoader{}).Load(args, cmd)
-}
-
-// envLoader reads TRAEFIK_SD_* variables. paerser wants a prefix without an
-// inner underscore, so the names are handed to it under TRAEFIKSD_.
-type envLoader struct{}
-
-func (envLoader) Load(_ []string, cmd *cli.Command) (bool, error) {
-	const inner = "TRAEFIKSD_"
-	if v, ok := os.LookupEnv(EnvPrefix + "ETCD_ENDPOINTS"); ok && v == "" {
-		cmd.Configuration.(*Configuration).etcdOff = true
-	}
-	var vars []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, EnvPrefix) {
-			vars = append(vars, inner+kv[len(EnvPrefix):])
-		}
-	}
-	vars = env.FindPrefixedEnvVars(vars, inner, cmd.Configuration)
-	if len(vars) == 0 {
-		return false, nil
-	}
-	if err := env.Decode(vars, inner, cmd.Configuration); err != nil {
-		return false, fmt.Errorf("environment variables %s*: %w", EnvPrefix, err)
-	}
-	return true, nil
 }
 
 // Complete fills derived defaults and checks every option; errors name it.
 func (c *Configuration) Complete() error {
 	if strings.TrimSpace(c.Worker.Authority) == "" {
-		return errors.New("--worker.authority is required")
+		return errors.New("--worker.authority is required (the AppProxy worker's authority, e.g. worker-1)")
+	}
+	for name, v := range map[string]string{"--worker.authority": c.Worker.Authority, "--worker.node": c.Worker.Node} {
+		if strings.ContainsAny(v, "/ \t\r\n") || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return fmt.Errorf("%s %q: no spaces, slashes or control characters (it becomes part of etcd keys and labels)", name, v)
+		}
+	}
+	if _, err := c.ReadSecrets(); err != nil {
+		return err
 	}
 	if c.Worker.Node == "" {
 		host, err := os.Hostname()
@@ -265,6 +226,24 @@ func (c *Configuration) Complete() error {
 		c.Etcd.RootKey = "traefik/worker_" + c.Worker.Authority
 	}
 	c.Etcd.RootKey = strings.TrimSuffix(c.Etcd.RootKey, "/")
+	for name, d := range map[string]types.Duration{
+		"--etcd.dialTimeout": c.Etcd.DialTimeout, "--etcd.requestTimeout": c.Etcd.RequestTimeout,
+		"--server.readTimeout": c.Server.ReadTimeout, "--server.writeTimeout": c.Server.WriteTimeout,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: want a duration above 0, such as 10s (0 or less would mean no timeout)", name, time.Duration(d))
+		}
+	}
+	for name, list := range map[string][]string{"--etcd.endpoints": c.Etcd.Endpoints, "--backendai.etcd.endpoints": c.BackendAI.Etcd.Endpoints} {
+		if name == "--etcd.endpoints" && c.etcdOff {
+			continue
+		}
+		for _, ep := range list {
+			if err := checkEndpoint(ep); err != nil {
+				return fmt.Errorf("%s: %q %v; want host:port or http(s)://host:port, comma-separated", name, ep, err)
+			}
+		}
+	}
 	if time.Duration(c.Etcd.ProgressInterval) < 100*time.Millisecond {
 		return fmt.Errorf("--etcd.progressInterval %s: at least 100ms", time.Duration(c.Etcd.ProgressInterval))
 	}
@@ -365,10 +344,15 @@ func (c *Configuration) Complete() error {
 	if c.Server.MaxConns < 1 {
 		return fmt.Errorf("--server.maxConns %d: at least 1", c.Server.MaxConns)
 	}
-	switch strings.ToLower(c.LogLevel) {
+	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("--logLevel %q: debug, info, warn or error", c.LogLevel)
+		return fmt.Errorf("--log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "logfmt", "json":
+	default:
+		return fmt.Errorf("--log.format %q: want logfmt or json", c.Log.Format)
 	}
 	if c.Etcd.TLS != nil && (c.Etcd.TLS.Cert == "") != (c.Etcd.TLS.Key == "") {
 		return errors.New("--etcd.tls.cert and --etcd.tls.key go together")
@@ -376,11 +360,83 @@ func (c *Configuration) Complete() error {
 	return nil
 }
 
+// checkEndpoint accepts host:port or an http(s) URL with a host.
+func checkEndpoint(ep string) error {
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.New("is not an http(s) URL")
+		}
+		return nil
+	}
+	if host, port, err := net.SplitHostPort(ep); err != nil || host == "" || port == "" {
+		return errors.New("is not host:port")
+	}
+	return nil
+}
+
+// secrets are the options that have a …File variant: the file, when
+// given, holds the value (a mounted Kubernetes Secret), and is read again
+// on SIGHUP.
+func (c *Configuration) secrets() []struct {
+	name  string
+	value *string
+	file  string
+} {
+	return []struct {
+		name  string
+		value *string
+		file  string
+	}{
+		{"--plugin.token", &c.Plugin.Token, c.Plugin.TokenFile},
+		{"--server.readToken", &c.Server.ReadToken, c.Server.ReadTokenFile},
+		{"--server.readPassword", &c.Server.ReadPassword, c.Server.ReadPasswordFile},
+		{"--etcd.password", &c.Etcd.Password, c.Etcd.PasswordFile},
+		{"--backendai.etcd.password", &c.BackendAI.Etcd.Password, c.BackendAI.Etcd.PasswordFile},
+		{"--backendai.redis.password", &c.BackendAI.Redis.Password, c.BackendAI.Redis.PasswordFile},
+		{"--backendai.coordinatorToken", &c.BackendAI.CoordinatorToken, c.BackendAI.CoordinatorTokenFile},
+	}
+}
+
+// ReadSecrets reads every …File option into its value (at start, and again
+// on SIGHUP); it names the secrets whose value changed. Either every file
+// is read and applied, or none is.
+func (c *Configuration) ReadSecrets() (changed []string, err error) {
+	secrets := c.secrets()
+	values := make([]string, len(secrets))
+	for i, s := range secrets {
+		values[i] = *s.value
+		if s.file == "" {
+			continue
+		}
+		if !c.secretsRead && *s.value != "" {
+			return nil, fmt.Errorf("%s and %sFile: give one", s.name, s.name)
+		}
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return nil, fmt.Errorf("%sFile: %w", s.name, err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return nil, fmt.Errorf("%sFile %s: empty", s.name, s.file)
+		}
+		values[i] = v
+	}
+	for i, s := range secrets {
+		if *s.value != values[i] {
+			changed = append(changed, s.name)
+			*s.value = values[i]
+		}
+	}
+	c.secretsRead = true
+	return changed, nil
+}
+
 // completeRedis checks the Redis store's options and reads its password file.
 func (c *Configuration) completeRedis() error {
 	r := &c.BackendAI.Redis
 	if r.Address == "" {
-		if r.Password != "" || r.PasswordFile != "" || r.TLS != nil {
+		if r.Password != "" || r.PasswordFile != "" || r.TLS != nil || r.DB != 0 || r.Username != "" {
 			return errors.New("--backendai.redis.*: set --backendai.redis.address (host:port) to use the Redis store")
 		}
 		return nil
@@ -390,16 +446,6 @@ func (c *Configuration) completeRedis() error {
 	}
 	if r.DB < 0 {
 		return fmt.Errorf("--backendai.redis.db %d: 0 or more", r.DB)
-	}
-	if r.Password != "" && r.PasswordFile != "" {
-		return errors.New("--backendai.redis.password and --backendai.redis.passwordFile: give one")
-	}
-	if r.PasswordFile != "" {
-		b, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
-			return fmt.Errorf("--backendai.redis.passwordFile: %w", err)
-		}
-		r.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	if r.TLS != nil && (r.TLS.Cert == "") != (r.TLS.Key == "") {
 		return errors.New("--backendai.redis.tls.cert and --backendai.redis.tls.key go together")

@@ -113,3 +113,171 @@ func TestRefusedWithTheOptionName(t *testing.T) {
 		})
 	}
 }
+
+// TestSourcesCompose: the file, then TRAEFIK_SD_* variables, then flags,
+// each overriding the one before, as a Kubernetes pod has them: settings
+// in args, secrets in the environment.
+func TestSourcesCompose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "traefik-sd.yml")
+	yml := "worker:\n  authority: worker-file\nserver:\n  readTimeout: 5s\n  writeTimeout: 20s\netcd:\n  endpoints: [\"10.0.0.1:2379\", \"10.0.0.2:2379\"]\n"
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TRAEFIK_SD_SERVER_READTIMEOUT", "7s")
+	t.Setenv("TRAEFIK_SD_BACKENDAI_COORDINATORTOKEN", "from-env")
+	cfg, err := load(t, "--configFile="+path, "--server.readTimeout=9s", "--worker.node=n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]bool{
+		"authority from the file":            cfg.Worker.Authority == "worker-file",
+		"writeTimeout from the file":         time.Duration(cfg.Server.WriteTimeout) == 20*time.Second,
+		"endpoints from the file":            strings.Join(cfg.Etcd.Endpoints, ",") == "10.0.0.1:2379,10.0.0.2:2379",
+		"the token from the environment":     cfg.BackendAI.CoordinatorToken == "from-env",
+		"readTimeout: the flag over the env": time.Duration(cfg.Server.ReadTimeout) == 9*time.Second,
+		"defaults where nothing says":        cfg.Address == "127.0.0.1:9180",
+	}
+	for what, ok := range checks {
+		if !ok {
+			t.Errorf("%s: %+v", what, cfg)
+		}
+	}
+	// The environment over the file, with no flag for it.
+	cfg, err = load(t, "--configFile="+path)
+	if err != nil || time.Duration(cfg.Server.ReadTimeout) != 7*time.Second {
+		t.Errorf("readTimeout %v (%v), want the environment's 7s", time.Duration(cfg.Server.ReadTimeout), err)
+	}
+	// An empty --etcd.endpoints= over the file's list: no etcd.
+	cfg, err = load(t, "--configFile="+path, "--etcd.endpoints=", "--traefik.apiURL=http://127.0.0.1:8080")
+	if err != nil || !cfg.PluginOnly() {
+		t.Errorf("--etcd.endpoints= over a file's list: plugin-only %v (%v)", cfg.PluginOnly(), err)
+	}
+}
+
+// TestSecretsFromFiles: every secret has a …File variant (a mounted
+// Secret); a re-read picks up a rotated value; giving both is refused.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg, err := load(t, "--worker.authority=w",
+		"--plugin.tokenFile="+write("push", "push-1\n"),
+		"--server.readTokenFile="+write("read", "read-1"),
+		"--server.readUser=prom", "--server.readPasswordFile="+write("pw", "pw-1\n"),
+		"--etcd.passwordFile="+write("etcd", "etcd-1\n"), "--etcd.username=u",
+		"--backendai.coordinatorURL=http://c:10200", "--backendai.workerID=w1",
+		"--backendai.coordinatorTokenFile="+write("coord", "coord-1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Plugin.Token != "push-1" || cfg.Server.ReadToken != "read-1" || cfg.Server.ReadPassword != "pw-1" ||
+		cfg.Etcd.Password != "etcd-1" || cfg.BackendAI.CoordinatorToken != "coord-1" {
+		t.Fatalf("secrets: %+v %+v %+v", cfg.Plugin, cfg.Server, cfg.BackendAI)
+	}
+	write("push", "push-2\n")
+	changed, err := cfg.ReadSecrets()
+	if err != nil || strings.Join(changed, ",") != "--plugin.token" || cfg.Plugin.Token != "push-2" {
+		t.Errorf("re-read: %v %v, token %q", changed, err, cfg.Plugin.Token)
+	}
+	if _, err := load(t, "--worker.authority=w", "--plugin.token=x", "--plugin.tokenFile="+write("push", "y")); err == nil ||
+		!strings.Contains(err.Error(), "--plugin.token and --plugin.tokenFile") {
+		t.Errorf("both a token and its file: %v", err)
+	}
+	if _, err := load(t, "--worker.authority=w", "--plugin.tokenFile="+write("empty", "\n")); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("an empty token file: %v", err)
+	}
+}
+
+// TestEveryBadValueNamesItsOption: whatever the source, a value that
+// cannot be decoded or makes no sense is refused at start with the
+// option's name (as that source spells it) and what is accepted.
+func TestEveryBadValueNamesItsOption(t *testing.T) {
+	dir := t.TempDir()
+	type source struct {
+		name string
+		give func(t *testing.T, key, value string) []string // returns the args
+	}
+	flagSrc := source{"flag", func(_ *testing.T, key, value string) []string { return []string{"--" + key + "=" + value} }}
+	envSrc := source{"env", func(t *testing.T, key, value string) []string {
+		t.Setenv("TRAEFIK_SD_"+strings.ToUpper(strings.ReplaceAll(key, ".", "_")), value)
+		return nil
+	}}
+	fileSrc := source{"file", func(t *testing.T, key, value string) []string {
+		parts := strings.Split(key, ".")
+		var b strings.Builder
+		for i, p := range parts[:len(parts)-1] {
+			b.WriteString(strings.Repeat("  ", i) + p + ":\n")
+		}
+		b.WriteString(strings.Repeat("  ", len(parts)-1) + parts[len(parts)-1] + ": \"" + value + "\"\n")
+		p := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".yml")
+		if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{"--configFile=" + p}
+	}}
+	cases := []struct {
+		key, value string
+		want       []string // in the error, beside the option's name
+	}{
+		{"server.readTimeout", "abc", []string{"readTimeout", "a duration such as"}},
+		{"server.readTimeout", "-5s", []string{"readTimeout", "above 0"}},
+		{"server.writeTimeout", "0s", []string{"writeTimeout", "above 0"}},
+		{"etcd.requestTimeout", "-1s", []string{"requestTimeout", "above 0"}},
+		{"routes.all", "maybe", []string{"all", "true or false"}},
+		{"server.maxConns", "many", []string{"maxConns", "a whole number"}},
+		{"server.maxConns", "0", []string{"maxConns", "at least 1"}},
+		{"etcd.endpoints", "10.0.0.1", []string{"endpoints", "host:port"}},
+		{"etcd.endpoints", "ftp://x:1", []string{"endpoints", "host:port"}},
+		{"worker.node", "a node", []string{"worker.node", "no spaces"}},
+		{"traefik.scrapeInterval", "1ms", []string{"scrapeInterval", "at least"}},
+		{"no.suchOption", "1", []string{"not an option"}},
+	}
+	for _, src := range []source{flagSrc, envSrc, fileSrc} {
+		for _, c := range cases {
+			t.Run(src.name+"/"+c.key+"="+c.value, func(t *testing.T) {
+				args := append([]string{"--worker.authority=w"}, src.give(t, c.key, c.value)...)
+				_, err := load(t, args...)
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				for _, w := range c.want {
+					if !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(w)) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+			})
+		}
+	}
+	// The authority: spaces or slashes would land in etcd's root key.
+	for _, bad := range []string{"worker 1", "worker/1"} {
+		if _, err := load(t, "--worker.authority="+bad); err == nil || !strings.Contains(err.Error(), "--worker.authority") {
+			t.Errorf("authority %q: %v", bad, err)
+		}
+	}
+	// An unknown variable is named, not ignored.
+	t.Run("unknown variable", func(t *testing.T) {
+		t.Setenv("TRAEFIK_SD_WORKER_AUTORITY", "typo")
+		if _, err := load(t, "--worker.authority=w"); err == nil || !strings.Contains(err.Error(), "TRAEFIK_SD_WORKER_AUTORITY") {
+			t.Errorf("error %v, want one naming the variable", err)
+		}
+	})
+}
+
+// TestREADMEListsEveryOption: the README's options table names every
+// option with its variable, so that it cannot fall behind the code.
+func TestREADMEListsEveryOption(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range config.OptionRows() {
+		if !strings.Contains(string(readme), "| `--"+row[0]+"` | `"+row[1]+"` |") {
+			t.Errorf("the README's options table lacks --%s (%s)", row[0], row[1])
+		}
+	}
+}

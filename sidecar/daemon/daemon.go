@@ -9,6 +9,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,9 +56,49 @@ type Daemon struct {
 
 	// Each outside party's state, so that a loss and a return are logged
 	// once each, not on every attempt.
-	apiFailing, coordFailing, scrapeFailing bool
+	apiFailing, coordFailing, scrapeFailing, etcdFailing bool
+	listedOnce                                           bool
 	// coordSkipped is the last answer's unjoinable routes, logged when it changes.
 	coordSkipped string
+
+	// server and redisPassword take re-read secrets (SIGHUP).
+	server        *server.Server
+	redisPassword atomic.Pointer[string]
+	secretsMu     sync.Mutex
+}
+
+// applySecrets hands the configured secrets to what checks or sends them.
+func (d *Daemon) applySecrets() {
+	d.server.SetCredentials(server.Credentials{PushToken: d.cfg.Plugin.Token, ReadToken: d.cfg.Server.ReadToken,
+		ReadUser: d.cfg.Server.ReadUser, ReadPassword: d.cfg.Server.ReadPassword})
+	if d.coord != nil {
+		d.coord.Client.SetToken(d.cfg.BackendAI.CoordinatorToken)
+	}
+	pw := d.cfg.BackendAI.Redis.Password
+	d.redisPassword.Store(&pw)
+}
+
+// ReloadSecrets re-reads every …File secret (on SIGHUP) and uses the new
+// values from the next request or connection on: the push and read
+// credentials, the coordinator's token and the Redis password. etcd's
+// passwords are taken at the next start: its client keeps its session.
+func (d *Daemon) ReloadSecrets() {
+	d.secretsMu.Lock()
+	defer d.secretsMu.Unlock()
+	changed, err := d.cfg.ReadSecrets()
+	if err != nil {
+		d.log.Warn("re-reading the secret files failed; the secrets in use stay", "error", err)
+		return
+	}
+	if d.server != nil {
+		d.applySecrets()
+	}
+	for _, name := range changed {
+		if strings.HasSuffix(name, "etcd.password") {
+			d.log.Warn("a changed etcd password is used from the next start", "option", name)
+		}
+	}
+	d.log.Info("secret files re-read", "changed", strings.Join(changed, ","))
 }
 
 // New prepares a daemon from a completed configuration.
@@ -99,9 +140,11 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		}
 	}
 	if cfg.BackendAI.CoordinatorURL != "" {
+		client := &routeinfo.Client{URL: cfg.BackendAI.CoordinatorURL, WorkerID: cfg.BackendAI.WorkerID,
+			HTTP: &http.Client{Timeout: 10 * time.Second}}
+		client.SetToken(cfg.BackendAI.CoordinatorToken)
 		d.coord = &routeinfo.Poller{
-			Client: &routeinfo.Client{URL: cfg.BackendAI.CoordinatorURL, WorkerID: cfg.BackendAI.WorkerID,
-				Token: cfg.BackendAI.CoordinatorToken, HTTP: &http.Client{Timeout: 10 * time.Second}},
+			Client:   client,
 			Interval: time.Duration(cfg.BackendAI.PollInterval),
 			Settle:   500 * time.Millisecond,
 		}
@@ -143,6 +186,13 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	}
 	defer closeStores()
 
+	if d.cfg.Server.TLSCert != "" {
+		// Checked before listening, so that "started" is never logged by
+		// a sidecar about to fail on its certificate.
+		if _, err := tls.LoadX509KeyPair(d.cfg.Server.TLSCert, d.cfg.Server.TLSKey); err != nil {
+			return fmt.Errorf("--server.tlsCert/--server.tlsKey: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", d.cfg.Address)
 	if err != nil {
 		return fmt.Errorf("--address %s: %w", d.cfg.Address, err)
@@ -153,13 +203,11 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		Plugins:      d.plugins,
 		Metrics:      d.metrics,
 		Log:          d.log,
-		PushToken:    d.cfg.Plugin.Token,
-		ReadToken:    d.cfg.Server.ReadToken,
-		ReadUser:     d.cfg.Server.ReadUser,
-		ReadPassword: d.cfg.Server.ReadPassword,
 		Ready:        d.ready.Load,
 		MaxPushBytes: d.cfg.Server.MaxPushBytes,
 	}
+	d.server = api
+	d.applySecrets()
 	httpd := &fasthttp.Server{
 		Handler:            api.Handler(),
 		Name:               "traefik-sd",
@@ -292,6 +340,16 @@ func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
 	if len(batches) == 0 {
 		return
 	}
+	for _, b := range batches {
+		if b.Snapshot {
+			what := "etcd re-listed; the target set follows it again"
+			if !d.listedOnce {
+				what = "etcd listed; the target set follows it from here"
+				d.listedOnce = true
+			}
+			d.log.Info(what, "rootKey", d.cfg.Etcd.RootKey, "keys", len(b.Events), "revision", b.Revision)
+		}
+	}
 	last := batches[len(batches)-1]
 	d.metrics.EtcdRevision.Set(float64(last.Revision))
 	d.metrics.EtcdLastEvent.Set(float64(last.Received.UnixNano()) / 1e9)
@@ -396,11 +454,22 @@ func (d *Daemon) watchStatus(st watch.Status) {
 	if st.Connected {
 		d.metrics.EtcdConnected.Set(1)
 		d.metrics.EtcdLastProgress.SetToCurrentTime()
+		if d.etcdFailing {
+			d.log.Info("etcd answers again", "endpoints", d.cfg.Etcd.Endpoints, "revision", st.Revision)
+			d.etcdFailing = false
+		}
 		return
 	}
 	d.metrics.EtcdConnected.Set(0)
+	keeping := "serving the last good target set"
+	if !d.ready.Load() {
+		keeping = "nothing is published until it is listed"
+	}
 	if st.Stale {
-		d.log.Warn("etcd is not answering; serving the last good target set", "endpoints", d.cfg.Etcd.Endpoints, "error", st.Err)
+		if !d.etcdFailing {
+			d.log.Warn("etcd is not answering; "+keeping, "endpoints", d.cfg.Etcd.Endpoints, "error", st.Err)
+		}
+		d.etcdFailing = true
 		return
 	}
 	if st.Relist {
@@ -411,7 +480,10 @@ func (d *Daemon) watchStatus(st watch.Status) {
 		d.metrics.EtcdRelists.WithLabelValues(reason).Inc()
 	}
 	if st.Err != nil {
-		d.log.Warn("etcd watch interrupted; serving the last good target set and re-listing", "endpoints", d.cfg.Etcd.Endpoints, "error", st.Err)
+		if !d.etcdFailing {
+			d.log.Warn("etcd watch interrupted; re-listing, and "+keeping, "endpoints", d.cfg.Etcd.Endpoints, "error", st.Err)
+		}
+		d.etcdFailing = true
 	}
 }
 
@@ -492,7 +564,7 @@ func (d *Daemon) outage(failing *bool, err error, lost, back, url string) bool {
 
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 	c := d.cfg.Etcd
-	return etcdconn.Dial("--etcd", c.Endpoints, c.Username, c.Password, c.TLS, time.Duration(c.DialTimeout))
+	return etcdconn.Dial("--etcd", c.Endpoints, c.Username, c.Password, c.TLS, time.Duration(c.DialTimeout), d.log)
 }
 
 // serviceDiscoveryStores connects to the Backend.AI stores configured;
@@ -506,7 +578,7 @@ func (d *Daemon) serviceDiscoveryStores() ([]servicediscovery.Store, func(), err
 		}
 	}
 	if sd := d.cfg.BackendAI.Etcd; len(sd.Endpoints) > 0 {
-		client, err := etcdconn.Dial("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout))
+		client, err := etcdconn.Dial("--backendai.etcd", sd.Endpoints, sd.Username, sd.Password, sd.TLS, time.Duration(d.cfg.Etcd.DialTimeout), d.log)
 		if err != nil {
 			return nil, closeAll, err
 		}
@@ -518,7 +590,16 @@ func (d *Daemon) serviceDiscoveryStores() ([]servicediscovery.Store, func(), err
 		// The client's own log (a dial failing, say) goes through ours at
 		// debug; each outcome that matters is logged by the writer.
 		redis.SetLogger(redisLog{d.log})
-		opts := &redis.Options{Addr: r.Address, Username: r.Username, Password: r.Password, DB: r.DB,
+		opts := &redis.Options{Addr: r.Address, DB: r.DB,
+			// Asked on every new connection, so that a password rotated on
+			// SIGHUP is used without a restart.
+			CredentialsProvider: func() (string, string) {
+				pw := ""
+				if p := d.redisPassword.Load(); p != nil {
+					pw = *p
+				}
+				return r.Username, pw
+			},
 			DialTimeout: time.Duration(d.cfg.Etcd.DialTimeout), DisableIdentity: true,
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}
 		if r.TLS != nil {

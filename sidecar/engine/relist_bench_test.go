@@ -163,10 +163,10 @@ func allLive(e *engine.Engine) pluginsync.Update {
 	return u
 }
 
-// benchCircuits is 100,000 unless TRAEFIK_SD_BENCH_CIRCUITS says otherwise
+// benchCircuits is 100,000 unless BENCH_CIRCUITS says otherwise
 // (smaller runs, for profiling).
 func benchCircuits() int {
-	if n, err := strconv.Atoi(os.Getenv("TRAEFIK_SD_BENCH_CIRCUITS")); err == nil && n > 0 {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_CIRCUITS")); err == nil && n > 0 {
 		return n
 	}
 	return 100000

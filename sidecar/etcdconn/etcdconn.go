@@ -5,16 +5,16 @@ package etcdconn
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // Dial returns a client; option is the flag prefix the settings came from
 // (e.g. --etcd), named in every error.
-func Dial(option string, endpoints []string, user, password string, t *config.TLS, dial time.Duration) (*clientv3.Client, error) {
+func Dial(option string, endpoints []string, user, password string, t *config.TLS, dial time.Duration, log *slog.Logger) (*clientv3.Client, error) {
 	cc := clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          dial,
@@ -22,7 +22,7 @@ func Dial(option string, endpoints []string, user, password string, t *config.TL
 		DialKeepAliveTimeout: 3 * time.Second,
 		Username:             user,
 		Password:             password,
-		Logger:               zap.NewNop(),
+		Logger:               ZapLogger(log, option),
 	}
 	if t != nil {
 		tc, err := t.ClientConfig(option)

@@ -1,7 +1,10 @@
 // Package metrics defines the sidecar's own metrics, served on /metrics.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/traefik-sd/traefik-sd/sidecar/version"
+)
 
 // Metrics are the sidecar's collectors, registered on their own registry.
 type Metrics struct {
@@ -58,7 +61,7 @@ func New() *Metrics {
 	m := &Metrics{
 		Registry:                 prometheus.NewRegistry(),
 		Targets:                  prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets", Help: "Published targets per service group."}, []string{"service_group"}),
-		TargetsDropped:           prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets_dropped", Help: "Targets left out by a limit (--limits.maxTargets, --limits.maxLabels)."}, []string{"limit"}),
+		TargetsDropped:           prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets_left_out", Help: "Targets left out by a limit (--limits.maxTargets, --limits.maxLabels)."}, []string{"limit"}),
 		Renders:                  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "renders_total", Help: "Times the target set changed and was rendered."}),
 		RenderSeconds:            prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "render_seconds", Help: "Time to build and render the target set.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
 		ChangeToPublish:          prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_publish_seconds", Help: "Delay from receiving an etcd change to publishing the new target set.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
@@ -98,5 +101,30 @@ func New() *Metrics {
 		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDErrors, m.SDLastSuccess, m.CoordinatorRoutesSkipped,
 		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	v, r, g := version.Info()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info", Help: "Always 1: the build's version, VCS revision and Go version as labels."}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(v, r, g).Set(1)
+	m.Registry.MustRegister(build)
+	// Every labelled series the sidecar can count starts at 0, so that
+	// rate() and absent() work before the first event.
+	for _, result := range []string{"full", "delta", "unauthorized", "too_large", "malformed", "need_full", "error"} {
+		m.Pushes.WithLabelValues(result)
+	}
+	for _, reason := range []string{"watch_lost", "compacted"} {
+		m.EtcdRelists.WithLabelValues(reason)
+	}
+	for _, kind := range []string{"timeout", "too_large", "malformed"} {
+		m.RequestErrors.WithLabelValues(kind)
+	}
+	for _, result := range []string{"ok", "error"} {
+		m.Scrapes.WithLabelValues(result)
+		m.CoordinatorPolls.WithLabelValues(result)
+	}
+	for _, result := range []string{"routers", "sweep", "error"} {
+		m.TraefikAPI.WithLabelValues(result)
+	}
+	for _, limit := range []string{"targets", "labels"} {
+		m.TargetsDropped.WithLabelValues(limit)
+	}
 	return m
 }

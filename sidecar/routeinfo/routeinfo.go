@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -145,16 +146,21 @@ func Decode(body []byte) (*Table, error) {
 	return t, nil
 }
 
-// Client asks the coordinator.
+// Client asks the coordinator. SetToken gives it the API secret, and may
+// replace it while it runs.
 type Client struct {
+	token atomic.Pointer[string]
+
 	// URL is the coordinator's base URL, e.g. http://coordinator:10200.
 	URL      string
 	WorkerID string
-	Token    string
 	HTTP     *http.Client
 	// MaxBytes bounds an answer.
 	MaxBytes int64
 }
+
+// SetToken sets the coordinator's API secret (X-BackendAI-Token).
+func (c *Client) SetToken(token string) { c.token.Store(&token) }
 
 // Fetch asks once.
 func (c *Client) Fetch(ctx context.Context) (*Table, error) {
@@ -163,7 +169,9 @@ func (c *Client) Fetch(ctx context.Context) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("X-BackendAI-Token", c.Token)
+	if t := c.token.Load(); t != nil {
+		req.Header.Set("X-BackendAI-Token", *t)
+	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -29,7 +29,8 @@ func TestFetchFromACoordinatorShapedServer(t *testing.T) {
 		_, _ = rw.Write(body)
 	}))
 	defer srv.Close()
-	c := &routeinfo.Client{URL: srv.URL, WorkerID: "5a2b3c4d-1111-4222-8333-444455556666", Token: "api-secret", HTTP: &http.Client{Timeout: 5 * time.Second}}
+	c := &routeinfo.Client{URL: srv.URL, WorkerID: "5a2b3c4d-1111-4222-8333-444455556666", HTTP: &http.Client{Timeout: 5 * time.Second}}
+	c.SetToken("api-secret")
 	table, err := c.Fetch(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestFetchFromACoordinatorShapedServer(t *testing.T) {
 		t.Error("an unknown route was found")
 	}
 
-	c.Token = "wrong"
+	c.SetToken("wrong")
 	if _, err := c.Fetch(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("a wrong token: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,13 +37,9 @@ type Server struct {
 	Plugins   *pluginsync.Store
 	Metrics   *metrics.Metrics
 	Log       *slog.Logger
-	// PushToken, when set, must come as "Authorization: Bearer <token>" on pushes.
-	PushToken string
-	// ReadToken, when set, must come as a bearer token on every other path
-	// but /healthz; ReadUser/ReadPassword likewise as basic auth.
-	ReadToken    string
-	ReadUser     string
-	ReadPassword string
+	// Credentials are checked on every request; SetCredentials replaces
+	// them while serving (a rotated secret, on SIGHUP).
+	credentials atomic.Pointer[Credentials]
 	// Ready tells whether the first complete target set is published: etcd
 	// listed, the plugin's full set and Traefik's routers in (or the start
 	// grace over).
@@ -51,6 +48,24 @@ type Server struct {
 	MaxPushBytes int
 
 	metricsHandler fasthttp.RequestHandler
+}
+
+// Credentials are what requests must carry. PushToken, when set, must come
+// as "Authorization: Bearer <token>" on pushes. ReadToken, when set, must
+// come as a bearer token on every other path but /healthz; ReadUser and
+// ReadPassword likewise as basic auth.
+type Credentials struct {
+	PushToken, ReadToken, ReadUser, ReadPassword string
+}
+
+// SetCredentials replaces the credentials, for every request from now on.
+func (s *Server) SetCredentials(c Credentials) { s.credentials.Store(&c) }
+
+func (s *Server) creds() Credentials {
+	if c := s.credentials.Load(); c != nil {
+		return *c
+	}
+	return Credentials{}
 }
 
 var (
@@ -88,9 +103,15 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	}
 }
 
+// methodNotAllowed answers 405 with the methods the path takes (RFC 9110 §15.5.6).
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Error("method not allowed; allowed: "+allow, fasthttp.StatusMethodNotAllowed)
+	ctx.Response.Header.Set("Allow", allow)
+}
+
 func (s *Server) targets(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+		methodNotAllowed(ctx, "GET, HEAD")
 		return
 	}
 	// Prometheus keeps its last good list on any error: better that than a
@@ -116,10 +137,10 @@ func (s *Server) targets(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) push(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() {
-		ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
+		methodNotAllowed(ctx, "POST")
 		return
 	}
-	if s.PushToken != "" && !bearerMatches(ctx.Request.Header.Peek("Authorization"), s.PushToken) {
+	if token := s.creds().PushToken; token != "" && !bearerMatches(ctx.Request.Header.Peek("Authorization"), token) {
 		s.Metrics.Pushes.WithLabelValues("unauthorized").Inc()
 		s.Log.Warn("plugin push refused: wrong or missing token", "remote", ctx.RemoteAddr().String())
 		ctx.Error("wrong or missing bearer token", fasthttp.StatusUnauthorized)
@@ -166,16 +187,17 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 
 // authorizedReader enforces the read credentials, when configured.
 func (s *Server) authorizedReader(ctx *fasthttp.RequestCtx) bool {
-	if s.ReadToken == "" && s.ReadUser == "" {
+	c := s.creds()
+	if c.ReadToken == "" && c.ReadUser == "" {
 		return true
 	}
 	auth := ctx.Request.Header.Peek("Authorization")
-	if s.ReadToken != "" && bearerMatches(auth, s.ReadToken) {
+	if c.ReadToken != "" && bearerMatches(auth, c.ReadToken) {
 		return true
 	}
-	if s.ReadUser != "" {
+	if c.ReadUser != "" {
 		if user, pass, ok := basicAuth(auth); ok &&
-			subtle.ConstantTimeCompare(user, []byte(s.ReadUser))&subtle.ConstantTimeCompare(pass, []byte(s.ReadPassword)) == 1 {
+			subtle.ConstantTimeCompare(user, []byte(c.ReadUser))&subtle.ConstantTimeCompare(pass, []byte(c.ReadPassword)) == 1 {
 			return true
 		}
 		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="traefik-sd"`)

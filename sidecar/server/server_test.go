@@ -138,7 +138,7 @@ func validPush(seq uint64, full bool) []byte {
 }
 
 func TestPushAnswers(t *testing.T) {
-	h := newHarness(t, func(s *server.Server) { s.PushToken = "s3cret" })
+	h := newHarness(t, func(s *server.Server) { s.SetCredentials(server.Credentials{PushToken: "s3cret"}) })
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
 	testCases := []struct {
 		desc   string
@@ -175,8 +175,7 @@ func TestPushAnswers(t *testing.T) {
 
 func TestReadCredentials(t *testing.T) {
 	h := newHarness(t, func(s *server.Server) {
-		s.ReadToken = "reader"
-		s.ReadUser, s.ReadPassword = "prom", "pw"
+		s.SetCredentials(server.Credentials{ReadToken: "reader", ReadUser: "prom", ReadPassword: "pw"})
 	})
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("prom:pw"))
 	for _, c := range []struct {
@@ -190,5 +189,39 @@ func TestReadCredentials(t *testing.T) {
 	}
 	if resp, _ := h.do(t, http.MethodGet, "/healthz", nil, nil); resp.StatusCode != 200 {
 		t.Errorf("healthz needs no credentials: %s", resp.Status)
+	}
+}
+
+// TestWrongMethodSaysWhichAreAllowed: a 405 carries Allow.
+func TestWrongMethodSaysWhichAreAllowed(t *testing.T) {
+	h := newHarness(t, nil)
+	for path, allow := range map[string]string{"/v1/targets": "GET, HEAD", "/v1/plugin/sync": "POST"} {
+		method := http.MethodPost
+		if allow == "POST" {
+			method = http.MethodGet
+		}
+		resp, _ := h.do(t, method, path, nil, nil)
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != allow {
+			t.Errorf("%s %s: %d, Allow %q; want 405 and %q", method, path, resp.StatusCode, resp.Header.Get("Allow"), allow)
+		}
+	}
+}
+
+// TestCredentialsChangeWhileServing: a secret re-read on SIGHUP applies to
+// the next request.
+func TestCredentialsChangeWhileServing(t *testing.T) {
+	var srv *server.Server
+	h := newHarness(t, func(s *server.Server) {
+		srv = s
+		s.SetCredentials(server.Credentials{ReadToken: "old"})
+	})
+	if resp, _ := h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"Authorization": "Bearer old"}); resp.StatusCode != 200 {
+		t.Fatalf("old token: %d", resp.StatusCode)
+	}
+	srv.SetCredentials(server.Credentials{ReadToken: "new"})
+	for token, want := range map[string]int{"old": 401, "new": 200} {
+		if resp, _ := h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"Authorization": "Bearer " + token}); resp.StatusCode != want {
+			t.Errorf("token %s after the change: %d, want %d", token, resp.StatusCode, want)
+		}
 	}
 }

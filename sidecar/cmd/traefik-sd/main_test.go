@@ -1,0 +1,136 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary plays traefik-sd when asked, so that the command line is
+// tested as an operator runs it: exit status, stdout and stderr.
+func TestMain(m *testing.M) {
+	if os.Getenv("TESTMAIN_RUN") == "1" {
+		os.Args = append([]string{"traefik-sd"}, strings.Fields(os.Getenv("TESTMAIN_ARGS"))...)
+		os.Unsetenv("TESTMAIN_RUN")
+		os.Unsetenv("TESTMAIN_ARGS")
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func run(t *testing.T, args string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "TESTMAIN_RUN=1", "TESTMAIN_ARGS="+args)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := run(t, "--version")
+	if code != 0 || !strings.HasPrefix(out, "traefik-sd ") || !strings.Contains(out, runtime.Version()) || !strings.Contains(out, "revision ") {
+		t.Errorf("--version: %d %q", code, out)
+	}
+}
+
+// TestABadOptionExitsWithItsName: exit status 1, one line naming the
+// option, none of paerser's "command … error" wrapping.
+func TestABadOptionExitsWithItsName(t *testing.T) {
+	_, stderr, code := run(t, "--worker.authority=w --server.readTimeout=abc")
+	if code != 1 || stderr != "traefik-sd: --server.readTimeout=\"abc\": want a duration such as 500ms, 10s or 1m\n" {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestHelpShowsDurationsWithTheirUnit: paerser prints a duration default
+// in seconds without a unit ("10"); the help says 10s.
+func TestHelpShowsDurationsWithTheirUnit(t *testing.T) {
+	out, _, code := run(t, "--help")
+	for _, want := range []string{`--server.readTimeout  (TRAEFIK_SD_SERVER_READTIMEOUT, default "10s")`,
+		`--log.format  (TRAEFIK_SD_LOG_FORMAT, default "logfmt")`, `--plugin.tokenFile`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help lacks %s (exit %d)", want, code)
+		}
+	}
+}
+
+// TestSIGHUPRereadsTheSecretFiles: the push token is rotated in its file
+// (a Secret updated by Kubernetes); after SIGHUP the running sidecar
+// takes the new token and refuses the old one.
+func TestSIGHUPRereadsTheSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "push-token")
+	if err := os.WriteFile(tokenFile, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
+		"--traefik.apiURL=http://127.0.0.1:1 --address="+addr+" --plugin.tokenFile="+tokenFile)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("sidecar's log:\n%s", stderr.String())
+		}
+	}()
+	push := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/plugin/sync", strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for push("old") == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := push("new"); code != http.StatusUnauthorized {
+		t.Fatalf("the new token before SIGHUP: %d, want 401", code)
+	}
+	if code := push("old"); code == http.StatusUnauthorized || code == 0 {
+		t.Fatalf("the old token before SIGHUP: %d", code)
+	}
+	if err := os.WriteFile(tokenFile, []byte("new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Before(deadline.Add(10 * time.Second)) {
+		if push("new") != http.StatusUnauthorized && push("old") == http.StatusUnauthorized {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("after SIGHUP: new token %d, old token %d", push("new"), push("old"))
+}
