@@ -6,6 +6,11 @@ GO        ?= go
 GOFLAGS   += -mod=vendor
 export GOFLAGS
 BIN       := bin/traefik-sd
+# --version and traefik_sd_build_info; without make, Go's own build stamp.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/traefik-sd/traefik-sd/sidecar/version.Version=$(VERSION) \
+             -X github.com/traefik-sd/traefik-sd/sidecar/version.Revision=$(REVISION)
 FUZZTIME  ?= 100000x
 
 .PHONY: all build deps test unit e2e fuzz bench demo vet vendor clean
@@ -13,7 +18,7 @@ FUZZTIME  ?= 100000x
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./sidecar/cmd/traefik-sd
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./sidecar/cmd/traefik-sd
 
 # Prints the cached Traefik binary's path on its last line.
 deps:
@@ -23,7 +28,7 @@ vet:
 	$(GO) vet ./...
 
 unit: vet
-	$(GO) test -count=1 -timeout 10m ./plugin/... ./sidecar/... ./internal/...
+	$(GO) test -count=1 -timeout 10m ./plugin/... ./sidecar/... ./internal/... ./examples/...
 
 test: deps build unit fuzz e2e
 
@@ -31,14 +36,14 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
 
 e2e: deps build
-	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" TRAEFIK_SD_BIN="$(CURDIR)/$(BIN)" \
+	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" SIDECAR_BIN="$(CURDIR)/$(BIN)" \
 		$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e/...
 
 bench: deps build
 	@bash scripts/bench.sh
 
 demo: deps build
-	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" TRAEFIK_SD_BIN="$(CURDIR)/$(BIN)" \
+	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" SIDECAR_BIN="$(CURDIR)/$(BIN)" \
 		$(GO) run ./e2e/cmd/demo
 
 vendor:

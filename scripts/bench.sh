@@ -17,7 +17,7 @@ run go test -run '^$' -bench 'BenchmarkNew$' -benchtime 3000x ./plugin/interpret
 run go test -run '^$' -bench 'EtcdChangeToTargets' -benchtime 1000x -timeout 30m ./sidecar/daemon
 run go test -run '^$' -bench 'Relist100k' -benchtime 2x -timeout 60m ./sidecar/engine
 echo "bench: Traefik with and without the plugin; etcd write to targets through Traefik" >&2
-TRAEFIK_BIN="$traefik_bin" TRAEFIK_SD_BIN="$PWD/bin/traefik-sd" go run ./e2e/cmd/bench -round 4s -rounds 3 -routers 10000 2>&1 | tee -a "$raw" >&2
+TRAEFIK_BIN="$traefik_bin" SIDECAR_BIN="$PWD/bin/traefik-sd" go run ./e2e/cmd/bench -round 4s -rounds 3 -routers 10000 2>&1 | tee -a "$raw" >&2
 
 go run ./e2e/cmd/benchreport -o BENCHMARKS.md -go "$(go env GOVERSION)" < "$raw"
 cat scripts/bench-goals.md >> BENCHMARKS.md

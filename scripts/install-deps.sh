@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the demo run: etcd, Prometheus and
 # redis-server from Debian, Traefik built from its Go module. Idempotent: a second run only checks.
-# Traefik is cached outside the checkout (TRAEFIK_SD_CACHE, default
+# Traefik is cached outside the checkout (DEPS_CACHE, default
 # ~/.cache/traefik-sd) because building it takes minutes and a fresh clone
 # must not pay that twice.
 set -euo pipefail
 
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.6.12}"
-CACHE="${TRAEFIK_SD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/traefik-sd}"
+CACHE="${DEPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/traefik-sd}"
 TRAEFIK_BIN="$CACHE/traefik-$TRAEFIK_VERSION"
 
 need_apt=()
@@ -19,14 +19,33 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
+  # Debian's packages start their services on install; the tests start their
+  # own on free ports. Keep them from starting (policy-rc.d, Debian's own
+  # mechanism) when no policy is in place; otherwise stop just the services
+  # these packages installed, through the service manager. Nothing is ended
+  # by process name: an etcd or Redis of the machine's own is left alone.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# install-deps (traefik-sd): no service starts while it installs\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # Debian's packages start their services; the tests start their own on free ports.
-  for svc in etcd prometheus prometheus-node-exporter redis-server; do
-    $sudo systemctl stop "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
-  done
-  $sudo pkill -x etcd >/dev/null 2>&1 || true
-  $sudo pkill -x prometheus >/dev/null 2>&1 || true
+  if [ -n "$policy" ]; then
+    $sudo rm -f "$policy"
+    trap - EXIT
+  else
+    for pkg in "${need_apt[@]}"; do
+      case "$pkg" in
+        etcd-server) svc=etcd ;;
+        prometheus|redis-server) svc=$pkg ;;
+        *) continue ;;
+      esac
+      $sudo systemctl stop "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
+    done
+  fi
 fi
 
 if [ ! -x "$TRAEFIK_BIN" ]; then

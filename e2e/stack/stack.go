@@ -204,7 +204,7 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	}
 	s.Sidecar = testbed.Start(t, &testbed.Process{
 		Name: "traefik-sd",
-		Path: testbed.Binary(t, "TRAEFIK_SD_BIN", "traefik-sd"),
+		Path: testbed.Binary(t, "SIDECAR_BIN", "traefik-sd"),
 		Args: append([]string{
 			"--address=127.0.0.1:" + strconv.Itoa(port),
 			"--etcd.endpoints=" + endpoints,
