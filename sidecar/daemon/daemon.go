@@ -35,7 +35,6 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
-	"github.com/valyala/fasthttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -208,18 +207,7 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	}
 	d.server = api
 	d.applySecrets()
-	httpd := &fasthttp.Server{
-		Handler:            api.Handler(),
-		Name:               "traefik-sd",
-		ReadTimeout:        time.Duration(d.cfg.Server.ReadTimeout),
-		WriteTimeout:       time.Duration(d.cfg.Server.WriteTimeout),
-		IdleTimeout:        time.Minute,
-		MaxRequestBodySize: d.cfg.Server.MaxPushBytes + 1,
-		Concurrency:        d.cfg.Server.MaxConns,
-		NoDefaultDate:      true,
-		Logger:             api.Logger(),
-		ErrorHandler:       api.RequestError,
-	}
+	httpd := api.HTTPServer(time.Duration(d.cfg.Server.ReadTimeout), time.Duration(d.cfg.Server.WriteTimeout), d.cfg.Server.MaxConns)
 	d.metrics.CountConnections(func() float64 { return float64(httpd.GetOpenConnectionsCount()) },
 		func() float64 { return float64(httpd.GetRejectedConnectionsCount()) })
 

@@ -85,8 +85,8 @@ func TestDecode(t *testing.T) {
 			want:  &service{},
 		},
 		{
-			desc:  "an absurd index does not allocate a huge slice",
-			pairs: []kv.Pair{{"loadBalancer/servers/99999999999/url", "http://x/"}},
+			desc:  "an absurd index is a list position, as Traefik reads it: one server, no huge slice",
+			pairs: []kv.Pair{{"loadBalancer/servers/99999999999999999999/url", "http://x/"}},
 			into:  func() interface{} { return &service{} },
 			want:  &service{LoadBalancer: &loadBalancer{Servers: []server{{"http://x/"}}}},
 		},

@@ -103,6 +103,25 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	}
 }
 
+// HTTPServer is the fasthttp server the sidecar runs: limits a request
+// meets before any handler (its read time, a body one byte over
+// MaxPushBytes, the connections at once) answered and counted by
+// RequestError.
+func (s *Server) HTTPServer(readTimeout, writeTimeout time.Duration, maxConns int) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            s.Handler(),
+		Name:               "traefik-sd",
+		ReadTimeout:        readTimeout,
+		WriteTimeout:       writeTimeout,
+		IdleTimeout:        time.Minute,
+		MaxRequestBodySize: s.MaxPushBytes + 1,
+		Concurrency:        maxConns,
+		NoDefaultDate:      true,
+		Logger:             s.Logger(),
+		ErrorHandler:       s.RequestError,
+	}
+}
+
 // methodNotAllowed answers 405 with the methods the path takes (RFC 9110 §15.5.6).
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	ctx.Error("method not allowed; allowed: "+allow, fasthttp.StatusMethodNotAllowed)
@@ -237,6 +256,12 @@ func (s *Server) RequestError(ctx *fasthttp.RequestCtx, err error) {
 		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.Metrics.RequestErrors.WithLabelValues("too_large").Inc()
+		// fasthttp refuses a body over its limit before any handler runs;
+		// a push refused so is still a push, counted with the others.
+		if string(ctx.Path()) == plugin.SyncPath {
+			s.Metrics.Pushes.WithLabelValues("too_large").Inc()
+			s.Log.Warn("plugin push refused: body over --server.maxPushBytes", "limit", s.MaxPushBytes, "remote", ctx.RemoteAddr().String())
+		}
 		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
 	default:
 		s.Metrics.RequestErrors.WithLabelValues("malformed").Inc()

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/valyala/fasthttp"
 	"io"
 	"log/slog"
 	"net"
@@ -21,7 +23,6 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
-	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 	"go.uber.org/goleak"
 )
@@ -41,10 +42,19 @@ type harness struct {
 	ready  atomic.Bool
 	client *http.Client
 	stop   func()
+	// ln is the in-memory listener, for raw connections.
+	ln       *fasthttputil.InmemoryListener
+	maxConns int
+	http     *fasthttp.Server
 }
 
 func newHarness(t *testing.T, configure func(*server.Server)) *harness {
-	h := &harness{}
+	return newHarnessConns(t, 1024, configure)
+}
+
+// newHarnessConns serves at most maxConns connections at once.
+func newHarnessConns(t *testing.T, maxConns int, configure func(*server.Server)) *harness {
+	h := &harness{maxConns: maxConns}
 	pub := publish.New()
 	pub.Publish(targets.AppendJSON(nil, []targets.Target{{Address: "10.0.1.21:8000", Labels: []targets.Label{{Name: "circuit_id", Value: "c1"}, {Name: "service_group", Value: "appproxy-circuit-route"}}}}), nil)
 	h.srv = &server.Server{
@@ -56,7 +66,9 @@ func newHarness(t *testing.T, configure func(*server.Server)) *harness {
 		configure(h.srv)
 	}
 	ln := fasthttputil.NewInmemoryListener()
-	fs := &fasthttp.Server{Handler: h.srv.Handler(), MaxRequestBodySize: 1 << 20}
+	h.ln = ln
+	fs := h.srv.HTTPServer(5*time.Second, 5*time.Second, h.maxConns)
+	h.http = fs
 	done := make(chan struct{})
 	go func() { _ = fs.Serve(ln); close(done) }()
 	h.client = &http.Client{Transport: &http.Transport{
@@ -223,5 +235,66 @@ func TestCredentialsChangeWhileServing(t *testing.T) {
 		if resp, _ := h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"Authorization": "Bearer " + token}); resp.StatusCode != want {
 			t.Errorf("token %s after the change: %d, want %d", token, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestRequestsRefusedBeforeAnyHandler: fasthttp refuses a body over
+// --server.maxPushBytes (+1), a request it cannot parse, and connections
+// past --server.maxConns before any handler runs; each is answered and
+// counted, an oversized push among the pushes too, as the README says.
+func TestRequestsRefusedBeforeAnyHandler(t *testing.T) {
+	h := newHarness(t, nil)
+	auth := map[string]string{"Authorization": "Bearer x"}
+	for _, size := range []int{5000, 100000} {
+		resp, _ := h.do(t, http.MethodPost, "/v1/plugin/sync", bytes.Repeat([]byte(" "), size), auth)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("a %d-byte push over a 4096-byte limit: %d, want 413", size, resp.StatusCode)
+		}
+	}
+	if v := testutil.ToFloat64(h.srv.Metrics.Pushes.WithLabelValues("too_large")); v != 2 {
+		t.Errorf("plugin_pushes_total{result=too_large} = %v, want 2", v)
+	}
+	if v := testutil.ToFloat64(h.srv.Metrics.RequestErrors.WithLabelValues("too_large")); v != 2 {
+		t.Errorf("http_request_errors_total{kind=too_large} = %v, want 2", v)
+	}
+
+	conn, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("NOT HTTP AT ALL\r\n\r\n"))
+	answer, _ := io.ReadAll(io.LimitReader(conn, 512))
+	conn.Close()
+	if !bytes.HasPrefix(answer, []byte("HTTP/1.1 400")) {
+		t.Errorf("a malformed request: %q, want 400", answer)
+	}
+	if v := testutil.ToFloat64(h.srv.Metrics.RequestErrors.WithLabelValues("malformed")); v != 1 {
+		t.Errorf("http_request_errors_total{kind=malformed} = %v, want 1", v)
+	}
+}
+
+// TestConnectionsOverTheLimitAre503: with --server.maxConns=1, a second
+// connection while one is open is answered 503 and counted.
+func TestConnectionsOverTheLimitAre503(t *testing.T) {
+	h := newHarnessConns(t, 1, nil)
+	held, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	_, _ = held.Write([]byte("GET /v1/targets HTTP/1.1\r\nHost: x\r\n")) // headers not finished: the slot stays taken
+	time.Sleep(100 * time.Millisecond)
+	second, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	_, _ = second.Write([]byte("GET /v1/targets HTTP/1.1\r\nHost: x\r\n\r\n"))
+	answer, _ := io.ReadAll(io.LimitReader(second, 512))
+	if !bytes.HasPrefix(answer, []byte("HTTP/1.1 503")) {
+		t.Errorf("a connection over the limit: %q, want 503", answer)
+	}
+	if n := h.http.GetRejectedConnectionsCount(); n != 1 {
+		t.Errorf("rejected connections counted: %d, want 1 (traefik_sd_http_rejected_connections_total)", n)
 	}
 }
