@@ -207,18 +207,27 @@ func TestEndToEnd(t *testing.T) {
 	// 6. Restarts converge to exactly the expected set, and nothing else is
 	// ever published meanwhile.
 	ghosts := watchForGhosts(ctx, s, want)
+	sessions := s.SidecarMetric(ctx, "traefik_sd_plugin_sessions_total")
 	s.Traefik.Restart(t, false)
 	testbed.WaitHTTP(t, s.Traefik, s.TraefikAPI+"/ping", http.StatusOK, 60*time.Second)
 	waitConverged(t, ctx, s, "after a Traefik restart", want)
-	testbed.Eventually(t, 60*time.Second, "plugin of the restarted Traefik pushes again", func() (bool, string) {
+	// The restarted process's plugin pushed its own full set, under a new
+	// boot id: a new session, and its one live middleware.
+	testbed.Eventually(t, 60*time.Second, "the restarted Traefik's plugin pushes under a new boot id", func() (bool, string) {
+		now := s.SidecarMetric(ctx, "traefik_sd_plugin_sessions_total")
 		m := s.SidecarMetric(ctx, "traefik_sd_plugin_middlewares")
-		return m == "1", "plugin_middlewares=" + m
+		return now != sessions && now != "" && m == "1", fmt.Sprintf("sessions %s -> %s, plugin_middlewares=%s", sessions, now, m)
 	})
 
 	s.Sidecar.Signal(syscall.SIGKILL)
 	s.Sidecar.Restart(t, true)
 	testbed.WaitHTTP(t, s.Sidecar, s.SidecarURL+"/readyz", http.StatusOK, 30*time.Second)
 	waitConverged(t, ctx, s, "after the sidecar was killed", want)
+	// The new sidecar learned the set from the plugin re-sending it whole
+	// (its heartbeat got 409), not from a periodic resync (5 minutes).
+	if full := s.SidecarMetric(ctx, `traefik_sd_plugin_pushes_total{result="full"}`); full == "" || full == "0" {
+		t.Errorf("the restarted sidecar got no full push from the plugin: %q", full)
+	}
 
 	s.Etcd.Restart(t, true)
 	testbed.WaitHTTP(t, s.Etcd.Process, "http://"+s.Etcd.Endpoint+"/health", http.StatusOK, 30*time.Second)

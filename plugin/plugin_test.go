@@ -30,6 +30,9 @@ type fakeSidecar struct {
 	tokens   []string
 	// largest is the largest accepted push body, to show what a push carries.
 	largest int
+	// answers is each push as "full" or "delta" (with the names it
+	// carries) and the status it got, in order.
+	answers []string
 }
 
 func newFakeSidecar(t *testing.T) (*fakeSidecar, *httptest.Server) {
@@ -61,10 +64,19 @@ func (f *fakeSidecar) serve(rw http.ResponseWriter, req *http.Request) {
 		http.Error(rw, "induced failure", f.failWith)
 		return
 	}
+	kind := "delta"
+	if p.Full {
+		kind = "full"
+	}
+	for _, m := range p.Middlewares {
+		kind += " " + m.Name
+	}
 	if !p.Full && (p.Boot != f.lastBoot || p.Seq != f.lastSeq+1) {
+		f.answers = append(f.answers, kind+" -> 409")
 		http.Error(rw, "need full", http.StatusConflict)
 		return
 	}
+	f.answers = append(f.answers, kind+" -> 204")
 	f.pushes++
 	if len(body) > f.largest {
 		f.largest = len(body)
@@ -357,13 +369,44 @@ func TestRestartedSidecarRelearnsTheSet(t *testing.T) {
 	side.forget()
 	// Nothing changes in Traefik; the periodic full push (1s here) restores it.
 	waitFor(t, "resync after the sidecar forgot", func() bool { return side.names() == "bai_sd_r@etcd" })
+}
 
-	// A delta to a sidecar that lost track is refused with 409 and answered with a full push.
+// TestAConflictIsAnsweredWithTheFullSet isolates the 409 path: with a
+// resync of an hour, a delta refused with 409 must be followed at once by
+// a full push carrying every live middleware, before any heartbeat.
+func TestAConflictIsAnsweredWithTheFullSet(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	longResync := func(circuit string) *plugin.Config {
+		cfg := testConfig(srv.URL, circuit)
+		cfg.ResyncInterval = "1h"
+		return cfg
+	}
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), longResync("c-r"), "bai_sd_r@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first push", func() bool { return side.names() == "bai_sd_r@etcd" })
 	side.forget()
-	if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-s"), "bai_sd_s@etcd"); err != nil {
+	side.mu.Lock()
+	side.answers = nil
+	side.mu.Unlock()
+	start := time.Now()
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), longResync("c-s"), "bai_sd_s@etcd"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "full push after a 409", func() bool { return side.names() == "bai_sd_r@etcd,bai_sd_s@etcd" })
+	side.mu.Lock()
+	defer side.mu.Unlock()
+	// The first answer may be a heartbeat's (an empty delta) or the new
+	// middleware's delta; either way a 409 and then the full set.
+	if len(side.answers) < 2 || !strings.HasSuffix(side.answers[0], "-> 409") ||
+		side.answers[1] != "full bai_sd_r@etcd bai_sd_s@etcd -> 204" {
+		t.Errorf("pushes after the sidecar forgot: %q; want a delta refused with 409, then the full set", side.answers)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Logf("the full set came %v after the change (a heartbeat's 409 may have come first)", took)
+	}
 }
 
 func TestHeartbeatRevealsARestartedSidecarWithinSeconds(t *testing.T) {

@@ -287,7 +287,14 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 		case r := <-src.etcd:
 			d.etcdReports(r, src.etcd)
 		case <-d.plugins.Ready():
-			d.handle(d.engine.Pushes(d.plugins.Drain()), time.Time{})
+			updates := d.plugins.Drain()
+			for _, u := range updates {
+				if u.NewBoot {
+					d.metrics.PluginSessions.Inc()
+					d.log.Info("a Traefik process's plugin started pushing", "node", u.Node, "middlewares", len(u.Live))
+				}
+			}
+			d.handle(d.engine.Pushes(updates), time.Time{})
 		case o := <-src.scrapes:
 			if d.scraped(o) {
 				d.handle(d.engine.Scrape(o.Result), time.Time{})
@@ -339,8 +346,6 @@ func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
 		}
 	}
 	last := batches[len(batches)-1]
-	d.metrics.EtcdRevision.Set(float64(last.Revision))
-	d.metrics.EtcdLastEvent.Set(float64(last.Received.UnixNano()) / 1e9)
 	res := d.engine.Etcd(batches)
 	for _, err := range res.DecodeErrors {
 		d.metrics.DecodeErrors.Inc()
@@ -354,6 +359,9 @@ func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
 		d.coord.Kick()
 	}
 	d.handle(res, last.Received)
+	// Set last, so that a revision shown is one applied and published.
+	d.metrics.EtcdRevision.Set(float64(last.Revision))
+	d.metrics.EtcdLastEvent.Set(float64(last.Received.UnixNano()) / 1e9)
 }
 
 // handle acts on what the engine says an input changed: questions for

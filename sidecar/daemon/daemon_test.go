@@ -242,7 +242,7 @@ func TestCircuitLifecycleAgainstRealEtcd(t *testing.T) {
 
 	// The coordinator rewrites everything every ~30 s even when nothing changed.
 	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "identical rewrite")
-	time.Sleep(300 * time.Millisecond)
+	e.handledAll(t, ctx, "worker-1")
 	_, etag2, body2 := e.targets(t)
 	if etag2 != etag || string(body2) != string(body) {
 		t.Errorf("an identical rewrite changed the body:\n%s\n%s", body, body2)
@@ -423,5 +423,45 @@ func TestRouteIDsFromTheCoordinator(t *testing.T) {
 		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
 		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
 		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-3 route-3",
+	}, "\n"))
+}
+
+// TestAWatchPastACompactionReLists: the sidecar's connection to etcd is cut
+// (the etcd server keeps running) while circuits change and etcd compacts
+// past the watch's revision; when the connection returns, the watch cannot
+// resume there, so the sidecar re-lists, counts it, and converges.
+func TestAWatchPastACompactionReLists(t *testing.T) {
+	var proxy *testbed.Proxy
+	e := startEnvWith(t, "worker-cp", func(cfg *config.Configuration) {
+		proxy = testbed.StartProxy(t, cfg.Etcd.Endpoints[0])
+		cfg.Etcd.Endpoints = []string{proxy.Address}
+	})
+	ctx := testbed.Context(t, 2*time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
+	e.waitRoutes(t, "created", "10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ")
+	if m := e.sidecarMetric(t, `traefik_sd_etcd_relists_total{reason="compacted"}`); m != "0" {
+		t.Fatalf("compacted re-lists before any compaction: %q", m)
+	}
+
+	proxy.Cut()
+	testbed.Eventually(t, 20*time.Second, "the cut noticed", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
+		return m == "0", m
+	})
+	testbed.Must(t, e.coord.Put(ctx, inference()), "create while cut off")
+	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete while cut off")
+	resp, err := e.client.Get(ctx, "x")
+	testbed.Must(t, err, "revision")
+	_, err = e.client.Compact(ctx, resp.Header.Revision)
+	testbed.Must(t, err, "compact")
+	proxy.Restore()
+
+	testbed.Eventually(t, 30*time.Second, "a re-list counted as compacted", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_etcd_relists_total{reason="compacted"}`)
+		return m != "" && m != "0", m
+	})
+	e.waitRoutes(t, "converged after the compaction", strings.Join([]string{
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
 	}, "\n"))
 }

@@ -41,6 +41,7 @@ type Metrics struct {
 	SDErrors                 *prometheus.CounterVec
 	SDLastSuccess            *prometheus.GaugeVec
 	CoordinatorRoutesSkipped prometheus.Gauge
+	PluginSessions           prometheus.Counter
 	CircuitsNotServed        *prometheus.GaugeVec
 	TraefikAPI               *prometheus.CounterVec
 	TraefikAPILastSuccess    prometheus.Gauge
@@ -66,7 +67,7 @@ func New() *Metrics {
 		RenderSeconds:            prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "render_seconds", Help: "Time to build and render the target set.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
 		ChangeToPublish:          prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "etcd_change_to_publish_seconds", Help: "Delay from receiving an etcd change to publishing the new target set.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		EtcdConnected:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_watch_up", Help: "1 while the etcd watch is established."}),
-		EtcdRevision:             prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_revision", Help: "Last etcd revision applied."}),
+		EtcdRevision:             prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_revision", Help: "Last etcd revision applied, and published if it changed the set."}),
 		EtcdLastEvent:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_update_timestamp_seconds", Help: "When the last etcd listing or change was applied."}),
 		EtcdLastProgress:         prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_contact_timestamp_seconds", Help: "When etcd last confirmed the watch is current; the published set may be stale by now minus this."}),
 		EtcdRelists:              prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_total", Help: "Re-lists of the root key, by reason."}, []string{"reason"}),
@@ -90,6 +91,7 @@ func New() *Metrics {
 		SDEntries:                prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_entries", Help: "Entries this sidecar keeps in Backend.AI's ServiceDiscovery store, by store (etcd, redis)."}, []string{"store"}),
 		SDErrors:                 prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "servicediscovery_write_errors_total", Help: "Failed writes to Backend.AI's ServiceDiscovery store (retried), by store."}, []string{"store"}),
 		SDLastSuccess:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "servicediscovery_last_success_timestamp_seconds", Help: "When the ServiceDiscovery store last took a whole sync, by store."}, []string{"store"}),
+		PluginSessions:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "plugin_sessions_total", Help: "Traefik processes whose plugin began a session: a full push under a boot id this sidecar had not seen for its node (a Traefik start or restart, or this sidecar's own)."}),
 		CoordinatorRoutesSkipped: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_routes_skipped", Help: "Routes in the coordinator's last good answer that cannot be joined (kernel_host null or empty, kernel_port out of range)."}),
 		CircuitsNotServed:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "circuits_not_served", Help: "Circuits etcd holds that are not published because Traefik does not serve them, by reason (not_loaded, disabled, plugin_not_live, no_routes: a circuit with no routes yet, which is no fault)."}, []string{"reason"}),
 		TraefikAPI:               prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_api_answers_total", Help: "Rounds of questions to Traefik's API about its routers, by result (routers, sweep, error)."}, []string{"result"}),
@@ -98,7 +100,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
-		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDErrors, m.SDLastSuccess, m.CoordinatorRoutesSkipped,
+		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDErrors, m.SDLastSuccess, m.CoordinatorRoutesSkipped, m.PluginSessions,
 		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	v, r, g := version.Info()
