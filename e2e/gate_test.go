@@ -112,13 +112,18 @@ func (w *neverPublished) stop() []string {
 // one naming a middleware that does not exist both get a live plugin
 // instance (Traefik builds the middlewares before it parses the rule), yet
 // Traefik's API shows them disabled, and the sidecar never publishes them.
+// A traefik-sd middleware whose configuration New refuses (a label name
+// Prometheus would reject) disables its router in Traefik too, with New's
+// error naming the field.
 func TestRoutersTraefikRefusesAreNeverPublished(t *testing.T) {
 	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: time.Second, Quiet: true})
 	ctx := testbed.Context(t, 5*time.Minute)
 	good := stack.StartContainer(t, "good", "0b7c1c1e-0000-4d8e-9a41-6a1f3e5d7c90", "")
 	badRule := stack.StartContainer(t, "bad-rule", "1b7c1c1e-0000-4d8e-9a41-6a1f3e5d7c90", "")
 	noMW := stack.StartContainer(t, "no-middleware", "2b7c1c1e-0000-4d8e-9a41-6a1f3e5d7c90", "")
+	badCfg := stack.StartContainer(t, "bad-config", "3b7c1c1e-0000-4d8e-9a41-6a1f3e5d7c90", "")
 	const goodID, badRuleID, noMWID = "aaaa0000-0000-4000-8000-000000000001", "aaaa0000-0000-4000-8000-000000000002", "aaaa0000-0000-4000-8000-000000000003"
+	const badCfgID = "aaaa0000-0000-4000-8000-000000000004"
 	circuit := func(id, host string, c *stack.Container) coordinator.Circuit {
 		return coordinator.Circuit{ID: id, App: "jupyter", Mode: "interactive", Hostname: host,
 			Routes: []coordinator.Route{c.Route()}, SD: true, SidecarURL: s.SidecarURL}
@@ -128,13 +133,17 @@ func TestRoutersTraefikRefusesAreNeverPublished(t *testing.T) {
 	missing := circuit(noMWID, "missing.example", noMW)
 	missing.ExtraMiddlewares = []string{"nope"}
 
-	never := watchNeverPublished(ctx, s, badRuleID, noMWID)
-	testbed.Must(t, s.Coord.Put(ctx, circuit(goodID, "good.example", good), bad, missing), "create circuits")
+	refused := circuit(badCfgID, "refused.example", badCfg)
+	refused.Labels = map[string]string{"bad-name": "x"}
+
+	never := watchNeverPublished(ctx, s, badRuleID, noMWID, badCfgID)
+	testbed.Must(t, s.Coord.Put(ctx, circuit(goodID, "good.example", good), bad, missing, refused), "create circuits")
 	waitConverged(t, ctx, s, "the good circuit published", routeLine(good.HostPort, goodID, good.Session, ""))
 
 	ruleErr := waitDisabled(t, ctx, s, "bai_router_"+badRuleID+"@etcd", "Hots")
 	mwErr := waitDisabled(t, ctx, s, "bai_router_"+noMWID+"@etcd", "nope")
-	t.Logf("Traefik's errors: %q, %q", ruleErr, mwErr)
+	cfgErr := waitDisabled(t, ctx, s, "bai_router_"+badCfgID+"@etcd", "bad-name")
+	t.Logf("Traefik's errors: %q, %q, %q", ruleErr, mwErr, cfgErr)
 	testbed.Eventually(t, 30*time.Second, "both counted as disabled by Traefik", func() (bool, string) {
 		m := s.SidecarMetric(ctx, `traefik_sd_circuits_not_served{reason="disabled"}`)
 		return m == "2", m
