@@ -282,6 +282,18 @@ func TestCircuitLifecycleAgainstRealEtcd(t *testing.T) {
 	if m := e.sidecarMetric(t, "traefik_sd_decode_broken_objects"); m != "1" {
 		t.Errorf("decode_broken_objects = %q, want 1", m)
 	}
+	if m := e.sidecarMetric(t, "traefik_sd_decode_errors_total"); m != "1" {
+		t.Errorf("decode_errors_total = %q, want 1", m)
+	}
+
+	// A broken line in Traefik's /metrics is skipped and counted; the
+	// lines around it still count.
+	e.metrics.set(fmt.Sprintf("traefik_service_server_up{service=%q,url=\"http://10.0.1.22:8000/\"} 1\nthis is {not a metric\ntraefik_service_server_up{service=%q,url=\"http://10.0.1.23:8000/\"} 0\n", svc, svc))
+	e.waitRoutes(t, "a down server read past a broken line", "10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2")
+	testbed.Eventually(t, 5*time.Second, "the broken line counted", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_traefik_scrape_broken_lines_total")
+		return m != "" && m != "0", m
+	})
 
 	// Delete with the coordinator's prefix deletes.
 	testbed.Must(t, e.coord.Delete(ctx, inf.ID), "delete")
@@ -464,4 +476,17 @@ func TestAWatchPastACompactionReLists(t *testing.T) {
 		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
 		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
 	}, "\n"))
+}
+
+// TestLimitsLeaveTargetsOutAndCountThem: past --limits.maxTargets, whole
+// routers are left out in name order, and counted.
+func TestLimitsLeaveTargetsOutAndCountThem(t *testing.T) {
+	e := startEnvWith(t, "worker-lim", func(cfg *config.Configuration) { cfg.Limits.MaxTargets = 1 })
+	ctx := testbed.Context(t, time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
+	e.waitRoutes(t, "only the first router in name order", "10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ")
+	testbed.Eventually(t, 10*time.Second, "the inference circuit's two targets counted as left out", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_targets_left_out{limit="targets"}`)
+		return m == "2", m
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,8 +150,30 @@ func validPush(seq uint64, full bool) []byte {
 	return b
 }
 
+// lockedBuffer is a log sink the server's goroutines may write at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func TestPushAnswers(t *testing.T) {
-	h := newHarness(t, func(s *server.Server) { s.SetCredentials(server.Credentials{PushToken: "s3cret"}) })
+	logs := &lockedBuffer{}
+	h := newHarness(t, func(s *server.Server) {
+		s.SetCredentials(server.Credentials{PushToken: "s3cret"})
+		s.Log = slog.New(slog.NewTextHandler(logs, nil))
+	})
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
 	testCases := []struct {
 		desc   string
@@ -162,7 +185,7 @@ func TestPushAnswers(t *testing.T) {
 		{desc: "no token", body: validPush(1, true), want: 401},
 		{desc: "wrong token", body: validPush(1, true), header: map[string]string{"Authorization": "Bearer s3cres"}, want: 401},
 		{desc: "garbage", body: []byte("{{{"), header: auth, want: 400, inBody: "push body"},
-		{desc: "too large", body: bytes.Repeat([]byte(" "), 5000), header: auth, want: 413},
+		{desc: "one byte over the limit, which reaches the handler", body: bytes.Repeat([]byte(" "), 4097), header: auth, want: 413},
 		{desc: "a delta before any full", body: validPush(1, false), header: auth, want: 409},
 		{desc: "full", body: validPush(1, true), header: auth, want: 204},
 		{desc: "the next delta", body: validPush(2, false), header: auth, want: 204},
@@ -178,10 +201,15 @@ func TestPushAnswers(t *testing.T) {
 		t.Errorf("updates after pushes: %+v", updates)
 	}
 	_, metricsBody := h.do(t, http.MethodGet, "/metrics", nil, nil)
-	for _, want := range []string{`traefik_sd_plugin_pushes_total{result="unauthorized"} 2`, `traefik_sd_plugin_pushes_total{result="malformed"} 1`, `traefik_sd_plugin_pushes_total{result="need_full"} 1`} {
+	for _, want := range []string{`traefik_sd_plugin_pushes_total{result="unauthorized"} 2`, `traefik_sd_plugin_pushes_total{result="malformed"} 1`,
+		`traefik_sd_plugin_pushes_total{result="need_full"} 1`, `traefik_sd_plugin_pushes_total{result="too_large"} 1`} {
 		if !strings.Contains(string(metricsBody), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// A wrong token is logged with who sent it, once per refusal.
+	if n := strings.Count(logs.String(), `msg="plugin push refused: wrong or missing token" remote=`); n != 2 {
+		t.Errorf("%d unauthorized log lines, want 2:\n%s", n, logs.String())
 	}
 }
 
