@@ -16,6 +16,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mitchellh/mapstructure"
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/sidecar/kv"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 )
@@ -240,4 +243,102 @@ func BenchmarkNew(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestConfigDecodedAsTraefikDecodesIt gives the interpreted plugin its
+// configuration the way Traefik v3.6.12 does (pkg/plugins/middlewareyaegi.go,
+// createConfig): the middleware's etcd keys decoded by paerser into
+// Traefik's PluginConf (a map[string]any of strings, lists and maps), then
+// mapstructure with WeaklyTypedInput and a comma StringToSlice hook into
+// the value the interpreted CreateConfig returned. Lists, labels and a
+// port given as the string "9100" must all arrive, under Yaegi.
+func TestConfigDecodedAsTraefikDecodesIt(t *testing.T) {
+	w := &coordinator.Writer{Authority: "worker-1"}
+	c := coordinator.Circuit{
+		ID: "c-decode", App: "llama", Mode: "interactive", Hostname: "x.example", SD: true,
+		SidecarURL: "http://127.0.0.1:9180", MetricsPort: 9100, MetricsPath: "/custom/metrics",
+		Labels: map[string]string{"team": "ml", "tier": "gold"},
+		Routes: []coordinator.Route{
+			{RouteID: "r-1", SessionID: "s-1", Host: "10.0.0.1", Port: 8000},
+			{RouteID: "r-2", SessionID: "s-2", Host: "10.0.0.2", Port: 8000},
+		},
+	}
+	prefix := "traefik/worker_worker-1/http/middlewares/bai_sd_c-decode/"
+	var pairs []kv.Pair
+	for k, v := range w.Keys(c) {
+		if rel, ok := strings.CutPrefix(k, prefix); ok {
+			pairs = append(pairs, kv.Pair{Key: rel, Value: v})
+		}
+	}
+	// Traefik's dynamic.Middleware.Plugin: map[string]PluginConf, PluginConf map[string]any.
+	var mw struct {
+		Plugin map[string]map[string]any
+	}
+	if err := kv.Decode(pairs, &mw); err != nil {
+		t.Fatal(err)
+	}
+	conf := mw.Plugin["traefik-sd"]
+	if conf == nil {
+		t.Fatalf("no traefik-sd plugin configuration decoded: %+v", mw.Plugin)
+	}
+	t.Logf("PluginConf as Traefik hands it over: %#v", conf)
+
+	i := newInterpreter(t, false)
+	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
+		t.Fatal(err)
+	}
+	fnCreate, err := i.Eval("plugin.CreateConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fnNew, err := i.Eval("plugin.New")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vConfig := fnCreate.Call(nil)[0]
+	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+		WeaklyTypedInput: true,
+		Result:           vConfig.Interface(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := decoder.Decode(conf); err != nil {
+		t.Fatalf("Traefik's decoding of the configuration fails under Yaegi: %v", err)
+	}
+	cfg := vConfig.Elem()
+	if got := cfg.FieldByName("MetricsPort").Int(); got != 9100 {
+		t.Errorf("metricsPort = %d, want 9100 (given as the string %q)", got, "9100")
+	}
+	if got := cfg.FieldByName("MetricsPath").String(); got != "/custom/metrics" {
+		t.Errorf("metricsPath = %q", got)
+	}
+	labels := cfg.FieldByName("Labels")
+	if labels.Len() != 2 || labels.MapIndex(reflect.ValueOf("team")).String() != "ml" {
+		t.Errorf("labels = %v", labels)
+	}
+	routes := cfg.FieldByName("Routes")
+	if routes.Len() != 2 {
+		t.Fatalf("routes: %d decoded, want 2", routes.Len())
+	}
+	var urls, sessions []string
+	for j := 0; j < routes.Len(); j++ {
+		urls = append(urls, routes.Index(j).FieldByName("URL").String())
+		sessions = append(sessions, routes.Index(j).FieldByName("SessionID").String()+"/"+routes.Index(j).FieldByName("RouteID").String())
+	}
+	sort.Strings(urls)
+	sort.Strings(sessions)
+	if strings.Join(urls, " ") != "http://10.0.0.1:8000/ http://10.0.0.2:8000/" || strings.Join(sessions, " ") != "s-1/r-1 s-2/r-2" {
+		t.Errorf("routes: %v %v", urls, sessions)
+	}
+	if got := cfg.FieldByName("SessionIDs"); got.Len() != 2 {
+		t.Errorf("sessionIds: %v", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := fnNew.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(http.Handler(http.NotFoundHandler())), vConfig, reflect.ValueOf("bai_sd_c-decode@etcd")})
+	if e := out[1].Interface(); e != nil {
+		t.Errorf("New refuses the configuration Traefik decoded: %v", e)
+	}
 }
