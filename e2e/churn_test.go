@@ -152,7 +152,7 @@ func (c *churn) want() string {
 
 func TestChurnUnderFaults(t *testing.T) {
 	started := time.Now()
-	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: 5 * time.Second, Quiet: true})
+	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: 5 * time.Second, Quiet: true, EtcdProxy: true})
 	ctx := testbed.Context(t, 10*time.Minute)
 	c := &churn{rng: rand.New(rand.NewSource(42)), live: map[string]coordinator.Circuit{}, uncertain: map[string]bool{},
 		deletedAt: map[string]time.Time{}, coord: s.Coord, sidecar: s.SidecarURL}
@@ -241,6 +241,28 @@ func TestChurnUnderFaults(t *testing.T) {
 		{"sidecar killed (SIGKILL)", func() {
 			s.Sidecar.Restart(t, true)
 			testbed.WaitHTTP(t, s.Sidecar, s.SidecarURL+"/readyz", http.StatusOK, 60*time.Second)
+			// Ready means the plugin re-sent its set whole to the new
+			// process (its heartbeat got 409), long before any resync.
+			if full := s.SidecarMetric(ctx, `traefik_sd_plugin_pushes_total{result="full"}`); full == "" || full == "0" {
+				t.Errorf("the restarted sidecar is ready without a full push from the plugin: %q", full)
+			}
+		}},
+		{"the sidecar cut off from etcd while it compacts past the watch", func() {
+			s.EtcdProxy.Cut()
+			testbed.Eventually(t, 30*time.Second, "the cut noticed", func() (bool, string) {
+				m := s.SidecarMetric(ctx, "traefik_sd_etcd_watch_up")
+				return m == "0", m
+			})
+			time.Sleep(2 * time.Second) // the coordinator churns on meanwhile: deletes the sidecar cannot see
+			resp, err := s.Client.Get(ctx, "x")
+			testbed.Must(t, err, "revision")
+			_, err = s.Client.Compact(ctx, resp.Header.Revision)
+			testbed.Must(t, err, "compact")
+			s.EtcdProxy.Restore()
+			testbed.Eventually(t, 60*time.Second, "a re-list after the compaction", func() (bool, string) {
+				m := s.SidecarMetric(ctx, `traefik_sd_etcd_relists_total{reason="compacted"}`)
+				return m != "" && m != "0", m
+			})
 		}},
 		{"Traefik restarted", func() {
 			s.Traefik.Restart(t, false)
@@ -272,12 +294,12 @@ func TestChurnUnderFaults(t *testing.T) {
 			})
 		}},
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(10 * time.Second)
 	for _, f := range faults {
 		f.inject()
 		took := converge(f.name)
 		t.Logf("fault %q: converged %v after recovery, %d changes so far", f.name, took, c.changes)
-		time.Sleep(5 * time.Second) // churn on
+		time.Sleep(10 * time.Second) // churn on
 	}
 	close(stopChurn)
 	<-churnDone
@@ -296,7 +318,21 @@ func TestChurnUnderFaults(t *testing.T) {
 	if !equal {
 		t.Errorf("final set differs from what etcd must hold")
 	}
-	if c.changes < 200 {
+	if c.changes < 1000 {
 		t.Errorf("only %d changes: the churn did not run at a high rate", c.changes)
 	}
+	// A deleted circuit stays published at most for the longest window in
+	// which the coordinator can write etcd and the sidecar cannot read it
+	// (the cut: until the cut is noticed, three silent progress intervals
+	// of 1 s, then 2 s more), plus one re-list. A paused or killed etcd
+	// takes no deletes, and a killed sidecar answers nothing.
+	if bound := 15 * time.Second; longest > bound {
+		t.Errorf("a deleted circuit stayed published for %v, over the %v bound", longest, bound)
+	}
+	// What Prometheus discovered is the same final set.
+	want := c.want()
+	testbed.Eventually(t, 60*time.Second, "Prometheus has the final set", func() (bool, string) {
+		got, _ := promRoutes(ctx, s, false)
+		return got == want, fmt.Sprintf("%d targets in Prometheus, want %d", strings.Count(got, "\n")+1, strings.Count(want, "\n")+1)
+	})
 }

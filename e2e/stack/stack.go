@@ -49,6 +49,9 @@ type Options struct {
 	// Redis starts a redis-server as Backend.AI's ServiceDiscovery store
 	// (its default) and has the sidecar write into it.
 	Redis bool
+	// EtcdProxy puts a proxy between the sidecar and etcd, which a test
+	// can cut (Stack.EtcdProxy) while the coordinator still writes etcd.
+	EtcdProxy bool
 	// ThroughManager has Prometheus discover through a stand-in of the
 	// Manager's GET /metrics/service_discovery, served from the Redis
 	// store, as Backend.AI's own Prometheus job does, instead of through
@@ -63,6 +66,7 @@ type Stack struct {
 	Sidecar    *testbed.Process
 	Prometheus *testbed.Process
 	Redis      *testbed.Redis // with Options.Redis
+	EtcdProxy  *testbed.Proxy // with Options.EtcdProxy
 	Client     *clientv3.Client
 	Coord      *coordinator.Writer
 
@@ -90,6 +94,9 @@ func Start(t testbed.T, opts Options) *Stack {
 		opts.Redis = true
 	}
 	s.Etcd = testbed.StartEtcd(t, opts.Dir)
+	if opts.EtcdProxy {
+		s.EtcdProxy = testbed.StartProxy(t, s.Etcd.Endpoint)
+	}
 	if opts.Redis {
 		s.Redis = testbed.StartRedis(t, opts.Dir)
 	}
@@ -195,6 +202,9 @@ const TraefikPlugin = `experimental:
 func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	t.Helper()
 	endpoints := s.Etcd.Endpoint
+	if s.EtcdProxy != nil {
+		endpoints = s.EtcdProxy.Address
+	}
 	if opts.PluginOnly {
 		endpoints = ""
 	}
