@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -152,3 +155,51 @@ func firstLine(b []byte) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	return line
 }
+
+// TestREADMECitesTestsThatExist: every test or fuzz target the README
+// cites as proof is a function in some _test.go file of this repository,
+// so that a renamed or deleted test cannot leave a claim without its proof.
+func TestREADMECitesTestsThatExist(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]bool{}
+	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "vendor" || strings.HasPrefix(d.Name(), ".")) && path != ".." {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range funcName.FindAllSubmatch(src, -1) {
+			defined[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cited := 0
+	for _, m := range citedName.FindAllSubmatch(readme, -1) {
+		cited++
+		if !defined[string(m[1])] {
+			t.Errorf("the README cites %s, which no _test.go defines", m[1])
+		}
+	}
+	if cited < 40 {
+		t.Errorf("only %d tests cited: the pattern no longer finds them", cited)
+	}
+}
+
+var (
+	funcName  = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]*)\(`)
+	citedName = regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Z][A-Za-z0-9_]*)`")
+)
