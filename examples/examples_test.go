@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	"gopkg.in/yaml.v3"
 )
@@ -203,3 +204,16 @@ var (
 	funcName  = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]*)\(`)
 	citedName = regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Z][A-Za-z0-9_]*)`")
 )
+
+// TestAlertRules: examples/alerts.yml is valid (promtool check rules) and
+// each alert fires on series that should fire it and stays silent on the
+// ones that should not (promtool test rules alerts_test.yml).
+func TestAlertRules(t *testing.T) {
+	promtool := testbed.Binary(t, "PROMTOOL_BIN", "promtool")
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
