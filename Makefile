@@ -26,9 +26,13 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	cd plugin/interpreted && $(GO) vet ./...
 
 unit: vet
 	$(GO) test -race -count=1 -timeout 15m ./plugin/... ./sidecar/... ./internal/... ./examples/...
+	# The plugin under Yaegi: a module of its own, so that the plugin's
+	# module requires no Yaegi (Traefik's catalog refuses it).
+	cd plugin/interpreted && $(GO) test -race -count=1 -timeout 10m ./...
 
 test: deps build unit fuzz e2e
 
@@ -49,6 +53,7 @@ demo: deps build
 vendor:
 	GOFLAGS= $(GO) mod tidy
 	GOFLAGS= $(GO) mod vendor
+	cd plugin/interpreted && GOFLAGS= $(GO) mod tidy && GOFLAGS= $(GO) mod vendor
 
 clean:
 	rm -rf bin

@@ -12,8 +12,9 @@ run() { echo "bench: $*" >&2; "$@" 2>&1 | tee -a "$raw" | grep -E "^(Benchmark|o
 run go test -run '^$' -bench 'ParseTraefikMetrics' -benchtime 10x ./sidecar/scrape
 run go test -run '^$' -bench 'ServeTargets' -benchtime 2s ./sidecar/server
 run go test -run '^$' -bench 'BuildAndRender' -benchtime 20x ./sidecar/targets
-run go test -run '^$' -bench 'ServeHTTP' -benchtime 1000000x ./plugin/interpreted
-run go test -run '^$' -bench 'BenchmarkNew$' -benchtime 3000x ./plugin/interpreted
+# The Yaegi benchmarks are in the nested module plugin/interpreted.
+(cd plugin/interpreted && run go test -run '^$' -bench 'ServeHTTP' -benchtime 1000000x .)
+(cd plugin/interpreted && run go test -run '^$' -bench 'BenchmarkNew$' -benchtime 3000x .)
 run go test -run '^$' -bench 'EtcdChangeToTargets' -benchtime 1000x -timeout 30m ./sidecar/daemon
 run go test -run '^$' -bench 'Relist100k' -benchtime 2x -timeout 60m ./sidecar/engine
 echo "bench: Traefik with and without the plugin; etcd write to targets through Traefik" >&2

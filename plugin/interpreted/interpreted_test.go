@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/mitchellh/mapstructure"
-	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 	"github.com/traefik-sd/traefik-sd/sidecar/kv"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
@@ -253,22 +252,24 @@ func BenchmarkNew(b *testing.B) {
 // the value the interpreted CreateConfig returned. Lists, labels and a
 // port given as the string "9100" must all arrive, under Yaegi.
 func TestConfigDecodedAsTraefikDecodesIt(t *testing.T) {
-	w := &coordinator.Writer{Authority: "worker-1"}
-	c := coordinator.Circuit{
-		ID: "c-decode", App: "llama", Mode: "interactive", Hostname: "x.example", SD: true,
-		SidecarURL: "http://127.0.0.1:9180", MetricsPort: 9100, MetricsPath: "/custom/metrics",
-		Labels: map[string]string{"team": "ml", "tier": "gold"},
-		Routes: []coordinator.Route{
-			{RouteID: "r-1", SessionID: "s-1", Host: "10.0.0.1", Port: 8000},
-			{RouteID: "r-2", SessionID: "s-2", Host: "10.0.0.2", Port: 8000},
-		},
-	}
-	prefix := "traefik/worker_worker-1/http/middlewares/bai_sd_c-decode/"
-	var pairs []kv.Pair
-	for k, v := range w.Keys(c) {
-		if rel, ok := strings.CutPrefix(k, prefix); ok {
-			pairs = append(pairs, kv.Pair{Key: rel, Value: v})
-		}
+	// The keys the coordinator writes for a traefik-sd middleware (see the
+	// README's coordinator change), relative to the middleware.
+	pairs := []kv.Pair{
+		{Key: "plugin/traefik-sd/circuitid", Value: "c-decode"},
+		{Key: "plugin/traefik-sd/workerauthority", Value: "worker-1"},
+		{Key: "plugin/traefik-sd/sidecarurl", Value: "http://127.0.0.1:9180"},
+		{Key: "plugin/traefik-sd/metricsport", Value: "9100"},
+		{Key: "plugin/traefik-sd/metricspath", Value: "/custom/metrics"},
+		{Key: "plugin/traefik-sd/labels/team", Value: "ml"},
+		{Key: "plugin/traefik-sd/labels/tier", Value: "gold"},
+		{Key: "plugin/traefik-sd/sessionids/0", Value: "s-1"},
+		{Key: "plugin/traefik-sd/sessionids/1", Value: "s-2"},
+		{Key: "plugin/traefik-sd/routes/0/url", Value: "http://10.0.0.1:8000/"},
+		{Key: "plugin/traefik-sd/routes/0/sessionid", Value: "s-1"},
+		{Key: "plugin/traefik-sd/routes/0/routeid", Value: "r-1"},
+		{Key: "plugin/traefik-sd/routes/1/url", Value: "http://10.0.0.2:8000/"},
+		{Key: "plugin/traefik-sd/routes/1/sessionid", Value: "s-2"},
+		{Key: "plugin/traefik-sd/routes/1/routeid", Value: "r-2"},
 	}
 	// Traefik's dynamic.Middleware.Plugin: map[string]PluginConf, PluginConf map[string]any.
 	var mw struct {
