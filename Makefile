@@ -13,7 +13,7 @@ LDFLAGS   := -X github.com/traefik-sd/traefik-sd/sidecar/version.Version=$(VERSI
              -X github.com/traefik-sd/traefik-sd/sidecar/version.Revision=$(REVISION)
 FUZZTIME  ?= 100000x
 
-.PHONY: all build deps test unit e2e fuzz bench demo vet vendor clean
+.PHONY: all build deps test unit e2e fuzz bench demo vet vendor clean plugin-zip
 
 all: build
 
@@ -49,6 +49,13 @@ bench: deps build
 demo: deps build
 	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" SIDECAR_BIN="$(CURDIR)/$(BIN)" \
 		$(GO) run ./e2e/cmd/demo
+
+# The plugin's module zip, as the Go module proxy (and Traefik's plugin
+# registry) serves it, and the hash experimental.plugins wants.
+PLUGIN_VERSION ?= v0.1.0
+plugin-zip:
+	@mkdir -p bin
+	$(GO) run ./e2e/cmd/pluginzip -version $(PLUGIN_VERSION) -o bin/traefik-sd-$(PLUGIN_VERSION).zip
 
 vendor:
 	GOFLAGS= $(GO) mod tidy

@@ -49,6 +49,10 @@ type Options struct {
 	// Redis starts a redis-server as Backend.AI's ServiceDiscovery store
 	// (its default) and has the sidecar write into it.
 	Redis bool
+	// PluginFromRegistry has Traefik install the plugin the way users do,
+	// from experimental.plugins (module, version, hash), downloaded from a
+	// loopback stand-in of its plugin registry, instead of localPlugins.
+	PluginFromRegistry bool
 	// EtcdProxy puts a proxy between the sidecar and etcd, which a test
 	// can cut (Stack.EtcdProxy) while the coordinator still writes etcd.
 	EtcdProxy bool
@@ -65,8 +69,9 @@ type Stack struct {
 	Traefik    *testbed.Process
 	Sidecar    *testbed.Process
 	Prometheus *testbed.Process
-	Redis      *testbed.Redis // with Options.Redis
-	EtcdProxy  *testbed.Proxy // with Options.EtcdProxy
+	Redis      *testbed.Redis  // with Options.Redis
+	EtcdProxy  *testbed.Proxy  // with Options.EtcdProxy
+	Registry   *PluginRegistry // with Options.PluginFromRegistry
 	Client     *clientv3.Client
 	Coord      *coordinator.Writer
 
@@ -128,7 +133,16 @@ func Start(t testbed.T, opts Options) *Stack {
 func (s *Stack) startTraefik(t testbed.T, opts Options) {
 	t.Helper()
 	dir := filepath.Join(opts.Dir, "traefik")
-	InstallPlugin(t, dir)
+	var env []string
+	if opts.PluginFromRegistry {
+		testbed.Must(t, os.MkdirAll(dir, 0o755), "traefik dir")
+		s.Registry = StartPluginRegistry(t, dir, "v0.1.0")
+		// Traefik's plugin client is Go's default transport: it takes the
+		// proxy and the roots from the environment.
+		env = []string{"HTTPS_PROXY=" + s.Registry.ProxyURL, "SSL_CERT_FILE=" + s.Registry.CAFile}
+	} else {
+		InstallPlugin(t, dir)
+	}
 	entry, api := testbed.FreePort(t), testbed.FreePort(t)
 	s.EntryURL = "http://127.0.0.1:" + strconv.Itoa(entry)
 	s.TraefikAPI = "http://127.0.0.1:" + strconv.Itoa(api)
@@ -140,11 +154,15 @@ func (s *Stack) startTraefik(t testbed.T, opts Options) {
 	if opts.NoPlugin {
 		static = strings.Replace(static, TraefikPlugin, "", 1)
 	}
+	if s.Registry != nil {
+		static = strings.Replace(static, TraefikPlugin, fmt.Sprintf(TraefikRegistryPlugin, ModulePath, s.Registry.Version, s.Registry.Hash), 1)
+	}
 	testbed.Must(t, os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o644), "traefik.yml")
 	s.Traefik = testbed.Start(t, &testbed.Process{
 		Name: "traefik",
 		Path: testbed.Binary(t, "TRAEFIK_BIN", "traefik"),
 		Args: []string{"--configFile=" + filepath.Join(dir, "traefik.yml")},
+		Env:  env,
 		Dir:  dir,
 		Log:  filepath.Join(opts.Dir, "traefik.log"),
 	})
@@ -190,6 +208,16 @@ providers:
     rootKey: "traefik/worker_%s"
 ` + TraefikPlugin + `log:
   level: %s
+`
+
+// TraefikRegistryPlugin loads the plugin as users install it: module,
+// version and the zip's hash (filled in with fmt).
+const TraefikRegistryPlugin = `experimental:
+  plugins:
+    traefik-sd:
+      moduleName: %s
+      version: %s
+      hash: %s
 `
 
 // TraefikPlugin is the part of TraefikStatic that loads the plugin.
