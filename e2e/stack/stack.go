@@ -262,7 +262,8 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 }
 
 // PrometheusConfig is the scrape configuration: one job discovering through
-// the sidecar, keeping its labels.
+// the sidecar, keeping its labels, and one scraping the sidecar's own
+// /metrics (the job examples/grafana-dashboard.json and alerts.yml expect).
 const PrometheusConfig = `global:
   scrape_interval: %[1]s
   scrape_timeout: %[1]s
@@ -271,6 +272,9 @@ scrape_configs:
     http_sd_configs:
       - url: %[2]s/v1/targets
         refresh_interval: %[1]s
+  - job_name: traefik-sd-sidecar
+    static_configs:
+      - targets: ["%[3]s"]
 `
 
 // ManagerPrometheusConfig is Backend.AI's own job (its refresh is 60s;
@@ -305,7 +309,7 @@ func (s *Stack) startPrometheus(t testbed.T, opts Options) {
 	t.Helper()
 	dir := filepath.Join(opts.Dir, "prometheus")
 	testbed.Must(t, os.MkdirAll(dir, 0o755), "prometheus dir")
-	cfg := fmt.Sprintf(PrometheusConfig, opts.ScrapeInterval, s.SidecarURL)
+	cfg := fmt.Sprintf(PrometheusConfig, opts.ScrapeInterval, s.SidecarURL, strings.TrimPrefix(s.SidecarURL, "http://"))
 	if opts.ThroughManager {
 		cfg = fmt.Sprintf(ManagerPrometheusConfig, opts.ScrapeInterval, s.ManagerURL)
 	}
