@@ -9,6 +9,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
 	"github.com/traefik-sd/traefik-sd/sidecar/servicediscovery"
+	"github.com/traefik-sd/traefik-sd/sidecar/status"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
@@ -59,6 +61,16 @@ type Daemon struct {
 	listedOnce                                           bool
 	// coordSkipped is the last answer's unjoinable routes, logged when it changes.
 	coordSkipped string
+
+	// The status page: its requests to the loop, and what the loop keeps
+	// for it.
+	statusReq   chan chan *status.Snapshot
+	since       map[string]time.Time
+	sinceDigest [sha256.Size]byte
+	revision    int64
+	etcdContact time.Time
+	downServers []string
+	scrapeAt    time.Time
 
 	// server and redisPassword take re-read secrets (SIGHUP).
 	server        *server.Server
@@ -206,6 +218,8 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		MaxPushBytes: d.cfg.Server.MaxPushBytes,
 	}
 	d.server = api
+	d.statusReq = make(chan chan *status.Snapshot)
+	api.Status = d.statusOf
 	d.applySecrets()
 	httpd := api.HTTPServer(time.Duration(d.cfg.Server.ReadTimeout), time.Duration(d.cfg.Server.WriteTimeout), d.cfg.Server.MaxConns)
 	d.metrics.CountConnections(func() float64 { return float64(httpd.GetOpenConnectionsCount()) },
@@ -308,6 +322,9 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 			}
 		case now := <-tick.C:
 			d.housekeeping(now)
+			d.trackSince(now)
+		case reply := <-d.statusReq:
+			reply <- d.snapshot(time.Now())
 		}
 	}
 }
@@ -360,6 +377,7 @@ func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
 	}
 	d.handle(res, last.Received)
 	// Set last, so that a revision shown is one applied and published.
+	d.revision = last.Revision
 	d.metrics.EtcdRevision.Set(float64(last.Revision))
 	d.metrics.EtcdLastEvent.Set(float64(last.Received.UnixNano()) / 1e9)
 }
@@ -450,6 +468,7 @@ func (d *Daemon) watchStatus(st watch.Status) {
 	if st.Connected {
 		d.metrics.EtcdConnected.Set(1)
 		d.metrics.EtcdLastProgress.SetToCurrentTime()
+		d.etcdContact = time.Now()
 		if d.etcdFailing {
 			d.log.Info("etcd answers again", "endpoints", d.cfg.Etcd.Endpoints, "revision", st.Revision)
 			d.etcdFailing = false
@@ -493,6 +512,8 @@ func (d *Daemon) scraped(o scrape.Outcome) bool {
 	}
 	d.metrics.Scrapes.WithLabelValues("ok").Inc()
 	d.metrics.ScrapeLastSuccess.Set(float64(o.At.UnixNano()) / 1e9)
+	d.scrapeAt = o.At
+	d.downServers = o.Result.DownServers()
 	if o.Result.Broken > 0 {
 		d.metrics.ScrapeBrokenLines.Add(float64(o.Result.Broken))
 		d.log.Warn("skipped malformed lines in Traefik's metrics", "count", o.Result.Broken, "first", o.Result.FirstError)

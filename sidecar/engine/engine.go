@@ -596,3 +596,15 @@ func (v *traefikView) betweenGenerations(last targets.RouterState) bool {
 	}
 	return false
 }
+
+// Unserved lists the circuits etcd holds that are not published, by router,
+// without touching what NotServed has reported (for the status page).
+func (e *Engine) Unserved() []targets.NotServed {
+	m := e.builder.NotServed()
+	out := make([]targets.NotServed, 0, len(m))
+	for _, ns := range m {
+		out = append(out, ns)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Router < out[j].Router })
+	return out
+}

@@ -193,3 +193,21 @@ func (s *Store) Nodes() int {
 	defer s.mu.Unlock()
 	return len(s.sessions)
 }
+
+// Session is one Traefik process whose plugin pushes, for the status page.
+type Session struct {
+	Node, Boot string
+	LastSeen   time.Time
+}
+
+// Sessions lists the current sessions, by node.
+func (s *Store) Sessions() []Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Session, 0, len(s.sessions))
+	for node, n := range s.sessions {
+		out = append(out, Session{Node: node, Boot: n.boot, LastSeen: n.lastSeen})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}

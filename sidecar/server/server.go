@@ -4,10 +4,12 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/traefik-sd/traefik-sd/sidecar/status"
 	"log/slog"
 	"net"
 	"strconv"
@@ -29,6 +31,8 @@ const (
 	MetricsPath = "/metrics"
 	HealthzPath = "/healthz"
 	ReadyzPath  = "/readyz"
+	// StatusPath is the status page, for a person.
+	StatusPath = "/"
 )
 
 // Server holds what the handlers read.
@@ -46,6 +50,8 @@ type Server struct {
 	Ready func() bool
 	// MaxPushBytes bounds a push body.
 	MaxPushBytes int
+	// Status gives the state the status page shows; nil: no page.
+	Status func(ctx context.Context) (*status.Snapshot, error)
 
 	metricsHandler fasthttp.RequestHandler
 }
@@ -95,6 +101,10 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			if s.authorizedReader(ctx) {
 				s.readyz(ctx)
 			}
+		case StatusPath:
+			if s.authorizedReader(ctx) {
+				s.statusPage(ctx)
+			}
 		default:
 			path = "other"
 			ctx.Error("not found", fasthttp.StatusNotFound)
@@ -119,6 +129,30 @@ func (s *Server) HTTPServer(readTimeout, writeTimeout time.Duration, maxConns in
 		NoDefaultDate:      true,
 		Logger:             s.Logger(),
 		ErrorHandler:       s.RequestError,
+	}
+}
+
+// statusPage renders the state for a person; GET only.
+func (s *Server) statusPage(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		methodNotAllowed(ctx, "GET, HEAD")
+		return
+	}
+	if s.Status == nil {
+		ctx.Error("no status page", fasthttp.StatusNotFound)
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	snap, err := s.Status(c)
+	if err != nil {
+		ctx.Error("status: "+err.Error(), fasthttp.StatusServiceUnavailable)
+		return
+	}
+	ctx.SetContentType("text/html; charset=utf-8")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if err := status.Render(ctx, snap); err != nil {
+		s.Log.Warn("rendering the status page failed", "error", err)
 	}
 }
 

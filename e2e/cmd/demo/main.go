@@ -69,6 +69,7 @@ func main() {
 
 	fmt.Printf(`
 traefik-sd is running. Look at:
+  its status page (open it in a browser):               %[1]s/
   targets the sidecar publishes (Prometheus HTTP SD):  curl -s %[1]s/v1/targets | python3 -m json.tool
   the sidecar's own metrics:                          curl -s %[1]s/metrics | grep ^traefik_sd_
   what Prometheus discovered and scrapes:             %[2]s/targets   (API: %[2]s/api/v1/targets)
