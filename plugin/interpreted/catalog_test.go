@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mitchellh/mapstructure"
 	"gopkg.in/yaml.v3"
 )
 
@@ -66,29 +65,12 @@ func TestTheModuleMeetsTheCatalogsRules(t *testing.T) {
 
 	// New(ctx, next, *Config, name) (http.Handler, error) under Yaegi, fed
 	// the testData as Traefik feeds a configuration.
-	i := newInterpreter(t, false)
-	if _, err := i.Eval(`import "` + m.Import + `"`); err != nil {
-		t.Fatal(err)
-	}
-	fnCreate, err := i.Eval("plugin.CreateConfig")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fnNew, err := i.Eval("plugin.New")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fnCreate, fnNew := interpretedPlugin(t, m.Import)
 	if typ := fnNew.Type(); typ.NumIn() != 4 || typ.NumOut() != 2 || typ.Out(0) != reflect.TypeOf((*http.Handler)(nil)).Elem() {
 		t.Fatalf("New's signature %v is not Traefik's New(ctx, next, *Config, name) (http.Handler, error)", typ)
 	}
 	vConfig := fnCreate.Call(nil)[0]
-	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook: mapstructure.StringToSliceHookFunc(","), WeaklyTypedInput: true, Result: vConfig.Interface(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := decoder.Decode(m.TestData); err != nil {
+	if err := decodeAsTraefik(vConfig, m.TestData); err != nil {
 		t.Fatalf("testData does not decode into the plugin's Config: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -284,28 +284,9 @@ func TestConfigDecodedAsTraefikDecodesIt(t *testing.T) {
 	}
 	t.Logf("PluginConf as Traefik hands it over: %#v", conf)
 
-	i := newInterpreter(t, false)
-	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
-		t.Fatal(err)
-	}
-	fnCreate, err := i.Eval("plugin.CreateConfig")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fnNew, err := i.Eval("plugin.New")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fnCreate, fnNew := interpretedPlugin(t, pluginImport)
 	vConfig := fnCreate.Call(nil)[0]
-	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
-		WeaklyTypedInput: true,
-		Result:           vConfig.Interface(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := decoder.Decode(conf); err != nil {
+	if err := decodeAsTraefik(vConfig, conf); err != nil {
 		t.Fatalf("Traefik's decoding of the configuration fails under Yaegi: %v", err)
 	}
 	cfg := vConfig.Elem()
@@ -342,4 +323,38 @@ func TestConfigDecodedAsTraefikDecodesIt(t *testing.T) {
 	if e := out[1].Interface(); e != nil {
 		t.Errorf("New refuses the configuration Traefik decoded: %v", e)
 	}
+}
+
+// interpretedPlugin imports the plugin under Yaegi, as Traefik does, and
+// returns its CreateConfig and New.
+func interpretedPlugin(t *testing.T, importPath string) (create, newFn reflect.Value) {
+	t.Helper()
+	i := newInterpreter(t, false)
+	if _, err := i.Eval(`import "` + importPath + `"`); err != nil {
+		t.Fatal(err)
+	}
+	create, err := i.Eval("plugin.CreateConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFn, err = i.Eval("plugin.New")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return create, newFn
+}
+
+// decodeAsTraefik decodes a plugin configuration map into the value the
+// interpreted CreateConfig returned, with the options Traefik v3.6.12 uses
+// (pkg/plugins/middlewareyaegi.go, createConfig).
+func decodeAsTraefik(vConfig reflect.Value, conf map[string]any) error {
+	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+		WeaklyTypedInput: true,
+		Result:           vConfig.Interface(),
+	})
+	if err != nil {
+		return err
+	}
+	return decoder.Decode(conf)
 }
