@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -109,11 +110,33 @@ func get(t *testing.T, entry, host string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func getJSONFrom(ctx context.Context, url string, into interface{}) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
 func TestEndToEnd(t *testing.T) {
 	started := time.Now()
 	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: time.Second})
 	ctx := testbed.Context(t, 20*time.Minute)
 	t.Logf("stack up in %v", time.Since(started))
+
+	// make e2e runs on etcd as Backend.AI deploys it (3.5 or later), built
+	// from its Go module (ETCD_BIN); make unit's integration tests run on
+	// Debian's 3.4.
+	var version struct {
+		Server string `json:"etcdserver"`
+	}
+	testbed.Must(t, getJSONFrom(ctx, "http://"+s.Etcd.Endpoint+"/version", &version), "etcd's version")
+	t.Logf("etcd %s", version.Server)
+	if os.Getenv("ETCD_BIN") != "" && !(strings.HasPrefix(version.Server, "3.5.") || strings.HasPrefix(version.Server, "3.6.") || strings.HasPrefix(version.Server, "3.7.")) {
+		t.Errorf("ETCD_BIN runs etcd %s; the end-to-end run is meant for 3.5 or later", version.Server)
+	}
 
 	// 1. Traefik's own target, registered when the worker starts.
 	testbed.Eventually(t, 60*time.Second, "Traefik's target scraped", func() (bool, string) {
