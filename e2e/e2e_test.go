@@ -110,16 +110,6 @@ func get(t *testing.T, entry, host string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func getJSONFrom(ctx context.Context, url string, into interface{}) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(into)
-}
-
 func TestEndToEnd(t *testing.T) {
 	started := time.Now()
 	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: time.Second})
@@ -132,7 +122,7 @@ func TestEndToEnd(t *testing.T) {
 	var version struct {
 		Server string `json:"etcdserver"`
 	}
-	testbed.Must(t, getJSONFrom(ctx, "http://"+s.Etcd.Endpoint+"/version", &version), "etcd's version")
+	testbed.Must(t, stack.GetJSON(ctx, "http://"+s.Etcd.Endpoint+"/version", &version), "etcd's version")
 	t.Logf("etcd %s", version.Server)
 	if os.Getenv("ETCD_BIN") != "" && !(strings.HasPrefix(version.Server, "3.5.") || strings.HasPrefix(version.Server, "3.6.") || strings.HasPrefix(version.Server, "3.7.")) {
 		t.Errorf("ETCD_BIN runs etcd %s; the end-to-end run is meant for 3.5 or later", version.Server)

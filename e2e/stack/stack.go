@@ -348,7 +348,7 @@ func (s *Stack) PrometheusTargets(ctx context.Context) ([]PromTarget, error) {
 			ActiveTargets []PromTarget `json:"activeTargets"`
 		} `json:"data"`
 	}
-	if err := getJSON(ctx, s.PrometheusURL+"/api/v1/targets?state=active", &body); err != nil {
+	if err := GetJSON(ctx, s.PrometheusURL+"/api/v1/targets?state=active", &body); err != nil {
 		return nil, err
 	}
 	return body.Data.ActiveTargets, nil
@@ -363,7 +363,7 @@ type SDGroup struct {
 // SidecarTargets returns the sidecar's published groups.
 func (s *Stack) SidecarTargets(ctx context.Context) ([]SDGroup, error) {
 	var groups []SDGroup
-	err := getJSON(ctx, s.SidecarURL+"/v1/targets", &groups)
+	err := GetJSON(ctx, s.SidecarURL+"/v1/targets", &groups)
 	return groups, err
 }
 
@@ -373,7 +373,9 @@ func (s *Stack) SidecarMetric(ctx context.Context, series string) string {
 	return testbed.Metric(ctx, s.SidecarURL+"/metrics", series)
 }
 
-func getJSON(ctx context.Context, url string, into interface{}) error {
+// GetJSON decodes the JSON answer of a GET, bounded by 5 s; a status other
+// than 200 is an error.
+func GetJSON(ctx context.Context, url string, into interface{}) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

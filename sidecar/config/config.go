@@ -378,16 +378,14 @@ func checkEndpoint(ep string) error {
 // secrets are the options that have a …File variant: the file, when
 // given, holds the value (a mounted Kubernetes Secret), and is read again
 // on SIGHUP.
-func (c *Configuration) secrets() []struct {
-	name  string
-	value *string
-	file  string
-} {
-	return []struct {
-		name  string
-		value *string
-		file  string
-	}{
+type secret struct {
+	name  string  // the option, e.g. --plugin.token
+	value *string // where its value goes
+	file  string  // its …File option, if given
+}
+
+func (c *Configuration) secrets() []secret {
+	return []secret{
 		{"--plugin.token", &c.Plugin.Token, c.Plugin.TokenFile},
 		{"--server.readToken", &c.Server.ReadToken, c.Server.ReadTokenFile},
 		{"--server.readPassword", &c.Server.ReadPassword, c.Server.ReadPasswordFile},

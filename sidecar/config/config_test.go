@@ -275,9 +275,13 @@ func TestREADMEListsEveryOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range config.OptionRows() {
-		if !strings.Contains(string(readme), "| `--"+row[0]+"` | `"+row[1]+"` |") {
-			t.Errorf("the README's options table lacks --%s (%s)", row[0], row[1])
+	options, err := config.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range options {
+		if !strings.Contains(string(readme), "| `--"+o.Flag+"` | `"+o.Env+"` |") {
+			t.Errorf("the README's options table lacks --%s (%s)", o.Flag, o.Env)
 		}
 	}
 }

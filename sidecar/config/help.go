@@ -14,29 +14,47 @@ import (
 	"github.com/traefik/paerser/types"
 )
 
-// OptionRows are every option's flag name (without --) and variable.
-func OptionRows() [][2]string {
+// Option is one option as the help and the README list it.
+type Option struct {
+	Flag        string // without the leading --, e.g. server.readTimeout
+	Env         string // e.g. TRAEFIK_SD_SERVER_READTIMEOUT
+	Default     string // durations with their unit
+	Description string
+}
+
+// Options lists every option, groups (such as a TLS block) left out for
+// their own options, in paerser's order.
+func Options() ([]Option, error) {
 	all := Default()
-	generator.Generate(all)
-	flags, _ := flag.Encode(all)
-	var out [][2]string
+	generator.Generate(all) // fills the optional groups (TLS), so that their options are listed
+	flags, err := flag.Encode(all)
+	if err != nil {
+		return nil, err
+	}
+	var out []Option
 	for _, f := range flags {
 		path := strings.Split(f.Name, ".")
 		field, ok := fieldAt(reflect.TypeOf(Configuration{}), path)
 		if !ok || field.Type.Kind() == reflect.Struct || field.Type.Kind() == reflect.Pointer {
 			continue
 		}
-		out = append(out, [2]string{optionName(path), EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, ".", "_"))})
+		def := f.Default
+		if field.Type == reflect.TypeOf(types.Duration(0)) {
+			// paerser encodes a duration's default in seconds, without a unit.
+			if secs, err := strconv.ParseFloat(def, 64); err == nil {
+				def = time.Duration(secs * float64(time.Second)).String()
+			}
+		}
+		out = append(out, Option{Flag: optionName(path), Env: EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, ".", "_")),
+			Default: def, Description: f.Description})
 	}
-	return out
+	return out, nil
 }
 
 // printHelp lists every option with its flag, its environment variable and
-// its default (durations with their unit), in the order the sources apply.
+// its default, in the order the sources apply.
 func printHelp(w io.Writer, cmd *cli.Command) error {
-	all := Default()
-	generator.Generate(all) // fills the optional groups (TLS), so that their options are listed
-	flags, err := flag.Encode(all)
+	options, err := Options()
 	if err != nil {
 		return err
 	}
@@ -46,22 +64,10 @@ func printHelp(w io.Writer, cmd *cli.Command) error {
 	fmt.Fprintln(w, "or TOML, keys as below without --), the TRAEFIK_SD_* variable shown, the flag. Secrets have a …File")
 	fmt.Fprintln(w, "variant read at start and on SIGHUP.")
 	fmt.Fprintln(w)
-	for _, f := range flags {
-		path := strings.Split(f.Name, ".")
-		field, ok := fieldAt(reflect.TypeOf(Configuration{}), path)
-		if !ok || field.Type.Kind() == reflect.Struct || field.Type.Kind() == reflect.Pointer {
-			continue // a group: its options follow
-		}
-		def := f.Default
-		if field.Type == reflect.TypeOf(types.Duration(0)) {
-			if secs, err := strconv.ParseFloat(def, 64); err == nil {
-				def = time.Duration(secs * float64(time.Second)).String()
-			}
-		}
-		env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, ".", "_"))
-		fmt.Fprintf(w, "  --%s  (%s, default %q)\n", optionName(path), env, def)
-		if f.Description != "" {
-			fmt.Fprintf(w, "        %s\n", f.Description)
+	for _, o := range options {
+		fmt.Fprintf(w, "  --%s  (%s, default %q)\n", o.Flag, o.Env, o.Default)
+		if o.Description != "" {
+			fmt.Fprintf(w, "        %s\n", o.Description)
 		}
 	}
 	return nil

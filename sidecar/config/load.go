@@ -41,10 +41,7 @@ func (l layeredLoader) Load(args []string, cmd *cli.Command) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	vars, err := envSettings(environ())
-	if err != nil {
-		return false, err
-	}
+	vars := envSettings(environ())
 	path := ""
 	for _, s := range append(append([]setting(nil), vars...), flags...) {
 		if s.key == "traefik.configfile" {
@@ -188,7 +185,7 @@ func flagSettings(args []string, cfg *Configuration) ([]setting, error) {
 
 // envSettings reads TRAEFIK_SD_* variables: TRAEFIK_SD_SERVER_READTIMEOUT
 // is server.readTimeout. Every one must name an option.
-func envSettings(environ []string) ([]setting, error) {
+func envSettings(environ []string) []setting {
 	var out []setting
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
@@ -199,7 +196,7 @@ func envSettings(environ []string) ([]setting, error) {
 		path := strings.Split(strings.ToLower(rest), "_")
 		out = append(out, setting{key: "traefik." + strings.Join(path, "."), value: value, named: name})
 	}
-	return out, nil
+	return out
 }
 
 // fileSettings flattens a YAML or TOML file into settings; every key must

@@ -301,14 +301,7 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 		case r := <-src.etcd:
 			d.etcdReports(r, src.etcd)
 		case <-d.plugins.Ready():
-			updates := d.plugins.Drain()
-			for _, u := range updates {
-				if u.NewBoot {
-					d.metrics.PluginSessions.Inc()
-					d.log.Info("a Traefik process's plugin started pushing", "node", u.Node, "middlewares", len(u.Live))
-				}
-			}
-			d.handle(d.engine.Pushes(updates), time.Time{})
+			d.handle(d.engine.Pushes(d.pluginUpdates()), time.Time{})
 		case o := <-src.scrapes:
 			if d.scraped(o) {
 				d.handle(d.engine.Scrape(o.Result), time.Time{})
@@ -327,6 +320,19 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 			reply <- d.snapshot(time.Now())
 		}
 	}
+}
+
+// pluginUpdates takes the plugin's queued updates, counting and logging
+// each Traefik process that began a session.
+func (d *Daemon) pluginUpdates() []pluginsync.Update {
+	updates := d.plugins.Drain()
+	for _, u := range updates {
+		if u.NewBoot {
+			d.metrics.PluginSessions.Inc()
+			d.log.Info("a Traefik process's plugin started pushing", "node", u.Node, "middlewares", len(u.Live))
+		}
+	}
+	return updates
 }
 
 // etcdReports applies a watch report and every one already queued behind
