@@ -97,23 +97,16 @@ func SplitKey(rel string) (id ObjectID, sub string, ok bool) {
 	return ObjectID{Kind: kind, Name: rest[:k]}, rest[k+1:], true
 }
 
-// rawObject is the keys of one object as etcd holds them.
-type rawObject struct {
-	keys map[string]string
-	gen  uint64
-}
-
 // Put records a key's value; the object is decoded again at the next Commit.
 func (s *Store) Put(id ObjectID, sub, value string) {
 	obj := s.raw[id]
 	if obj == nil {
-		obj = &rawObject{keys: map[string]string{}, gen: s.gen}
-		s.raw[id] = obj
-	}
-	if old, ok := obj.keys[sub]; ok && old == value {
+		id = own(id)
+		obj = &rawObject{gen: s.gen}
+	} else if old, ok := obj.get(sub); ok && old == value {
 		return
 	}
-	obj.keys[sub] = value
+	s.raw[id] = obj.with(sub, value, false)
 	s.dirty[id] = true
 }
 
@@ -123,12 +116,13 @@ func (s *Store) Delete(id ObjectID, sub string) {
 	if obj == nil {
 		return
 	}
-	if _, ok := obj.keys[sub]; !ok {
+	if _, ok := obj.get(sub); !ok {
 		return
 	}
-	delete(obj.keys, sub)
-	if len(obj.keys) == 0 {
+	if obj = obj.with(sub, "", true); obj.n == 0 {
 		delete(s.raw, id)
+	} else {
+		s.raw[id] = obj
 	}
 	s.dirty[id] = true
 }
@@ -162,29 +156,27 @@ func (s *Store) Reset(l Listing) {
 			}
 		}
 		obj := s.raw[id]
-		same := obj != nil && obj.gen != s.gen && len(obj.keys) == j-i
-		for k := i; same && k < j; k++ {
-			r, v := l.At(k)
-			_, sb, _ := SplitKey(r)
-			if old, ok := obj.keys[sb]; !ok || old != v {
-				same = false
+		if obj == nil || obj.gen != s.gen {
+			// First run of this object in the listing.
+			if obj == nil || !sameRun(obj, l, i, j) {
+				if obj == nil {
+					id = own(id)
+				}
+				s.raw[id] = packRun(l, i, j, s.gen)
+				s.dirty[id] = true
+			} else {
+				obj.gen = s.gen
 			}
-		}
-		if !same {
-			if obj == nil || obj.gen != s.gen {
-				// First run of this object in the listing: start afresh. (A key
-				// written in another case can make a second run, which merges.)
-				obj = &rawObject{keys: make(map[string]string, j-i)}
-				s.raw[id] = obj
-			}
-			s.dirty[id] = true
+		} else {
+			// A key written in another case makes a second run: it merges.
 			for k := i; k < j; k++ {
 				r, v := l.At(k)
 				_, sb, _ := SplitKey(r)
-				obj.keys[sb] = v
+				obj = obj.with(sb, v, false)
 			}
+			s.raw[id] = obj
+			s.dirty[id] = true
 		}
-		obj.gen = s.gen
 		i = j
 	}
 	for id, obj := range s.raw {
@@ -193,6 +185,59 @@ func (s *Store) Reset(l Listing) {
 			s.dirty[id] = true
 		}
 	}
+}
+
+// own copies a name taken from a listing's key: kept as a map key, the
+// substring would keep the whole key (and the etcd response's buffer) alive.
+func own(id ObjectID) ObjectID {
+	id.Name = strings.Clone(id.Name)
+	return id
+}
+
+// sameRun says whether the listing's keys i..j of one object are exactly
+// the object's keys, in the same order.
+func sameRun(obj *rawObject, l Listing, i, j int) bool {
+	if obj.n != j-i {
+		return false
+	}
+	k := i
+	for key, value := range obj.all() {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		if sb != key || v != value {
+			return false
+		}
+		k++
+	}
+	return true
+}
+
+// packRun packs the listing's keys i..j of one object. They come in key
+// order unless the object's keys differ in case above its name.
+func packRun(l Listing, i, j int, gen uint64) *rawObject {
+	var p packer
+	sorted := true
+	prev := ""
+	for k := i; k < j; k++ {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		if k > i && sb <= prev {
+			sorted = false
+			break
+		}
+		prev = sb
+		p.add(sb, v)
+	}
+	if sorted {
+		return p.object(gen)
+	}
+	obj := &rawObject{gen: gen}
+	for k := i; k < j; k++ {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		obj = obj.with(sb, v, false)
+	}
+	return obj
 }
 
 // Commit decodes the objects changed since the last Commit. It returns the
@@ -222,16 +267,13 @@ func (s *Store) Len() int { return len(s.raw) }
 
 // decode decodes one object and reports whether its decoded form changed.
 func (s *Store) decode(id ObjectID) bool {
-	var obj map[string]string
-	if o := s.raw[id]; o != nil {
-		obj = o.keys
-	}
+	obj := s.raw[id]
 	delete(s.Errors, id)
 	var (
 		value interface{}
 		err   error
 	)
-	if len(obj) > 0 {
+	if obj != nil && obj.n > 0 {
 		value, err = s.decodeObject(id, obj)
 		if err != nil {
 			s.Errors[id] = &kv.Error{Key: id.String(), Err: err}
@@ -262,9 +304,9 @@ func setIfChanged[T any](m map[string]*T, name string, value interface{}) bool {
 	return true
 }
 
-func pairsOf(obj map[string]string, prefix string) []kv.Pair {
-	pairs := make([]kv.Pair, 0, len(obj))
-	for k, v := range obj {
+func pairsOf(obj *rawObject, prefix string) []kv.Pair {
+	pairs := make([]kv.Pair, 0, obj.n)
+	for k, v := range obj.all() {
 		if prefix != "" {
 			if len(k) <= len(prefix) || !strings.EqualFold(k[:len(prefix)], prefix) {
 				continue
@@ -276,14 +318,14 @@ func pairsOf(obj map[string]string, prefix string) []kv.Pair {
 	return pairs
 }
 
-func (s *Store) decodeObject(id ObjectID, obj map[string]string) (value interface{}, err error) {
+func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, err error) {
 	// A decoder panic on some odd input must cost one object, not the process.
 	defer func() {
 		if p := recover(); p != nil {
 			value, err = nil, fmt.Errorf("decoder panicked: %v", p)
 		}
 	}()
-	for k, v := range obj {
+	for k, v := range obj.all() {
 		if !utf8.ValidString(v) {
 			return nil, fmt.Errorf("%s: value is not valid UTF-8", k)
 		}
@@ -315,7 +357,7 @@ func (s *Store) decodeObject(id ObjectID, obj map[string]string) (value interfac
 
 // decodeMiddleware reads only the plugin sections traefik-sd understands;
 // any other middleware decodes to an empty, harmless value.
-func (s *Store) decodeMiddleware(obj map[string]string) (*Middleware, error) {
+func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 	m := &Middleware{}
 	if pairs := pairsOf(obj, "plugin/"+s.pluginName+"/"); len(pairs) > 0 {
 		cfg := plugin.CreateConfig()
@@ -340,7 +382,7 @@ func (s *Store) decodeMiddleware(obj map[string]string) (*Middleware, error) {
 		}
 		m.AppProxy = &AppProxyIdentity{CircuitID: goCfg.ID, SessionIDs: nonEmpty(goCfg.SessionIDs)}
 	}
-	for k, v := range obj {
+	for k, v := range obj.all() {
 		if !strings.EqualFold(k, "plugin/"+appProxyWASMPlugin+"/circuit") {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+	"github.com/traefik-sd/traefik-sd/internal/heapuse"
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
@@ -36,6 +38,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Sampled often enough to charge the held state to its packages.
+	runtime.MemProfileRate = 32 << 10
 	code := m.Run()
 	if relistEnv != nil {
 		relistEnv.Stop()
@@ -116,6 +120,12 @@ func BenchmarkRelist100k(b *testing.B) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	after, _ := rss()
+	held := heapuse.ByPackage()
+	if f := os.Getenv("HEAPPROF"); f != "" {
+		out, _ := os.Create(f)
+		pprof.WriteHeapProfile(out)
+		out.Close()
+	}
 
 	// Compaction is etcd's work, not the re-list's: it runs before the timer.
 	resp, err := relistEnv.client.Get(ctx, "x")
@@ -150,6 +160,25 @@ func BenchmarkRelist100k(b *testing.B) {
 	b.ReportMetric(float64(keys), "keys")
 	b.ReportMetric(float64(after-before)/float64(routes), "rss-bytes/target")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
+	reportHeld(b, held, routes)
+}
+
+// reportHeld reports the live heap per target of the packages holding the
+// most, as heap-B/target:<package> metrics; the rest is summed as "other".
+func reportHeld(b *testing.B, held []heapuse.Package, targets int) {
+	const shown = 8
+	var total, other int64
+	for i, p := range held {
+		total += p.Bytes
+		if i >= shown {
+			other += p.Bytes
+			continue
+		}
+		name := strings.TrimPrefix(p.Path, "github.com/traefik-sd/traefik-sd/")
+		b.ReportMetric(float64(p.Bytes)/float64(targets), "heap-B/target:"+name)
+	}
+	b.ReportMetric(float64(other)/float64(targets), "heap-B/target:other")
+	b.ReportMetric(float64(total)/float64(targets), "heap-B/target")
 }
 
 // allLive is the plugin's full set for every traefik-sd middleware etcd holds.

@@ -19,7 +19,7 @@ type Builder struct {
 	routers map[string]*routerTargets
 	// readers maps each input (etcd object, live middleware, Traefik's
 	// router) to the routers whose targets read it.
-	readers map[dynamic.ObjectID]map[string]bool
+	readers map[dynamic.ObjectID]*readerSet
 	order   []string // names of routers with targets, sorted
 	kept    int      // how many of order fit within MaxTargets
 	reorder bool
@@ -59,7 +59,7 @@ func NewBuilder(opts Options) *Builder {
 	return &Builder{
 		opts:       opts,
 		routers:    map[string]*routerTargets{},
-		readers:    map[dynamic.ObjectID]map[string]bool{},
+		readers:    map[dynamic.ObjectID]*readerSet{},
 		static:     static,
 		staticJSON: AppendJSON(nil, static),
 		overLabels: map[string]int{},
@@ -72,9 +72,7 @@ func NewBuilder(opts Options) *Builder {
 func (b *Builder) Update(in Inputs, ch Changes) []string {
 	dirty := map[string]bool{}
 	mark := func(id dynamic.ObjectID) {
-		for r := range b.readers[id] {
-			dirty[r] = true
-		}
+		b.readers[id].each(func(r string) { dirty[r] = true })
 	}
 	if ch.All {
 		for name := range b.routers {
@@ -159,8 +157,7 @@ func (b *Builder) rebuild(in Inputs, name string) {
 	old := b.routers[name]
 	if old != nil {
 		for _, id := range old.reads {
-			delete(b.readers[id], name)
-			if len(b.readers[id]) == 0 {
+			if rs := b.readers[id]; rs != nil && rs.remove(name) {
 				delete(b.readers, id)
 			}
 		}
@@ -197,10 +194,12 @@ func (b *Builder) rebuild(in Inputs, name string) {
 		rt.sum = sha256.Sum256(rt.json)
 	}
 	for _, id := range rt.reads {
-		if b.readers[id] == nil {
-			b.readers[id] = map[string]bool{}
+		rs := b.readers[id]
+		if rs == nil {
+			rs = &readerSet{}
+			b.readers[id] = rs
 		}
-		b.readers[id][name] = true
+		rs.add(name)
 	}
 	b.routers[name] = rt
 	if (old == nil || len(old.targets) == 0) != (len(rt.targets) == 0) {
@@ -279,10 +278,63 @@ func (b *Builder) NotServed() map[string]NotServed { return b.notServed }
 
 // Readers lists the routers whose targets read an etcd object, sorted.
 func (b *Builder) Readers(id dynamic.ObjectID) []string {
-	out := make([]string, 0, len(b.readers[id]))
-	for r := range b.readers[id] {
-		out = append(out, r)
-	}
+	var out []string
+	b.readers[id].each(func(r string) { out = append(out, r) })
 	sort.Strings(out)
 	return out
+}
+
+// readerSet is the routers that read one input. Almost every input has one
+// reader (a circuit's own router, service and middlewares), so a few names
+// sit in a slice, and only an input shared by many routers gets a map: a map
+// per input was a kilobyte per circuit.
+type readerSet struct {
+	few  []string
+	many map[string]bool
+}
+
+const fewReaders = 8
+
+func (rs *readerSet) add(name string) {
+	if rs.many != nil {
+		rs.many[name] = true
+		return
+	}
+	if slices.Contains(rs.few, name) {
+		return
+	}
+	if len(rs.few) < fewReaders {
+		rs.few = append(rs.few, name)
+		return
+	}
+	rs.many = make(map[string]bool, 2*fewReaders)
+	for _, r := range rs.few {
+		rs.many[r] = true
+	}
+	rs.many[name] = true
+	rs.few = nil
+}
+
+// remove reports whether the set is empty afterwards.
+func (rs *readerSet) remove(name string) bool {
+	if rs.many != nil {
+		delete(rs.many, name)
+		return len(rs.many) == 0
+	}
+	if i := slices.Index(rs.few, name); i >= 0 {
+		rs.few = slices.Delete(rs.few, i, i+1)
+	}
+	return len(rs.few) == 0
+}
+
+func (rs *readerSet) each(f func(string)) {
+	if rs == nil {
+		return
+	}
+	for _, r := range rs.few {
+		f(r)
+	}
+	for r := range rs.many {
+		f(r)
+	}
 }

@@ -1,0 +1,83 @@
+package dynamic
+
+import (
+	"math/rand"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// A packed object must hold exactly what a map of its keys holds, in key
+// order, through any sequence of puts and deletes.
+func TestPackedObjectMatchesAMap(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	keys := []string{"", "a", "b", "rule", "service", "loadBalancer/servers/0/url", "loadBalancer/servers/10/url", strings.Repeat("k", 200)}
+	values := []string{"", "x", "http://10.0.0.1:8080", strings.Repeat("v", 300), "\x00\xff"}
+	obj := &rawObject{}
+	model := map[string]string{}
+	for step := 0; step < 5000; step++ {
+		k := keys[rng.Intn(len(keys))]
+		if rng.Intn(3) == 0 {
+			obj = obj.with(k, "", true)
+			delete(model, k)
+		} else {
+			v := values[rng.Intn(len(values))]
+			obj = obj.with(k, v, false)
+			model[k] = v
+		}
+		if obj.n != len(model) {
+			t.Fatalf("step %d: %d keys, want %d", step, obj.n, len(model))
+		}
+		want := make([]string, 0, len(model))
+		for k := range model {
+			want = append(want, k)
+		}
+		sort.Strings(want)
+		i := 0
+		for k, v := range obj.all() {
+			if i >= len(want) || k != want[i] || v != model[k] {
+				t.Fatalf("step %d: key %d is %q=%q, want %q=%q", step, i, k, v, want[i], model[want[i]])
+			}
+			i++
+		}
+		if got, ok := obj.get(k); ok != (model[k] != "" || hasKey(model, k)) || got != model[k] {
+			t.Fatalf("step %d: get(%q) = %q, %v", step, k, got, ok)
+		}
+	}
+}
+
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+type listing [][2]string
+
+func (l listing) Len() int                   { return len(l) }
+func (l listing) At(i int) (string, string) { return l[i][0], l[i][1] }
+
+// Keys of one object that differ in case above its name sort apart, or
+// together out of their own order; a re-list must still hold them all,
+// and one unchanged listing must leave nothing to decode again.
+func TestResetHoldsKeysWrittenInAnotherCase(t *testing.T) {
+	l := listing{
+		{"HTTP/routers/r/service", "s"},
+		{"http/Routers/r/rule", "Host(`b`)"},
+		{"http/middlewares/m/headers/x", "1"},
+		{"http/routers/r/entryPoints/0", "web"},
+		{"http/routers/r/entryPoints/1", "websecure"},
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i][0] < l[j][0] })
+	s := NewStore("traefik-sd")
+	s.Reset(l)
+	s.Commit()
+	r := s.Routers["r"]
+	if r == nil || r.Service != "s" || r.Rule != "Host(`b`)" || len(r.EntryPoints) != 2 {
+		t.Fatalf("router = %+v", r)
+	}
+	s.Reset(l)
+	if changed, _ := s.Commit(); len(changed) != 0 {
+		t.Fatalf("an identical listing changed %v", changed)
+	}
+	s.Reset(l[1:])
+	if changed, _ := s.Commit(); len(changed) != 1 || s.Routers["r"].Service != "" {
+		t.Fatalf("a listing without a key changed %v, router %+v", changed, s.Routers["r"])
+	}
+}
