@@ -22,6 +22,21 @@ const (
 	DefaultResyncInterval = "5m"
 )
 
+// The defaults parsed, once per process. (One value per call: Yaegi v0.16
+// mis-types a package variable declared from a function's two results.)
+var (
+	defaultRemovalDelay   = mustDuration(DefaultRemovalDelay)
+	defaultResyncInterval = mustDuration(DefaultResyncInterval)
+)
+
+func mustDuration(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
 // Route is one backend of a circuit, with the ids Backend.AI knows it by.
 // URL must equal the server URL written under the circuit's service, so that
 // the sidecar can join the two.
@@ -112,11 +127,25 @@ func (c *Config) check() (timing, error) {
 	if err != nil {
 		return t, err
 	}
-	if t.removal, err = parsePositiveDuration(c.RemovalDelay); err != nil {
-		return t, fmt.Errorf("removalDelay: %w", err)
+	// Nearly every middleware keeps the defaults: a string comparison is
+	// one interpreted step where parsing is a call out of the interpreter.
+	// (Plain statements only: Yaegi v0.16 mis-assigns a tuple to a field in
+	// an if's init statement.)
+	t.removal = defaultRemovalDelay
+	if c.RemovalDelay != DefaultRemovalDelay {
+		d, err := parsePositiveDuration(c.RemovalDelay)
+		if err != nil {
+			return t, fmt.Errorf("removalDelay: %w", err)
+		}
+		t.removal = d
 	}
-	if t.resync, err = parsePositiveDuration(c.ResyncInterval); err != nil {
-		return t, fmt.Errorf("resyncInterval: %w", err)
+	t.resync = defaultResyncInterval
+	if c.ResyncInterval != DefaultResyncInterval {
+		d, err := parsePositiveDuration(c.ResyncInterval)
+		if err != nil {
+			return t, fmt.Errorf("resyncInterval: %w", err)
+		}
+		t.resync = d
 	}
 	return t, nil
 }

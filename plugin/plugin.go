@@ -32,33 +32,6 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, fmt.Errorf("traefik-sd %s: %w", name, err)
 	}
-	cfg := config.normalizedCopy()
-	liveSet.add(ctx, name, cfg, timing, time.Now())
+	liveSet.arrive(arrival{ctx: ctx, name: name, cfg: config, timing: timing, at: time.Now()})
 	return next, nil
-}
-
-// normalizedCopy copies the lists and maps, which Traefik owns and may
-// reuse, normalized. It allocates only for what is there: under the
-// interpreter every allocation counts, and New runs per router per reload.
-func (c *Config) normalizedCopy() *Config {
-	out := &Config{}
-	*out = *c
-	// One assignment each: Yaegi v0.16 panics on a tuple assignment of nils to fields.
-	out.SessionIDs = nil
-	out.Routes = nil
-	out.Labels = nil
-	if len(c.SessionIDs) > 0 {
-		out.SessionIDs = append([]string{}, c.SessionIDs...)
-	}
-	if len(c.Routes) > 0 {
-		out.Routes = append([]Route{}, c.Routes...)
-	}
-	if len(c.Labels) > 0 {
-		out.Labels = make(map[string]string, len(c.Labels))
-		for k, v := range c.Labels {
-			out.Labels[k] = v
-		}
-	}
-	out.Normalize()
-	return out
 }

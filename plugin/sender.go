@@ -43,6 +43,8 @@ type registry struct {
 	dests   map[string]*destination
 	wake    chan struct{}
 	running bool // the sender goroutine was started
+	// arrivals are the New calls the sender has not recorded yet.
+	arrivals []arrival
 	// nextSweep and sweepEvery schedule the sweep for cancelled instances.
 	nextSweep  time.Time
 	sweepEvery time.Duration
@@ -99,13 +101,43 @@ func newRegistry() *registry {
 	}
 }
 
-// add records one live instance of a middleware. It never blocks on the
-// network: the sender does all I/O.
-func (r *registry) add(ctx context.Context, name string, cfg *Config, t timing, now time.Time) {
-	removal, resync := t.removal, t.resync
+// arrival is one New call, recorded as is: New must cost a reload as
+// little as it can under the interpreter, so the sender does the rest.
+type arrival struct {
+	ctx    context.Context
+	name   string
+	cfg    *Config
+	timing timing
+	at     time.Time
+}
+
+// arrive queues one New call for the sender and wakes it. It never blocks
+// on the network or on the sender's work.
+func (r *registry) arrive(a arrival) {
 	r.mu.Lock()
+	r.arrivals = append(r.arrivals, a)
 	startSender := !r.running
 	r.running = true
+	r.mu.Unlock()
+	if startSender {
+		go r.run()
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// record applies one arrival: a live instance of a middleware. Traefik
+// makes a new configuration for every New and never touches it again, so a
+// shallow copy is enough; it is not normalized here (the sidecar does that
+// with every push), as every interpreted statement is paid per router per
+// reload. The caller holds r.mu.
+func (r *registry) record(a arrival) {
+	cfg := new(Config)
+	*cfg = *a.cfg
+	name, now := a.name, a.at
+	removal, resync := a.timing.removal, a.timing.resync
 	// One destination per sidecar URL: the sidecar knows this process by
 	// (node, boot), so two senders to one URL would overwrite each other.
 	d := r.dests[cfg.SidecarURL]
@@ -137,16 +169,7 @@ func (r *registry) add(ctx context.Context, name string, cfg *Config, t timing, 
 	}
 	m.removalDelay = removal
 	m.emptySince = time.Time{}
-	m.instances = append(pruneDone(m.instances), ctx)
-	r.mu.Unlock()
-
-	if startSender {
-		go r.run()
-	}
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	m.instances = append(pruneDone(m.instances), a.ctx)
 }
 
 func (d *destination) markPending(name string, now time.Time) {
@@ -216,6 +239,11 @@ func (r *registry) step(now time.Time) time.Duration {
 	var sends []outgoing
 
 	r.mu.Lock()
+	for i := range r.arrivals {
+		r.record(r.arrivals[i])
+		r.arrivals[i] = arrival{}
+	}
+	r.arrivals = r.arrivals[:0]
 	if !now.Before(r.nextSweep) {
 		r.sweepEvery = r.sweep(now)
 		r.nextSweep = now.Add(r.sweepEvery)

@@ -160,3 +160,21 @@ func FuzzDecode(f *testing.F) {
 		_ = s.Apply(p, time.Now())
 	})
 }
+
+// The plugin pushes lists in the order Traefik decoded them (sorting them
+// in New would be paid per router per reload, under the interpreter); a
+// push is normalized here, so that order never reaches the targets.
+func TestSyncNormalizesPushedLists(t *testing.T) {
+	p := push(true, 1, "bai_sd_a@etcd")
+	p.Middlewares[0].Config.SessionIDs = []string{"s-2", " s-10 ", ""}
+	p.Middlewares[0].Config.Routes = []plugin.Route{{URL: "http://10.0.1.22:8000/"}, {URL: "http://10.0.1.21:8000/", RouteID: "r-1"}}
+	body, _ := json.Marshal(p)
+	got, err := pluginsync.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := got.Middlewares[0].Config
+	if strings.Join(cfg.SessionIDs, ",") != "s-10,s-2" || cfg.Routes[0].RouteID != "r-1" || cfg.Routes[1].URL != "http://10.0.1.22:8000/" {
+		t.Fatalf("decoded lists: sessions %q, routes %+v", cfg.SessionIDs, cfg.Routes)
+	}
+}
