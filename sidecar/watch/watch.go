@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -70,6 +72,14 @@ type Watcher struct {
 	MaxBackoff time.Duration
 	// ProgressInterval is how often a quiet watch is asked for progress.
 	ProgressInterval time.Duration
+	// PageSize and SplitEvery override the listing sizes (tests).
+	PageSize, SplitEvery int
+
+	// splits are keys of the last listing, SplitEvery apart; listed is how
+	// many keys it had. The next listing uses both (only Run and List,
+	// called from one goroutine, touch them).
+	splits []string
+	listed int
 }
 
 // Run follows the prefix until ctx is done. Every send also selects on ctx.
@@ -126,12 +136,20 @@ func (w *Watcher) list(ctx context.Context, out chan<- Report) (int64, error) {
 	return b.Revision, nil
 }
 
-// PageSize is how many keys one listing call fetches (about 12 MB of a
-// Backend.AI tree). Pages bound the memory of one response; they are this
-// large because etcd 3.4 walks the whole rest of the range in its index for
-// every limited request, so n keys cost n²/(2·PageSize) index steps there
-// (3.5 stops at the limit).
-const PageSize = 100000
+// Listing sizes. etcd answers every limited range request with the count
+// of the whole range, which it walks in its index (3.4 also reads the rest
+// of the range for the limit), so paging one range of n keys costs
+// n²/(2·page) index steps: at 2.3 million keys in pages of 10,000, counting
+// alone is most of the time. So each listing remembers a key every
+// SplitEvery keys, and the next listing asks for the bounded ranges between
+// them: each page then counts only its own range, and the cost is linear.
+const (
+	// PageSize bounds the keys of one response (about 6 MB of a Backend.AI
+	// tree); a range between splits is rarely larger.
+	PageSize = 50000
+	// SplitEvery is how many keys a listing puts between two splits.
+	SplitEvery = 50000
+)
 
 // List reads the whole prefix at one revision, a page at a time (as etcd's
 // mirror syncer does), so no single response holds millions of keys. Each
@@ -141,37 +159,75 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	page, every := int64(w.PageSize), w.SplitEvery
+	if page <= 0 {
+		page = PageSize
+	}
+	if every <= 0 {
+		every = SplitEvery
+	}
 	p := w.prefix()
-	end := clientv3.GetPrefixRangeEnd(p)
-	b := Batch{Snapshot: true}
-	key := p
-	for {
-		// Keys come in ascending key order without asking: etcd 3.4 reads
-		// the whole rest of the range for any sort option, limit or not,
-		// which would make paging quadratic.
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(PageSize)}
-		if b.Revision != 0 {
-			opts = append(opts, clientv3.WithRev(b.Revision))
+	bounds := append(append([]string{p}, w.splits...), clientv3.GetPrefixRangeEnd(p))
+	// readRange pages through one range [key, end) at rev (0: the latest).
+	readRange := func(key, end string, rev int64) (kvs []*mvccpb.KeyValue, at int64, err error) {
+		for {
+			// Keys come in ascending key order without asking: etcd 3.4
+			// reads the whole rest of the range for any sort option.
+			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			lctx, cancel := context.WithTimeout(ctx, timeout)
+			resp, err := w.Client.Get(lctx, key, opts...)
+			cancel()
+			if err != nil {
+				return nil, 0, err
+			}
+			if rev == 0 {
+				rev = resp.Header.Revision
+			}
+			kvs = append(kvs, resp.Kvs...)
+			if !resp.More || len(resp.Kvs) == 0 {
+				return kvs, rev, nil
+			}
+			// The next page starts just after the last key read.
+			key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
 		}
-		lctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := w.Client.Get(lctx, key, opts...)
-		cancel()
-		if err != nil {
-			return Batch{}, err
-		}
-		if b.Revision == 0 {
-			b.Revision = resp.Header.Revision
-			b.Events = make(Events, 0, resp.Count)
-		}
-		for _, kv := range resp.Kvs {
+	}
+	// The first range fixes the revision; the others are read two at a
+	// time, so that etcd reads one while this process decodes another.
+	ranges := make([][]*mvccpb.KeyValue, len(bounds)-1)
+	first, rev, err := readRange(bounds[0], bounds[1], 0)
+	if err != nil {
+		return Batch{}, err
+	}
+	ranges[0] = first
+	errs := make([]error, len(ranges))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 2)
+	for r := 1; r < len(ranges); r++ {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			ranges[r], _, errs[r] = readRange(bounds[r], bounds[r+1], rev)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return Batch{}, err
+	}
+	b := Batch{Snapshot: true, Revision: rev, Events: make(Events, 0, w.listed)}
+	var splits []string
+	for _, kvs := range ranges {
+		for _, kv := range kvs {
+			if len(b.Events) > 0 && len(b.Events)%every == 0 {
+				splits = append(splits, string(kv.Key))
+			}
 			b.Events = append(b.Events, Event{Key: alias(kv.Key[len(p):]), Value: alias(kv.Value)})
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		// The next page starts just after the last key read.
-		key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
 	}
+	w.splits, w.listed = splits, len(b.Events)
 	b.Received = time.Now()
 	return b, nil
 }

@@ -65,3 +65,57 @@ func TestListPagesAtOneRevision(t *testing.T) {
 		t.Fatal("no batch for a change")
 	}
 }
+
+// A listing asks for the ranges between the keys the last one remembered.
+// Whatever changed in between (keys before the first split, after the last,
+// on a split itself, deleted or new), it must read exactly what one
+// unlimited read of the prefix reads at its revision.
+func TestListBetweenSplitsReadsThePrefixWhole(t *testing.T) {
+	etcd := testbed.StartEtcd(t, t.TempDir())
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "client")
+	defer client.Close()
+	ctx := testbed.Context(t, time.Minute)
+	var ops []clientv3.Op
+	for i := 0; i < 100; i++ {
+		ops = append(ops, clientv3.OpPut(fmt.Sprintf("root/k%03d", i), fmt.Sprint(i)))
+	}
+	_, err = client.Txn(ctx).Then(ops...).Commit()
+	testbed.Must(t, err, "load")
+	w := &watch.Watcher{Client: client, Prefix: "root", PageSize: 7, SplitEvery: 10}
+	same := func(step string) {
+		t.Helper()
+		b, err := w.List(ctx)
+		testbed.Must(t, err, "%s", step)
+		whole, err := client.Get(ctx, "root/", clientv3.WithPrefix(), clientv3.WithRev(b.Revision))
+		testbed.Must(t, err, "%s", step)
+		if len(b.Events) != len(whole.Kvs) {
+			t.Fatalf("%s: listed %d keys, the prefix holds %d", step, len(b.Events), len(whole.Kvs))
+		}
+		for i, kv := range whole.Kvs {
+			if e := b.Events[i]; "root/"+e.Key != string(kv.Key) || e.Value != string(kv.Value) {
+				t.Fatalf("%s: key %d listed as %s=%s, etcd holds %s=%s", step, i, e.Key, e.Value, kv.Key, kv.Value)
+			}
+		}
+	}
+	same("first listing")
+	for _, op := range []clientv3.Op{
+		clientv3.OpPut("root/a", "before every split"),
+		clientv3.OpDelete("root/k010"), // a split itself
+		clientv3.OpDelete("root/k011"),
+		clientv3.OpPut("root/k010x", "just after a deleted split"),
+		clientv3.OpPut("root/k055", "changed"),
+		clientv3.OpPut("root/z", "after every split"),
+		clientv3.OpDelete("root/k09", clientv3.WithPrefix()),
+	} {
+		_, err := client.Do(ctx, op)
+		testbed.Must(t, err, "change")
+	}
+	same("listing after changes")
+	_, err = client.Delete(ctx, "root/", clientv3.WithPrefix())
+	testbed.Must(t, err, "delete all")
+	same("listing of an emptied prefix")
+	_, err = client.Put(ctx, "root/only", "1")
+	testbed.Must(t, err, "put")
+	same("listing after the prefix was emptied")
+}
