@@ -417,7 +417,7 @@ func (d *Daemon) publish(received time.Time) {
 	for limit, n := range d.engine.Dropped() {
 		d.metrics.TargetsDropped.WithLabelValues(limit).Set(float64(n))
 	}
-	if !d.pub.SetDigested(d.engine.Digest(), d.engine.AppendJSON, d.engine.Groups()) {
+	if !d.pub.SetPieces(d.engine.Digest(), d.engine.AppendPieces, d.engine.Groups()) {
 		return
 	}
 	if len(d.sdUpdates) > 0 {
@@ -439,7 +439,7 @@ func (d *Daemon) publish(received time.Time) {
 	for _, g := range []string{targets.GroupRoute, targets.GroupTraefik, targets.GroupWorker, targets.GroupCoordinator} {
 		d.metrics.Targets.WithLabelValues(g).Set(float64(d.pub.Current().Groups[g]))
 	}
-	d.log.Debug("published targets", "bytes", len(d.pub.Current().Body))
+	d.log.Debug("published targets", "bytes", d.pub.Current().Size())
 }
 
 // housekeeping runs on a tick: processes gone silent, the first set once

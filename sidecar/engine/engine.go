@@ -376,8 +376,11 @@ func (e *Engine) Take() bool {
 // Digest, AppendJSON, Targets and Groups read the current set.
 func (e *Engine) Digest() [sha256.Size]byte    { return e.builder.Digest() }
 func (e *Engine) AppendJSON(dst []byte) []byte { return e.builder.AppendJSON(dst) }
-func (e *Engine) Targets() []targets.Target    { return e.builder.Targets() }
-func (e *Engine) Groups() map[string]int       { return e.builder.Groups() }
+
+// AppendPieces gives the body in pieces (targets.Builder.AppendPieces).
+func (e *Engine) AppendPieces(dst [][]byte) [][]byte { return e.builder.AppendPieces(dst) }
+func (e *Engine) Targets() []targets.Target          { return e.builder.Targets() }
+func (e *Engine) Groups() map[string]int             { return e.builder.Groups() }
 
 // Dropped says how many targets each limit leaves out.
 func (e *Engine) Dropped() map[string]int { return e.builder.Dropped() }

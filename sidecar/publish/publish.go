@@ -13,12 +13,58 @@ import (
 
 // Rendered is one immutable rendering of the target set.
 type Rendered struct {
-	Body   []byte
 	ETag   string // quoted, as in the header
 	Groups map[string]int
 
+	// The body is either given whole, or as pieces joined on first demand.
+	size     int
+	bodyOnce sync.Once
+	body     []byte
+	pieces   [][]byte
+
 	gzipOnce sync.Once
 	gzipped  []byte
+}
+
+// Body is the HTTP SD JSON. A set published as pieces is joined on the
+// first request that asks for it: at 10,000 circuits a body is 10 MB, and
+// making one for every change (most of which no client ever fetches, as
+// Prometheus asks every 30 s or so) was most of what the collector had to
+// clean up, and so of the change latency's tail.
+func (r *Rendered) Body() []byte {
+	r.bodyOnce.Do(func() {
+		if r.body == nil {
+			r.body = join(make([]byte, 0, r.size), r.pieces)
+			r.pieces = nil
+		}
+	})
+	return r.body
+}
+
+// Size is the length of Body, known without making it.
+func (r *Rendered) Size() int { return r.size }
+
+// join makes the JSON array of pieces, each one or more array elements.
+func join(dst []byte, pieces [][]byte) []byte {
+	dst = append(dst, '[')
+	for i, p := range pieces {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, p...)
+	}
+	return append(dst, ']')
+}
+
+func joinedSize(pieces [][]byte) int {
+	n := 2
+	for i, p := range pieces {
+		if i > 0 {
+			n++
+		}
+		n += len(p)
+	}
+	return n
 }
 
 // Gzipped is Body compressed, made on the first request that asks for it:
@@ -27,7 +73,7 @@ func (r *Rendered) Gzipped() []byte {
 	r.gzipOnce.Do(func() {
 		var gz bytes.Buffer
 		w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-		_, _ = w.Write(r.Body)
+		_, _ = w.Write(r.Body())
 		_ = w.Close()
 		r.gzipped = gz.Bytes()
 	})
@@ -69,7 +115,21 @@ func (p *Publisher) SetDigested(digest [sha256.Size]byte, render func(dst []byte
 	if !p.Changed(digest) {
 		return false
 	}
-	p.current.Store(&Rendered{Body: render(nil), ETag: etag(digest), Groups: groups})
+	body := render(nil)
+	p.current.Store(&Rendered{body: body, size: len(body), ETag: etag(digest), Groups: groups})
+	return true
+}
+
+// SetPieces publishes, as SetDigested does, the body made of the pieces
+// that appendPieces gives: each piece is one or more elements of the JSON
+// array, without brackets, and must never be written to again (the body is
+// joined later, on demand). Only one goroutine may call it.
+func (p *Publisher) SetPieces(digest [sha256.Size]byte, appendPieces func(dst [][]byte) [][]byte, groups map[string]int) bool {
+	if !p.Changed(digest) {
+		return false
+	}
+	pieces := appendPieces(nil)
+	p.current.Store(&Rendered{pieces: pieces, size: joinedSize(pieces), ETag: etag(digest), Groups: groups})
 	return true
 }
 

@@ -185,7 +185,14 @@ func (s *Server) targets(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetBodyRaw(r.Gzipped())
 		return
 	}
-	ctx.Response.SetBodyRaw(r.Body)
+	if ctx.IsHead() {
+		// The length, without making the body: a client that polls for a
+		// new ETag must not make the sidecar build 10 MB each time.
+		ctx.Response.SkipBody = true
+		ctx.Response.Header.SetContentLength(r.Size())
+		return
+	}
+	ctx.Response.SetBodyRaw(r.Body())
 }
 
 func (s *Server) push(ctx *fasthttp.RequestCtx) {

@@ -128,6 +128,11 @@ func TestTargetsAreHTTPSDWithETagAndGzip(t *testing.T) {
 	if !bytes.Equal(plain, body) {
 		t.Errorf("gzip body differs:\n%s\n%s", plain, body)
 	}
+	// HEAD answers the length and ETag a GET would, with no body.
+	resp, headBody := h.do(t, http.MethodHead, "/v1/targets", nil, nil)
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(body)) || len(headBody) != 0 || resp.Header.Get("ETag") != etag {
+		t.Errorf("HEAD: %s, length %d (GET's %d), %d body bytes, ETag %q (GET's %q)", resp.Status, resp.ContentLength, len(body), len(headBody), resp.Header.Get("ETag"), etag)
+	}
 }
 
 func TestTargetsNotServedBeforeReady(t *testing.T) {

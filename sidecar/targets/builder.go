@@ -246,6 +246,21 @@ func (b *Builder) AppendJSON(dst []byte) []byte {
 	return append(dst, ']')
 }
 
+// AppendPieces appends the pieces AppendJSON joins: each kept router's
+// targets as JSON array elements without the brackets, then the static
+// targets'. A router's JSON is replaced, never written to, when it changes,
+// so the pieces of a published set stay valid after later changes.
+func (b *Builder) AppendPieces(dst [][]byte) [][]byte {
+	for _, name := range b.order[:b.kept] {
+		piece := b.routers[name].json
+		dst = append(dst, piece[1:len(piece)-1])
+	}
+	if len(b.static) > 0 {
+		dst = append(dst, b.staticJSON[1:len(b.staticJSON)-1])
+	}
+	return dst
+}
+
 // Digest identifies the body AppendJSON would give: a hash of each
 // router's piece digest in order and of the static targets. It costs a hash
 // over 32 bytes per router, not over the whole body.
