@@ -15,12 +15,19 @@ import (
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
 )
 
-// BenchmarkEtcdChangeToTargets measures, with 10,000 circuits present, the
-// time from the coordinator's route-change transaction returning to a new
-// body on /v1/targets (polled with If-None-Match), over b.N changes, and
-// reports the p50 and p99.
+// BenchmarkEtcdChangeToTargets measures, with 10,000 or 100,000 circuits
+// present, the time from the coordinator's route-change transaction
+// returning to a new body on /v1/targets (polled with If-None-Match), over
+// b.N changes, and reports the p50 and p99. Run one size per process: each
+// keeps its environment for every run of that size.
 func BenchmarkEtcdChangeToTargets(b *testing.B) {
-	e, circuits := latencyEnv(b)
+	for _, n := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("circuits=%d", n), func(b *testing.B) { changeToTargets(b, n) })
+	}
+}
+
+func changeToTargets(b *testing.B, n int) {
+	e, circuits := latencyEnv(b, n)
 	ctx := context.Background()
 	client := &http.Client{}
 	etagNow := func() string {
@@ -36,11 +43,11 @@ func BenchmarkEtcdChangeToTargets(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// Numbered across runs: the environment outlives each run, and a
 		// change equal to one already made would publish nothing.
-		n := latency.changes
+		k := latency.changes
 		latency.changes++
-		c := circuits[(n*7919)%len(circuits)]
+		c := circuits[(k*7919)%len(circuits)]
 		c.Routes = append([]coordinator.Route(nil), c.Routes...)
-		c.Routes[0].Port = 9000 + n%1000
+		c.Routes[0].Port = 9000 + k%1000
 		before := etagNow()
 		testbed.Must(b, e.coord.UpdateRoutes(ctx, c), "update")
 		written := time.Now()
@@ -57,19 +64,21 @@ func BenchmarkEtcdChangeToTargets(b *testing.B) {
 	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-// latency is the 10,000-circuit environment, built once for every run of
-// the benchmark (the harness calls it with b.N = 1 first): two at once would
+// latency is the environment of one size, built once for every run of the
+// benchmark (the harness calls it with b.N = 1 first): two at once would
 // double the heap the collector walks, and the tail with it.
 var latency struct {
 	once     sync.Once
+	size     int
 	runner   testbed.Runner
 	env      *env
 	circuits []coordinator.Circuit
 	changes  int
 }
 
-func latencyEnv(b *testing.B) (*env, []coordinator.Circuit) {
+func latencyEnv(b *testing.B, size int) (*env, []coordinator.Circuit) {
 	latency.once.Do(func() {
+		latency.size = size
 		dir, err := os.MkdirTemp("/dev/shm", "traefik-sd-bench-")
 		if err != nil {
 			dir, _ = os.MkdirTemp("", "traefik-sd-bench-")
@@ -78,18 +87,18 @@ func latencyEnv(b *testing.B) (*env, []coordinator.Circuit) {
 		r.Cleanup(func() { os.RemoveAll(dir) })
 		e := startEnvWith(r, "worker-1", nil, dir)
 		ctx := context.Background()
-		circuits := make([]coordinator.Circuit, 10000)
+		circuits := make([]coordinator.Circuit, size)
 		for i := range circuits {
 			circuits[i] = coordinator.SampleInference(i)
 		}
 		testbed.Must(r, e.coord.BulkLoad(ctx, circuits), "load")
-		testbed.Eventually(r, 120*time.Second, "10,000 circuits published", func() (bool, string) {
+		testbed.Eventually(r, time.Duration(size/10000)*2*time.Minute, fmt.Sprint(size, " circuits published"), func() (bool, string) {
 			status, got := e.routesNow()
 			n := 0
 			if got != "" {
 				n = len(strings.Split(got, "\n"))
 			}
-			return status == http.StatusOK && n == 20000, fmt.Sprint(status, " ", n)
+			return status == http.StatusOK && n == 2*size, fmt.Sprint(status, " ", n)
 		})
 		// Route changes touch services only: Traefik's routers and the
 		// plugin's set stay as they are, so the stand-in stops reloading
@@ -100,6 +109,9 @@ func latencyEnv(b *testing.B) (*env, []coordinator.Circuit) {
 	})
 	if latency.env == nil {
 		b.Fatal("the benchmark's environment did not start")
+	}
+	if latency.size != size {
+		b.Skipf("this process holds %d circuits; run each size on its own (-bench 'EtcdChangeToTargets/circuits=%d$')", latency.size, size)
 	}
 	return latency.env, latency.circuits
 }

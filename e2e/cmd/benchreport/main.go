@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"runtime"
@@ -18,6 +19,7 @@ import (
 
 type result struct {
 	group, name string
+	run         int // 0 for the first run of this name, 1 for the second…
 	metrics     map[string]float64
 	order       []string
 }
@@ -35,45 +37,8 @@ func main() {
 	goVersion := flag.String("go", runtime.Version(), "Go version")
 	flag.Parse()
 
-	var results []*result
-	groups := map[string][]*result{}
-	var groupOrder []string
-	sc := bufio.NewScanner(os.Stdin)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	cpu := ""
-	for sc.Scan() {
-		text := sc.Text()
-		if strings.HasPrefix(text, "cpu: ") {
-			cpu = strings.TrimSpace(strings.TrimPrefix(text, "cpu: "))
-		}
-		m := line.FindStringSubmatch(text)
-		if m == nil {
-			continue
-		}
-		full := m[1]
-		// Siblings share everything up to the last '/': a baseline is
-		// compared only with the variants beside it.
-		group, name := full, ""
-		if i := strings.LastIndex(full, "/"); i >= 0 {
-			group, name = full[:i], full[i+1:]
-		}
-		r := &result{group: group, name: name, metrics: map[string]float64{}}
-		f := strings.Fields(m[2])
-		for i := 0; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				continue
-			}
-			r.metrics[f[i+1]] = v
-			r.order = append(r.order, f[i+1])
-		}
-		if _, ok := groups[group]; !ok {
-			groupOrder = append(groupOrder, group)
-		}
-		groups[group] = append(groups[group], r)
-		results = append(results, r)
-	}
-	if len(results) == 0 {
+	groups, groupOrder, cpu := parse(os.Stdin)
+	if len(groupOrder) == 0 {
 		fmt.Fprintln(os.Stderr, "benchreport: no benchmark lines on stdin")
 		os.Exit(1)
 	}
@@ -83,9 +48,20 @@ func main() {
 		*command, time.Now().UTC().Format("2006-01-02"), orUnknown(cpu), runtime.NumCPU(), *goVersion)
 	b.WriteString("baseline measured in the same run (`baseline=…`); the ratio is the figure over the baseline, oriented so that\n")
 	b.WriteString("above 1 means traefik-sd is better (faster, more requests, fewer bytes or allocations). Absolute numbers are\nthis machine's, on a quiet moment or not; the ratios are what to compare between runs.\n\n")
+	writeTables(&b, groups, groupOrder)
+	writeGoals(&b, runSet{groups: groups})
+	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+}
+
+// writeTables writes one table per group: each variant's figures and, when
+// the group has a baseline, their ratio to it.
+func writeTables(b *strings.Builder, groups map[string][]*result, groupOrder []string) {
 	for _, g := range groupOrder {
 		rs := groups[g]
-		fmt.Fprintf(&b, "## %s\n\n", strings.TrimPrefix(g, "Benchmark"))
+		fmt.Fprintf(b, "## %s\n\n", strings.TrimPrefix(g, "Benchmark"))
 		var base *result
 		for _, r := range rs {
 			if strings.HasPrefix(r.name, "baseline=") {
@@ -95,7 +71,7 @@ func main() {
 		units := unitsOf(rs)
 		b.WriteString("| variant |")
 		for _, u := range units {
-			fmt.Fprintf(&b, " %s |", u)
+			fmt.Fprintf(b, " %s |", u)
 		}
 		if base != nil {
 			b.WriteString(" ratio to baseline |")
@@ -113,10 +89,13 @@ func main() {
 			if name == "" {
 				name = "(whole)"
 			}
-			fmt.Fprintf(&b, "| %s |", name)
+			if r.run > 0 || repeated(rs, r.name) {
+				name += fmt.Sprintf(" (run %d)", r.run+1)
+			}
+			fmt.Fprintf(b, "| %s |", name)
 			for _, u := range units {
 				if v, ok := r.metrics[u]; ok {
-					fmt.Fprintf(&b, " %s |", format(v))
+					fmt.Fprintf(b, " %s |", format(v))
 				} else {
 					b.WriteString(" |")
 				}
@@ -125,17 +104,58 @@ func main() {
 				if r == base {
 					b.WriteString(" 1 |")
 				} else {
-					fmt.Fprintf(&b, " %s |", ratios(r, base, units))
+					fmt.Fprintf(b, " %s |", ratios(r, base, units))
 				}
 			}
 			b.WriteString("\n")
 		}
 		b.WriteString("\n")
 	}
-	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "benchreport:", err)
-		os.Exit(1)
+}
+
+// parse reads Go benchmark output: results by group (a benchmark's name up
+// to its last '/'), the groups in order of appearance, and the CPU line.
+func parse(in io.Reader) (groups map[string][]*result, groupOrder []string, cpu string) {
+	groups = map[string][]*result{}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		text := sc.Text()
+		if strings.HasPrefix(text, "cpu: ") {
+			cpu = strings.TrimSpace(strings.TrimPrefix(text, "cpu: "))
+		}
+		m := line.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		full := m[1]
+		// Siblings share everything up to the last '/': a baseline is
+		// compared only with the variants beside it.
+		group, name := full, ""
+		if i := strings.LastIndex(full, "/"); i >= 0 {
+			group, name = full[:i], full[i+1:]
+		}
+		r := &result{group: group, name: name, metrics: map[string]float64{}}
+		for _, earlier := range groups[group] {
+			if earlier.name == name {
+				r.run++
+			}
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			r.metrics[f[i+1]] = v
+			r.order = append(r.order, f[i+1])
+		}
+		if _, ok := groups[group]; !ok {
+			groupOrder = append(groupOrder, group)
+		}
+		groups[group] = append(groups[group], r)
 	}
+	return groups, groupOrder, cpu
 }
 
 func unitsOf(rs []*result) []string {
@@ -143,6 +163,9 @@ func unitsOf(rs []*result) []string {
 	var units []string
 	for _, r := range rs {
 		for _, u := range r.order {
+			if strings.HasPrefix(u, heapUnitPrefix) {
+				continue // a table of its own, under the goals
+			}
 			if !seen[u] {
 				seen[u] = true
 				units = append(units, u)
@@ -176,10 +199,23 @@ func format(v float64) string {
 	case v >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case v >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
+		return strings.TrimSuffix(strconv.FormatFloat(v, 'f', 1, 64), ".0")
 	default:
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
+}
+
+// heapUnitPrefix marks the re-list benchmark's live heap per target, by package.
+const heapUnitPrefix = "heap-B/target:"
+
+func repeated(rs []*result, name string) bool {
+	n := 0
+	for _, r := range rs {
+		if r.name == name {
+			n++
+		}
+	}
+	return n > 1
 }
 
 func orUnknown(s string) string {
