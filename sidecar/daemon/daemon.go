@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,7 +66,8 @@ type Daemon struct {
 	// The status page: its requests to the loop, and what the loop keeps
 	// for it.
 	statusReq   chan chan *status.Snapshot
-	since       map[string]time.Time
+	since       map[uint64]time.Time
+	sinceSeed   maphash.Seed
 	sinceDigest [sha256.Size]byte
 	revision    int64
 	etcdContact time.Time
@@ -130,11 +132,12 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		opts.TraefikScheme = u.Scheme
 	}
 	d := &Daemon{
-		cfg:     cfg,
-		log:     log,
-		metrics: metrics.New(),
-		pub:     publish.New(),
-		plugins: pluginsync.NewStore(),
+		cfg:       cfg,
+		sinceSeed: maphash.MakeSeed(),
+		log:       log,
+		metrics:   metrics.New(),
+		pub:       publish.New(),
+		plugins:   pluginsync.NewStore(),
 		engine: engine.New(engine.Options{
 			Targets:         opts,
 			Etcd:            !cfg.PluginOnly(),

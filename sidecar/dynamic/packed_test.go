@@ -50,7 +50,7 @@ func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 
 type listing [][2]string
 
-func (l listing) Len() int                   { return len(l) }
+func (l listing) Len() int                  { return len(l) }
 func (l listing) At(i int) (string, string) { return l[i][0], l[i][1] }
 
 // Keys of one object that differ in case above its name sort apart, or

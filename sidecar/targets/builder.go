@@ -251,6 +251,7 @@ func (b *Builder) AppendJSON(dst []byte) []byte {
 // targets'. A router's JSON is replaced, never written to, when it changes,
 // so the pieces of a published set stay valid after later changes.
 func (b *Builder) AppendPieces(dst [][]byte) [][]byte {
+	dst = slices.Grow(dst, b.kept+1)
 	for _, name := range b.order[:b.kept] {
 		piece := b.routers[name].json
 		dst = append(dst, piece[1:len(piece)-1])
