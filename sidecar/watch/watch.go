@@ -175,7 +175,10 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 			// reads the whole rest of the range for any sort option.
 			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
 			if rev != 0 {
-				opts = append(opts, clientv3.WithRev(rev))
+				// Pinned to a revision, a read is the same on any member
+				// that has it (one that has not yet answers an error, and
+				// the listing is retried): no round trip to the leader.
+				opts = append(opts, clientv3.WithRev(rev), clientv3.WithSerializable())
 			}
 			lctx, cancel := context.WithTimeout(ctx, timeout)
 			resp, err := w.Client.Get(lctx, key, opts...)
