@@ -420,7 +420,7 @@ func (d *Daemon) publish(received time.Time) {
 	for limit, n := range d.engine.Dropped() {
 		d.metrics.TargetsDropped.WithLabelValues(limit).Set(float64(n))
 	}
-	if !d.pub.SetPieces(d.engine.Digest(), d.engine.AppendPieces, d.engine.Groups()) {
+	if !d.pub.SetLazy(d.engine.Digest(), func() publish.Lazy { return d.engine.Freeze() }, d.engine.Groups()) {
 		return
 	}
 	if len(d.sdUpdates) > 0 {

@@ -377,10 +377,10 @@ func (e *Engine) Take() bool {
 func (e *Engine) Digest() [sha256.Size]byte    { return e.builder.Digest() }
 func (e *Engine) AppendJSON(dst []byte) []byte { return e.builder.AppendJSON(dst) }
 
-// AppendPieces gives the body in pieces (targets.Builder.AppendPieces).
-func (e *Engine) AppendPieces(dst [][]byte) [][]byte { return e.builder.AppendPieces(dst) }
-func (e *Engine) Targets() []targets.Target          { return e.builder.Targets() }
-func (e *Engine) Groups() map[string]int             { return e.builder.Groups() }
+// Freeze captures the set to render later (targets.Builder.Freeze).
+func (e *Engine) Freeze() *targets.Frozen   { return e.builder.Freeze() }
+func (e *Engine) Targets() []targets.Target { return e.builder.Targets() }
+func (e *Engine) Groups() map[string]int    { return e.builder.Groups() }
 
 // Dropped says how many targets each limit leaves out.
 func (e *Engine) Dropped() map[string]int { return e.builder.Dropped() }

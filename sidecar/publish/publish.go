@@ -16,26 +16,32 @@ type Rendered struct {
 	ETag   string // quoted, as in the header
 	Groups map[string]int
 
-	// The body is either given whole, or as pieces joined on first demand.
+	// The body is either given whole, or rendered on first demand.
 	size     int
 	bodyOnce sync.Once
 	body     []byte
-	pieces   [][]byte
+	lazy     Lazy
 
 	gzipOnce sync.Once
 	gzipped  []byte
 }
 
-// Body is the HTTP SD JSON. A set published as pieces is joined on the
-// first request that asks for it: at 10,000 circuits a body is 10 MB, and
-// making one for every change (most of which no client ever fetches, as
-// Prometheus asks every 30 s or so) was most of what the collector had to
-// clean up, and so of the change latency's tail.
+// Lazy is a body rendered on first demand, whose size is known before.
+type Lazy interface {
+	Size() int
+	AppendJSON(dst []byte) []byte
+}
+
+// Body is the HTTP SD JSON. A set published lazily is rendered on the first
+// request that asks for it: at 10,000 circuits a body is 10 MB, and making
+// one for every change (most of which no client ever fetches, as Prometheus
+// asks every 30 s or so) was most of what the collector had to clean up,
+// and so of the change latency's tail.
 func (r *Rendered) Body() []byte {
 	r.bodyOnce.Do(func() {
 		if r.body == nil {
-			r.body = join(make([]byte, 0, r.size), r.pieces)
-			r.pieces = nil
+			r.body = r.lazy.AppendJSON(make([]byte, 0, r.size))
+			r.lazy = nil
 		}
 	})
 	return r.body
@@ -43,29 +49,6 @@ func (r *Rendered) Body() []byte {
 
 // Size is the length of Body, known without making it.
 func (r *Rendered) Size() int { return r.size }
-
-// join makes the JSON array of pieces, each one or more array elements.
-func join(dst []byte, pieces [][]byte) []byte {
-	dst = append(dst, '[')
-	for i, p := range pieces {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, p...)
-	}
-	return append(dst, ']')
-}
-
-func joinedSize(pieces [][]byte) int {
-	n := 2
-	for i, p := range pieces {
-		if i > 0 {
-			n++
-		}
-		n += len(p)
-	}
-	return n
-}
 
 // Gzipped is Body compressed, made on the first request that asks for it:
 // compressing megabytes on every change would dominate the change latency.
@@ -120,16 +103,15 @@ func (p *Publisher) SetDigested(digest [sha256.Size]byte, render func(dst []byte
 	return true
 }
 
-// SetPieces publishes, as SetDigested does, the body made of the pieces
-// that appendPieces gives: each piece is one or more elements of the JSON
-// array, without brackets, and must never be written to again (the body is
-// joined later, on demand). Only one goroutine may call it.
-func (p *Publisher) SetPieces(digest [sha256.Size]byte, appendPieces func(dst [][]byte) [][]byte, groups map[string]int) bool {
+// SetLazy publishes, as SetDigested does, the body that freeze's value
+// renders on first demand; what it renders must never change. Only one
+// goroutine may call it.
+func (p *Publisher) SetLazy(digest [sha256.Size]byte, freeze func() Lazy, groups map[string]int) bool {
 	if !p.Changed(digest) {
 		return false
 	}
-	pieces := appendPieces(nil)
-	p.current.Store(&Rendered{pieces: pieces, size: joinedSize(pieces), ETag: etag(digest), Groups: groups})
+	l := freeze()
+	p.current.Store(&Rendered{lazy: l, size: l.Size(), ETag: etag(digest), Groups: groups})
 	return true
 }
 

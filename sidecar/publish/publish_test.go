@@ -38,28 +38,39 @@ func TestPublishKeepsRenderingWhenNothingChanged(t *testing.T) {
 	}
 }
 
-// A set published in pieces is joined only when asked for, and then is the
-// same JSON as one rendered whole; its size is known before.
-func TestPiecesAreJoinedOnDemand(t *testing.T) {
+// lazyBody counts its renderings.
+type lazyBody struct {
+	body    string
+	renders int
+}
+
+func (l *lazyBody) Size() int { return len(l.body) }
+func (l *lazyBody) AppendJSON(dst []byte) []byte {
+	l.renders++
+	return append(dst, l.body...)
+}
+
+// A set published lazily is rendered once, only when asked for; its size is
+// known before.
+func TestLazyBodyIsRenderedOnDemandOnce(t *testing.T) {
 	p := publish.New()
-	pieces := [][]byte{[]byte(`{"targets":["a:1"],"labels":{}}`), []byte(`{"targets":["b:1"],"labels":{}},{"targets":["c:1"],"labels":{}}`)}
-	want := `[` + string(pieces[0]) + `,` + string(pieces[1]) + `]`
-	if !p.SetPieces(sha256.Sum256([]byte(want)), func(dst [][]byte) [][]byte { return append(dst, pieces...) }, map[string]int{}) {
+	l := &lazyBody{body: `[{"targets":["a:1"],"labels":{}}]`}
+	if !p.SetLazy(sha256.Sum256([]byte(l.body)), func() publish.Lazy { return l }, map[string]int{}) {
 		t.Fatal("a new digest was not published")
 	}
 	r := p.Current()
-	if r.Size() != len(want) {
-		t.Fatalf("size %d before joining, want %d", r.Size(), len(want))
+	if r.Size() != len(l.body) || l.renders != 0 {
+		t.Fatalf("size %d, %d renders before any Body", r.Size(), l.renders)
 	}
-	if got := string(r.Body()); got != want {
-		t.Fatalf("joined body %s, want %s", got, want)
+	for i := 0; i < 3; i++ {
+		if got := string(r.Body()); got != l.body {
+			t.Fatalf("body %s, want %s", got, l.body)
+		}
 	}
-	if p.SetPieces(sha256.Sum256([]byte(want)), func([][]byte) [][]byte { t.Fatal("pieces asked for an unchanged digest"); return nil }, nil) {
+	if l.renders != 1 {
+		t.Fatalf("rendered %d times", l.renders)
+	}
+	if p.SetLazy(sha256.Sum256([]byte(l.body)), func() publish.Lazy { t.Fatal("froze an unchanged digest"); return nil }, nil) {
 		t.Fatal("the same digest was published again")
-	}
-	empty := publish.New()
-	empty.SetPieces(sha256.Sum256([]byte("[]x")), func(dst [][]byte) [][]byte { return dst }, nil)
-	if got := string(empty.Current().Body()); got != "[]" || empty.Current().Size() != 2 {
-		t.Fatalf("no pieces: %q", got)
 	}
 }

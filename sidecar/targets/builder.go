@@ -27,14 +27,19 @@ type Builder struct {
 	overLabels map[string]int
 	static     []Target
 	staticJSON []byte
+	scratch    []byte // a router's JSON, for its size and sum
 	// notServed holds the circuits Traefik does not serve, by router.
 	notServed map[string]NotServed
 }
 
+// routerTargets is one router's part of the set. Its targets are never
+// written to once stored (a change stores a new slice), so a frozen set
+// can render them later. Their JSON is not kept: it was as large as the
+// targets themselves, and only a body that someone asks for needs it.
 type routerTargets struct {
 	targets []Target
-	json    []byte
-	sum     [sha256.Size]byte // of json
+	size    int               // of their JSON array, brackets included
+	sum     [sha256.Size]byte // of their JSON array
 	reads   []dynamic.ObjectID
 }
 
@@ -190,8 +195,8 @@ func (b *Builder) rebuild(in Inputs, name string) {
 	}
 	rt := &routerTargets{targets: ts, reads: bl.reads}
 	if len(rt.targets) > 0 {
-		rt.json = AppendJSON(nil, rt.targets)
-		rt.sum = sha256.Sum256(rt.json)
+		b.scratch = AppendJSON(b.scratch[:0], rt.targets)
+		rt.size, rt.sum = len(b.scratch), sha256.Sum256(b.scratch)
 	}
 	for _, id := range rt.reads {
 		rs := b.readers[id]
@@ -216,50 +221,61 @@ func (b *Builder) Targets() []Target {
 	return append(out, b.static...)
 }
 
-// AppendJSON appends the whole set as HTTP SD JSON: the kept pieces of
-// each router joined in order, then the static targets.
-func (b *Builder) AppendJSON(dst []byte) []byte {
-	// One allocation of the exact size: growing megabytes by doubling
-	// leaves garbage that the collector then charges to the change path.
-	size := 2
+// AppendJSON appends the whole set as HTTP SD JSON: each kept router's
+// targets in order, then the static targets.
+func (b *Builder) AppendJSON(dst []byte) []byte { return b.Freeze().AppendJSON(dst) }
+
+// Freeze captures the current set to render later: the kept routers'
+// target slices, which later changes replace and never write to.
+func (b *Builder) Freeze() *Frozen {
+	f := &Frozen{routers: make([][]Target, 0, b.kept), static: b.static, size: 2}
 	for _, name := range b.order[:b.kept] {
-		size += len(b.routers[name].json)
-	}
-	static := b.staticJSON
-	dst = slices.Grow(dst, size+len(static))
-	dst = append(dst, '[')
-	n := 0
-	for _, name := range b.order[:b.kept] {
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		piece := b.routers[name].json
-		dst = append(dst, piece[1:len(piece)-1]...) // without its brackets
-		n++
+		rt := b.routers[name]
+		f.routers = append(f.routers, rt.targets)
+		f.size += rt.size - 2
 	}
 	if len(b.static) > 0 {
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, static[1:len(static)-1]...)
+		f.size += len(b.staticJSON) - 2
 	}
-	return append(dst, ']')
+	if n := len(f.routers); n > 0 {
+		f.size += n - 1 // commas between pieces
+		if len(b.static) > 0 {
+			f.size++
+		}
+	}
+	return f
 }
 
-// AppendPieces appends the pieces AppendJSON joins: each kept router's
-// targets as JSON array elements without the brackets, then the static
-// targets'. A router's JSON is replaced, never written to, when it changes,
-// so the pieces of a published set stay valid after later changes.
-func (b *Builder) AppendPieces(dst [][]byte) [][]byte {
-	dst = slices.Grow(dst, b.kept+1)
-	for _, name := range b.order[:b.kept] {
-		piece := b.routers[name].json
-		dst = append(dst, piece[1:len(piece)-1])
+// Frozen is the set at one moment, rendered on demand.
+type Frozen struct {
+	routers [][]Target
+	static  []Target
+	size    int
+}
+
+// Size is the length AppendJSON will append, known without rendering.
+func (f *Frozen) Size() int { return f.size }
+
+// AppendJSON appends the set as HTTP SD JSON, growing dst once to the
+// exact size: growing megabytes by doubling leaves garbage behind.
+func (f *Frozen) AppendJSON(dst []byte) []byte {
+	dst = slices.Grow(dst, f.size)
+	dst = append(dst, '[')
+	n := 0
+	for _, ts := range f.routers {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendElements(dst, ts)
+		n++
 	}
-	if len(b.static) > 0 {
-		dst = append(dst, b.staticJSON[1:len(b.staticJSON)-1])
+	if len(f.static) > 0 {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendElements(dst, f.static)
 	}
-	return dst
+	return append(dst, ']')
 }
 
 // Digest identifies the body AppendJSON would give: a hash of each

@@ -6,6 +6,12 @@ import "unicode/utf8"
 // one group per target, in the order given (Build sorts), "[]" when empty.
 func AppendJSON(b []byte, ts []Target) []byte {
 	b = append(b, '[')
+	b = appendElements(b, ts)
+	return append(b, ']')
+}
+
+// appendElements appends the array's elements, without its brackets.
+func appendElements(b []byte, ts []Target) []byte {
 	for i, t := range ts {
 		if i > 0 {
 			b = append(b, ',')
@@ -23,7 +29,7 @@ func AppendJSON(b []byte, ts []Target) []byte {
 		}
 		b = append(b, "}}"...)
 	}
-	return append(b, ']')
+	return b
 }
 
 const hexDigits = "0123456789abcdef"
