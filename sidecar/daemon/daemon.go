@@ -68,6 +68,7 @@ type Daemon struct {
 	statusReq   chan chan *status.Snapshot
 	since       map[uint64]time.Time
 	sinceSeed   maphash.Seed
+	sinceAt     time.Time // of the last trackSince
 	sinceDigest [sha256.Size]byte
 	revision    int64
 	etcdContact time.Time
@@ -318,7 +319,9 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 			}
 		case now := <-tick.C:
 			d.housekeeping(now)
-			d.trackSince(now)
+			if now.Sub(d.sinceAt) >= sinceEvery {
+				d.trackSince(now)
+			}
 		case reply := <-d.statusReq:
 			reply <- d.snapshot(time.Now())
 		}

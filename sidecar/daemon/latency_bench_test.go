@@ -13,6 +13,8 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik/paerser/types"
 )
 
 // BenchmarkEtcdChangeToTargets measures, with 10,000 or 100,000 circuits
@@ -85,7 +87,19 @@ func latencyEnv(b *testing.B, size int) (*env, []coordinator.Circuit) {
 		}
 		r := &latency.runner
 		r.Cleanup(func() { os.RemoveAll(dir) })
-		e := startEnvWith(r, "worker-1", nil, dir)
+		e := startEnvWith(r, "worker-1", func(cfg *config.Configuration) {
+			// A full push of 100,000 middlewares is about 50 MB, over the
+			// default limit; and the stand-in's /metrics of 100,000
+			// services takes longer than its usual 100 ms interval to make.
+			if size > 10000 {
+				cfg.Server.MaxPushBytes = size * 2 << 10
+				cfg.Traefik.ScrapeInterval = types.Duration(10 * time.Second)
+			}
+		}, dir)
+		// Reading 100,000 circuits (2.3 million keys) at once takes seconds.
+		e.traefik.mu.Lock()
+		e.traefik.readFor = time.Duration(size/10000) * 10 * time.Second
+		e.traefik.mu.Unlock()
 		ctx := context.Background()
 		circuits := make([]coordinator.Circuit, size)
 		for i := range circuits {

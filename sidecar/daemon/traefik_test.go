@@ -38,10 +38,13 @@ type fakeTraefik struct {
 	disabled map[string]string       // router name -> Traefik's error
 	noPlugin bool
 	frozen   bool // stops following etcd, as a Traefik that loaded everything and sees no router change
-	sidecar  string
-	loaded   string // what the current generation was built from
-	cancel   context.CancelFunc
-	loads    int
+	// readFor bounds one read of the whole tree (2 s unless set: a test
+	// that pauses etcd must see the stand-in give up as quickly).
+	readFor time.Duration
+	sidecar string
+	loaded  string // what the current generation was built from
+	cancel  context.CancelFunc
+	loads   int
 }
 
 type routerAnswer struct {
@@ -111,11 +114,15 @@ func (f *fakeTraefik) freeze() {
 func (f *fakeTraefik) reload(ctx context.Context) {
 	f.mu.Lock()
 	idle := f.frozen || f.sidecar == ""
+	readFor := f.readFor
 	f.mu.Unlock()
 	if idle {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if readFor <= 0 {
+		readFor = 2 * time.Second
+	}
+	rctx, cancel := context.WithTimeout(ctx, readFor)
 	defer cancel()
 	// One absent key tells the revision: a count over the prefix would
 	// walk etcd 3.4's whole index every poll.

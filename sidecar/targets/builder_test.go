@@ -203,6 +203,13 @@ func TestIncrementalEqualsFullBuildUnderTraefiksView(t *testing.T) {
 				if got != want {
 					t.Fatalf("step %d: incremental differs from a full build:\n%s\n%s", step, got, want)
 				}
+				// The digest and counts kept as routers change must be a
+				// fresh build's: they decide whether a body is published.
+				fresh := targets.NewBuilder(options())
+				fresh.Update(in, targets.Changes{All: true})
+				if b.Digest() != fresh.Digest() || fmt.Sprint(b.Groups()) != fmt.Sprint(fresh.Groups()) {
+					t.Fatalf("step %d: kept digest or groups %v differ from a fresh build's %v", step, b.Groups(), fresh.Groups())
+				}
 				held, heldBody = b.Freeze(), got
 				if held.Size() != len(got) {
 					t.Fatalf("step %d: frozen size %d, body %d bytes", step, held.Size(), len(got))
