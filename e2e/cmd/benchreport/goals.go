@@ -34,6 +34,13 @@ type runSet struct {
 	groups map[string][]*result
 }
 
+// pair is two variants' values of one unit, ok only when both were measured.
+func (rs runSet) pair(group, a, b, unit string) (x, y float64, ok bool) {
+	x, okA := rs.one(group, a, unit)
+	y, okB := rs.one(group, b, unit)
+	return x, y, okA && okB
+}
+
 // verdict is one row of the goals table.
 type verdict struct {
 	what, baseline, goal, measured string
@@ -69,11 +76,9 @@ func parseGoal(rs runSet) verdict {
 	v := verdict{what: "parse a Traefik `/metrics` of 10,000 services", baseline: "expfmt's text parser",
 		goal: "≥ 5× faster, ≥ 10× fewer allocations"}
 	const g = "BenchmarkParseTraefikMetrics"
-	bn, ok1 := rs.one(g, "baseline=expfmt", "ns/op")
-	tn, ok2 := rs.one(g, "traefik-sd", "ns/op")
-	ba, ok3 := rs.one(g, "baseline=expfmt", "allocs/op")
-	ta, ok4 := rs.one(g, "traefik-sd", "allocs/op")
-	if !(ok1 && ok2 && ok3 && ok4) {
+	bn, tn, ok1 := rs.pair(g, "baseline=expfmt", "traefik-sd", "ns/op")
+	ba, ta, ok2 := rs.pair(g, "baseline=expfmt", "traefik-sd", "allocs/op")
+	if !ok1 || !ok2 {
 		return notMeasured(v, g)
 	}
 	speed, allocs := bn/tn, ba/math.Max(ta, 1)
@@ -86,9 +91,8 @@ func serveGoal(rs runSet) verdict {
 	v := verdict{what: "serve `/v1/targets`, 10,000 targets, loopback", baseline: "net/http + encoding/json per request",
 		goal: "≥ 10× requests/s as Prometheus asks (gzip)"}
 	const g = "BenchmarkServeTargets"
-	base, ok := rs.one(g, "baseline=nethttp-json-per-request", "req/s")
-	gz, ok2 := rs.one(g, "traefik-sd-200-gzip", "req/s")
-	if !ok || !ok2 {
+	base, gz, ok := rs.pair(g, "baseline=nethttp-json-per-request", "traefik-sd-200-gzip", "req/s")
+	if !ok {
 		return notMeasured(v, g)
 	}
 	v.measured = fmt.Sprintf("200 gzip: %s×", format(gz/base))
@@ -230,9 +234,8 @@ func requestPathGoal(rs runSet) verdict {
 	v := verdict{what: "the plugin on the request path: one router through the real Traefik",
 		baseline: "the same router without the plugin", goal: "≥ 0.97 of the requests/s"}
 	const g = "BenchmarkTraefikRouter"
-	base, ok := rs.one(g, "baseline=without-plugin", "req/s")
-	with, ok2 := rs.one(g, "with-plugin", "req/s")
-	if !ok || !ok2 {
+	base, with, ok := rs.pair(g, "baseline=without-plugin", "with-plugin", "req/s")
+	if !ok {
 		return notMeasured(v, g)
 	}
 	v.measured = fmt.Sprintf("%s (%s vs %s req/s)", format(with/base), format(with), format(base))
@@ -244,10 +247,9 @@ func reloadGoal(rs runSet) verdict {
 	v := verdict{what: "Traefik reload, 10,000 routers with the plugin", baseline: "the same reload with a no-op Yaegi plugin",
 		goal: "≤ 1.2× the no-op plugin's"}
 	const g = "BenchmarkTraefikReload10000Routers"
-	noop, ok := rs.one(g, "noop-yaegi-plugin", "ns/op")
-	with, ok2 := rs.one(g, "with-plugin", "ns/op")
-	none, ok3 := rs.one(g, "baseline=without-plugin", "ns/op")
-	if !ok || !ok2 || !ok3 {
+	noop, with, ok := rs.pair(g, "noop-yaegi-plugin", "with-plugin", "ns/op")
+	none, ok2 := rs.one(g, "baseline=without-plugin", "ns/op")
+	if !ok || !ok2 {
 		return notMeasured(v, g)
 	}
 	v.measured = fmt.Sprintf("%s× (%s s vs %s s; without any plugin %s s)", format(with/noop), format(with/1e9),
@@ -264,9 +266,8 @@ func reloadGoal(rs runSet) verdict {
 func newUnderYaegi(rs runSet) verdict {
 	v := verdict{what: "one `New` under Yaegi, as Traefik calls it", baseline: "a no-op plugin's New", goal: "report"}
 	const g = "BenchmarkNew"
-	noop, ok := rs.one(g, "baseline=noop-plugin", "ns/op")
-	ours, ok2 := rs.one(g, "traefik-sd", "ns/op")
-	if !ok || !ok2 {
+	noop, ours, ok := rs.pair(g, "baseline=noop-plugin", "traefik-sd", "ns/op")
+	if !ok {
 		return notMeasured(v, g)
 	}
 	v.measured = fmt.Sprintf("%s µs vs %s µs", format(ours/1000), format(noop/1000))

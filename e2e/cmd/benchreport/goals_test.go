@@ -92,3 +92,30 @@ func TestTheReportNamesRepeatedRunsAndCapacity(t *testing.T) {
 		t.Error("per-package heap figures leaked into the tables as columns")
 	}
 }
+
+func TestRatioGoalsReadBothSides(t *testing.T) {
+	vs := judge(t, `BenchmarkServeTargets/baseline=nethttp-json-per-request-2	100	14000000 ns/op	70 req/s
+BenchmarkServeTargets/traefik-sd-200-gzip-2	100	120000 ns/op	8000 req/s
+BenchmarkServeTargets/traefik-sd-200-identity-2	100	1400000 ns/op	700 req/s
+BenchmarkTraefikRouter/baseline=without-plugin	1	130000 ns/op	7700 req/s
+BenchmarkTraefikRouter/with-plugin	1	135000 ns/op	7400 req/s
+BenchmarkTraefikReload10000Routers/baseline=without-plugin	1	2000000000 ns/op
+BenchmarkTraefikReload10000Routers/noop-yaegi-plugin	1	3500000000 ns/op
+BenchmarkTraefikReload10000Routers/with-plugin	1	4000000000 ns/op
+BenchmarkNew/baseline=noop-plugin-2	3000	6000 ns/op
+BenchmarkNew/traefik-sd-2	3000	57000 ns/op
+`)
+	for prefix, want := range map[string]string{
+		"serve":                          "met",    // 114×
+		"the plugin on the request path": "missed", // 0.961
+		"Traefik reload":                 "met",    // 1.14×
+		"one `New`":                      "report",
+	} {
+		if v := find(t, vs, prefix); v.met != want {
+			t.Errorf("%s: %+v, want %s", prefix, v, want)
+		}
+	}
+	if v := find(t, vs, "Traefik reload"); v.measured != "1.14× (4 s vs 3.5 s; without any plugin 2 s)" {
+		t.Errorf("reload measured as %q", v.measured)
+	}
+}
