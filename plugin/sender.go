@@ -27,6 +27,11 @@ const (
 	firstBackoff = 250 * time.Millisecond
 	maxBackoff   = 10 * time.Second
 	pushTimeout  = 10 * time.Second
+	// burstQuiet is how long New must have gone uncalled before the sender
+	// records a burst; burstMax bounds how long a burst that never pauses
+	// (a Traefik reloading without end) is left unrecorded.
+	burstQuiet = 20 * time.Millisecond
+	burstMax   = 2 * time.Second
 	// heartbeatEvery is how often an idle sender sends an empty delta. The
 	// sidecar answers 409 to a delta from a process it does not know, so a
 	// restarted sidecar gets the full set within one heartbeat instead of
@@ -115,6 +120,7 @@ type arrival struct {
 // on the network or on the sender's work.
 func (r *registry) arrive(a arrival) {
 	r.mu.Lock()
+	first := len(r.arrivals) == 0
 	r.arrivals = append(r.arrivals, a)
 	startSender := !r.running
 	r.running = true
@@ -122,9 +128,13 @@ func (r *registry) arrive(a arrival) {
 	if startSender {
 		go r.run()
 	}
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	// Only the first call of a burst wakes the sender: it then waits for
+	// the burst to end by itself.
+	if first {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -239,6 +249,16 @@ func (r *registry) step(now time.Time) time.Duration {
 	var sends []outgoing
 
 	r.mu.Lock()
+	if n := len(r.arrivals); n > 0 {
+		// A reload calls New for every router within moments: recording
+		// them meanwhile would take the interpreter's time on the other
+		// core from the reload itself. Wait for the burst to end (or
+		// grow old), then record it at once.
+		if last := r.arrivals[n-1].at; now.Sub(last) < burstQuiet && now.Sub(r.arrivals[0].at) < burstMax {
+			r.mu.Unlock()
+			return burstQuiet
+		}
+	}
 	for i := range r.arrivals {
 		r.record(r.arrivals[i])
 		r.arrivals[i] = arrival{}
