@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -436,5 +437,45 @@ func TestHeartbeatRevealsARestartedSidecarWithinSeconds(t *testing.T) {
 	waitFor(t, "the set after a heartbeat's 409", func() bool { return side.names() == "bai_sd_hb@etcd" })
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("the set came back after %v; a heartbeat every 2s should bring it within 5s", took)
+	}
+}
+
+// A reload's burst of New calls is recorded and pushed once it ends, not
+// while it goes on: the push that first carries them carries them all.
+func TestABurstOfNewCallsIsPushedWhenItEnds(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 60
+	var widest time.Duration
+	last := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, fmt.Sprintf("c-burst-%d", i)), fmt.Sprintf("bai_sd_burst_%02d@etcd", i)); err != nil {
+			t.Fatal(err)
+		}
+		if gap := time.Since(last); gap > widest {
+			widest = gap
+		}
+		last = time.Now()
+		// A burst longer than the sender's 100 ms batch window, with calls
+		// closer than its 20 ms quiet window.
+		time.Sleep(2 * time.Millisecond)
+	}
+	waitFor(t, "the burst pushed", func() bool {
+		side.mu.Lock()
+		defer side.mu.Unlock()
+		return len(side.live) >= n
+	})
+	side.mu.Lock()
+	defer side.mu.Unlock()
+	if widest >= 15*time.Millisecond {
+		// The machine paused this test as long as the quiet window: the
+		// sender was right to take that for the burst's end.
+		t.Skipf("the burst paused for %v; cannot judge it as one", widest)
+	}
+	for _, a := range side.answers {
+		if strings.Contains(a, "bai_sd_burst_") && !strings.Contains(a, fmt.Sprintf("bai_sd_burst_%02d", n-1)) {
+			t.Fatalf("a push carried part of the burst before it ended: %s", a)
+		}
 	}
 }
