@@ -13,7 +13,7 @@ LDFLAGS   := -X github.com/traefik-sd/traefik-sd/sidecar/version.Version=$(VERSI
              -X github.com/traefik-sd/traefik-sd/sidecar/version.Revision=$(REVISION)
 FUZZTIME  ?= 100000x
 
-.PHONY: all build deps test unit e2e fuzz bench demo vet vendor clean plugin-zip
+.PHONY: all build deps test unit e2e fuzz bench bench-report demo vet vendor clean plugin-zip
 
 all: build
 
@@ -49,6 +49,11 @@ e2e: deps build
 
 bench: deps build
 	@bash scripts/bench.sh
+
+# BENCHMARKS.md again from the last make bench's figures (bench.out), e.g.
+# after a change to how benchreport words its verdicts.
+bench-report:
+	$(GO) run ./e2e/cmd/benchreport -o BENCHMARKS.md -go "$$($(GO) env GOVERSION)" < bench.out
 
 demo: deps build
 	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" SIDECAR_BIN="$(CURDIR)/$(BIN)" \

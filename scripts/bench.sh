@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 traefik_bin="$(bash scripts/install-deps.sh | tail -n 1)"
 ETCD_BIN="$(bash scripts/etcd-from-module.sh | tail -n 1)"
 export ETCD_BIN
-raw="$(mktemp)"
-trap 'rm -f "$raw"' EXIT
+# Every figure goes to bench.out (not committed) as well, so that the report
+# can be written again from this run's figures: make bench-report.
+raw=bench.out
+: > "$raw"
 
 run() { echo "bench: $*" >&2; "$@" 2>&1 | tee -a "$raw" | grep -E "^(Benchmark|ok|FAIL|panic|cpu:)" >&2; }
 

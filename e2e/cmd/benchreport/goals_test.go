@@ -115,6 +115,9 @@ BenchmarkNew/traefik-sd-2	3000	57000 ns/op
 			t.Errorf("%s: %+v, want %s", prefix, v, want)
 		}
 	}
+	if v := find(t, vs, "the plugin on the request path"); !strings.Contains(v.why, "returns `next` itself") {
+		t.Errorf("request path missed without its explanation: %+v", v)
+	}
 	if v := find(t, vs, "Traefik reload"); v.measured != "1.14× (4 s vs 3.5 s; without any plugin 2 s)" {
 		t.Errorf("reload measured as %q", v.measured)
 	}
