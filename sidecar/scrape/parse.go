@@ -225,7 +225,7 @@ func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string
 	}
 	rest = trimSpace(rest)
 	value := rest
-	if i := bytes.IndexByte(rest, ' '); i >= 0 {
+	if i := bytes.IndexAny(rest, " \t"); i >= 0 {
 		value = rest[:i] // a timestamp may follow
 	}
 	if !isNumber(value) {
@@ -269,7 +269,7 @@ func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string
 func skipLabels(s []byte) (int, string) {
 	i := 1
 	for {
-		for i < len(s) && (s[i] == ' ' || s[i] == ',') {
+		for i < len(s) && (isBlank(s[i]) || s[i] == ',') {
 			i++
 		}
 		if i >= len(s) {
@@ -285,7 +285,7 @@ func skipLabels(s []byte) (int, string) {
 		if i == start {
 			return 0, fmt.Sprintf("expected a label name at column %d, found %q", i+1, clip(s[i:]))
 		}
-		for i < len(s) && s[i] == ' ' {
+		for i < len(s) && isBlank(s[i]) {
 			i++
 		}
 		if i+1 >= len(s) || s[i] != '=' || s[i+1] != '"' {
@@ -309,11 +309,11 @@ func skipLabels(s []byte) (int, string) {
 func labelValue(labels, name []byte) ([]byte, bool) {
 	i := 0
 	for i < len(labels) {
-		for i < len(labels) && (labels[i] == ' ' || labels[i] == ',') {
+		for i < len(labels) && (isBlank(labels[i]) || labels[i] == ',') {
 			i++
 		}
 		start := i
-		for i < len(labels) && labels[i] != '=' && labels[i] != ' ' {
+		for i < len(labels) && labels[i] != '=' && !isBlank(labels[i]) {
 			i++
 		}
 		key := labels[start:i]
@@ -383,6 +383,10 @@ func isNumber(v []byte) bool {
 	}
 	return true
 }
+
+// isBlank is the text format's whitespace between tokens: expfmt takes a
+// tab wherever it takes a space.
+func isBlank(b byte) bool { return b == ' ' || b == '\t' }
 
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
