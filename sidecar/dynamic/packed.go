@@ -98,5 +98,3 @@ func (p *packer) add(key, value string) {
 func (p *packer) object(gen uint64) *rawObject {
 	return &rawObject{packed: string(p.b), n: p.n, gen: gen}
 }
-
-func (p *packer) reset() { p.b, p.n = p.b[:0], 0 }

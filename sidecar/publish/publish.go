@@ -16,7 +16,7 @@ type Rendered struct {
 	ETag   string // quoted, as in the header
 	Groups map[string]int
 
-	// The body is either given whole, or rendered on first demand.
+	// The body, rendered on first demand.
 	size     int
 	bodyOnce sync.Once
 	body     []byte
@@ -39,10 +39,8 @@ type Lazy interface {
 // and so of the change latency's tail.
 func (r *Rendered) Body() []byte {
 	r.bodyOnce.Do(func() {
-		if r.body == nil {
-			r.body = r.lazy.AppendJSON(make([]byte, 0, r.size))
-			r.lazy = nil
-		}
+		r.body = r.lazy.AppendJSON(make([]byte, 0, r.size))
+		r.lazy = nil
 	})
 	return r.body
 }
@@ -71,8 +69,7 @@ type Publisher struct {
 // New returns a publisher of the empty set.
 func New() *Publisher {
 	p := &Publisher{}
-	empty := []byte("[]")
-	p.SetDigested(sha256.Sum256(empty), func(dst []byte) []byte { return append(dst, empty...) }, map[string]int{})
+	p.Publish([]byte("[]"), map[string]int{})
 	return p
 }
 
@@ -82,8 +79,14 @@ func (p *Publisher) Current() *Rendered { return p.current.Load() }
 // Publish publishes body, identified by its own digest; it returns false,
 // and keeps the old rendering, when the body is byte-identical.
 func (p *Publisher) Publish(body []byte, groups map[string]int) bool {
-	return p.SetDigested(sha256.Sum256(body), func(dst []byte) []byte { return append(dst, body...) }, groups)
+	return p.SetLazy(sha256.Sum256(body), func() Lazy { return whole(body) }, groups)
 }
+
+// whole is a body already rendered.
+type whole []byte
+
+func (w whole) Size() int                    { return len(w) }
+func (w whole) AppendJSON(dst []byte) []byte { return append(dst, w...) }
 
 // Changed tells whether a body with this digest differs from the current one.
 func (p *Publisher) Changed(digest [sha256.Size]byte) bool {
@@ -91,21 +94,10 @@ func (p *Publisher) Changed(digest [sha256.Size]byte) bool {
 	return cur == nil || cur.ETag != etag(digest)
 }
 
-// SetDigested publishes the body that render appends, identified by digest
-// (which must change whenever the body does): when the digest is the
-// current one, nothing is rendered or compared. Only one goroutine may call it.
-func (p *Publisher) SetDigested(digest [sha256.Size]byte, render func(dst []byte) []byte, groups map[string]int) bool {
-	if !p.Changed(digest) {
-		return false
-	}
-	body := render(nil)
-	p.current.Store(&Rendered{body: body, size: len(body), ETag: etag(digest), Groups: groups})
-	return true
-}
-
-// SetLazy publishes, as SetDigested does, the body that freeze's value
-// renders on first demand; what it renders must never change. Only one
-// goroutine may call it.
+// SetLazy publishes the body that freeze's value renders on first demand,
+// identified by digest (which must change whenever the body does): when the
+// digest is the current one, nothing is frozen or compared. What it renders
+// must never change. Only one goroutine may call it.
 func (p *Publisher) SetLazy(digest [sha256.Size]byte, freeze func() Lazy, groups map[string]int) bool {
 	if !p.Changed(digest) {
 		return false

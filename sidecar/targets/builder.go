@@ -241,21 +241,19 @@ func (b *Builder) AppendJSON(dst []byte) []byte { return b.Freeze().AppendJSON(d
 // Freeze captures the current set to render later: the kept routers'
 // target slices, which later changes replace and never write to.
 func (b *Builder) Freeze() *Frozen {
-	f := &Frozen{routers: make([][]Target, 0, b.kept), static: b.static, size: 2}
+	f := &Frozen{routers: make([][]Target, 0, b.kept), static: b.static}
+	// Each piece's JSON without its brackets, a comma between pieces, and
+	// the brackets around them all.
+	pieces, inner := 0, 0
 	for _, name := range b.order[:b.kept] {
 		rt := b.routers[name]
 		f.routers = append(f.routers, rt.targets)
-		f.size += rt.size - 2
+		pieces, inner = pieces+1, inner+rt.size-2
 	}
 	if len(b.static) > 0 {
-		f.size += len(b.staticJSON) - 2
+		pieces, inner = pieces+1, inner+len(b.staticJSON)-2
 	}
-	if n := len(f.routers); n > 0 {
-		f.size += n - 1 // commas between pieces
-		if len(b.static) > 0 {
-			f.size++
-		}
-	}
+	f.size = 2 + inner + max(pieces-1, 0)
 	return f
 }
 

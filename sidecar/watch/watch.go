@@ -155,52 +155,16 @@ const (
 // mirror syncer does), so no single response holds millions of keys. Each
 // page has its own timeout.
 func (w *Watcher) List(ctx context.Context) (Batch, error) {
-	timeout := w.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	page, every := int64(w.PageSize), w.SplitEvery
-	if page <= 0 {
-		page = PageSize
-	}
+	every := w.SplitEvery
 	if every <= 0 {
 		every = SplitEvery
 	}
 	p := w.prefix()
 	bounds := append(append([]string{p}, w.splits...), clientv3.GetPrefixRangeEnd(p))
-	// readRange pages through one range [key, end) at rev (0: the latest).
-	readRange := func(key, end string, rev int64) (kvs []*mvccpb.KeyValue, at int64, err error) {
-		for {
-			// Keys come in ascending key order without asking: etcd 3.4
-			// reads the whole rest of the range for any sort option.
-			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
-			if rev != 0 {
-				// Pinned to a revision, a read is the same on any member
-				// that has it (one that has not yet answers an error, and
-				// the listing is retried): no round trip to the leader.
-				opts = append(opts, clientv3.WithRev(rev), clientv3.WithSerializable())
-			}
-			lctx, cancel := context.WithTimeout(ctx, timeout)
-			resp, err := w.Client.Get(lctx, key, opts...)
-			cancel()
-			if err != nil {
-				return nil, 0, err
-			}
-			if rev == 0 {
-				rev = resp.Header.Revision
-			}
-			kvs = append(kvs, resp.Kvs...)
-			if !resp.More || len(resp.Kvs) == 0 {
-				return kvs, rev, nil
-			}
-			// The next page starts just after the last key read.
-			key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
-		}
-	}
 	// The first range fixes the revision; the others are read two at a
 	// time, so that etcd reads one while this process decodes another.
 	ranges := make([][]*mvccpb.KeyValue, len(bounds)-1)
-	first, rev, err := readRange(bounds[0], bounds[1], 0)
+	first, rev, err := w.readRange(ctx, bounds[0], bounds[1], 0)
 	if err != nil {
 		return Batch{}, err
 	}
@@ -213,7 +177,7 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			ranges[r], _, errs[r] = readRange(bounds[r], bounds[r+1], rev)
+			ranges[r], _, errs[r] = w.readRange(ctx, bounds[r], bounds[r+1], rev)
 		}()
 	}
 	wg.Wait()
@@ -233,6 +197,46 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 	w.splits, w.listed = splits, len(b.Events)
 	b.Received = time.Now()
 	return b, nil
+}
+
+// readRange pages through one range [key, end) at rev (0: the latest, which
+// it returns), each page with its own timeout.
+func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
+	timeout := w.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	page := int64(w.PageSize)
+	if page <= 0 {
+		page = PageSize
+	}
+	var kvs []*mvccpb.KeyValue
+	for {
+		// Keys come in ascending key order without asking: etcd 3.4 reads
+		// the whole rest of the range for any sort option.
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
+		if rev != 0 {
+			// Pinned to a revision, a read is the same on any member that
+			// has it (one that has not yet answers an error, and the
+			// listing is retried): no round trip to the leader.
+			opts = append(opts, clientv3.WithRev(rev), clientv3.WithSerializable())
+		}
+		lctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := w.Client.Get(lctx, key, opts...)
+		cancel()
+		if err != nil {
+			return nil, 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		kvs = append(kvs, resp.Kvs...)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return kvs, rev, nil
+		}
+		// The next page starts just after the last key read.
+		key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
+	}
 }
 
 // follow watches from rev+1 until the watch fails; it returns why. A
