@@ -238,6 +238,11 @@ func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string
 		if !ok1 || !ok2 {
 			return fmt.Sprintf("%s: service or url label missing", name)
 		}
+		if bytes.IndexByte(service, 0) >= 0 || bytes.IndexByte(url, 0) >= 0 {
+			// NUL separates service from url in the server's key; Traefik
+			// never names a service or server with one.
+			return fmt.Sprintf("%s: NUL byte in the service or url label", name)
+		}
 		res.Known++
 		up := len(value) == 1 && value[0] == '1'
 		if !up {
