@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,9 @@ type IDs struct {
 // Table maps a circuit and a kernel's host:port to its IDs.
 type Table struct {
 	routes map[string]IDs
+	// servers are each circuit's server URLs in route_info order, as the
+	// coordinator writes them into Traefik's service.
+	servers map[string][]string
 	// skipped says, for each route that cannot be joined, which and why.
 	skipped []string
 }
@@ -53,6 +57,17 @@ func (t *Table) Lookup(circuitID, hostPort string) (IDs, bool) {
 	return ids, ok
 }
 
+// Servers lists the server URLs the coordinator gives Traefik for a circuit
+// (Circuit.traefik_services: http://<kernel_host>:<kernel_port>/), in
+// route_info order. Without etcd, and with a middleware that lists no
+// routes, they are the circuit's servers.
+func (t *Table) Servers(circuitID string) []string {
+	if t == nil {
+		return nil
+	}
+	return t.servers[circuitID]
+}
+
 // Len is the number of routes known.
 func (t *Table) Len() int {
 	if t == nil {
@@ -66,8 +81,21 @@ func (t *Table) Equal(o *Table) bool {
 	if t.Len() != o.Len() {
 		return false
 	}
+	if t.Len() == 0 {
+		return true
+	}
 	for k, v := range t.routes {
 		if w, ok := o.routes[k]; !ok || w != v {
+			return false
+		}
+	}
+	// Without etcd the servers come from here: a kernel that moved, or a
+	// second route to the same kernel, is a change even with equal ids.
+	if len(t.servers) != len(o.servers) {
+		return false
+	}
+	for id, s := range t.servers {
+		if !slices.Equal(s, o.servers[id]) {
 			return false
 		}
 	}
@@ -115,7 +143,7 @@ func Decode(body []byte) (*Table, error) {
 	if answer.Circuits == nil {
 		return nil, errors.New("coordinator answer: no circuits field")
 	}
-	t := &Table{routes: map[string]IDs{}}
+	t := &Table{routes: map[string]IDs{}, servers: map[string][]string{}}
 	for i, c := range *answer.Circuits {
 		if c.ID == "" {
 			return nil, fmt.Errorf("circuits[%d].id: missing", i)
@@ -137,10 +165,12 @@ func Decode(body []byte) (*Table, error) {
 				t.skipped = append(t.skipped, fmt.Sprintf("circuit %s route_info[%d]: kernel_port %d out of range", c.ID, j, r.KernelPort))
 				continue
 			}
-			t.routes[c.ID+"\x00"+net.JoinHostPort(*r.KernelHost, strconv.Itoa(r.KernelPort))] = IDs{
+			hostPort := net.JoinHostPort(*r.KernelHost, strconv.Itoa(r.KernelPort))
+			t.routes[c.ID+"\x00"+hostPort] = IDs{
 				SessionID: first(r.SessionID, r.SessionIDAlias), RouteID: first(r.RouteID, r.RouteIDAlias),
 				EndpointID: endpoint, App: c.App,
 			}
+			t.servers[c.ID] = append(t.servers[c.ID], "http://"+hostPort+"/")
 		}
 	}
 	return t, nil

@@ -79,6 +79,9 @@ type Health interface {
 // route_info), keyed by circuit and kernel host:port.
 type RouteInfo interface {
 	Lookup(circuitID, hostPort string) (routeinfo.IDs, bool)
+	// Servers are the server URLs the coordinator gave Traefik for a
+	// circuit: without etcd, the servers of a middleware that lists none.
+	Servers(circuitID string) []string
 }
 
 // Traefik is what this node's Traefik itself says it runs: the traefik-sd
@@ -110,7 +113,7 @@ type RouterState struct {
 type Inputs struct {
 	// Store is the configuration decoded from etcd; nil when the sidecar
 	// runs without etcd, and then routers come from Traefik and servers
-	// from the middleware's routes.
+	// from the middleware's routes or the coordinator's route_info.
 	Store *dynamic.Store
 	// Traefik gates publication: a circuit is published only while
 	// Traefik serves its router and, for a traefik-sd circuit, runs its
@@ -399,10 +402,17 @@ func (b *builder) router(out []Target, name string) []Target {
 			servers = b.servers(svc, 0, map[string]bool{})
 		}
 	} else {
-		// Without etcd the middleware's routes are the servers; Traefik
+		// Without etcd the servers are the middleware's routes or, where
+		// it lists none (Backend.AI's middleware carries identity only),
+		// those the coordinator gave Traefik for the circuit. Traefik
 		// reports their health under the router's service.
 		for _, rt := range sd.Routes {
 			servers = append(servers, server{service: spec.service, url: rt.URL})
+		}
+		if len(servers) == 0 && b.in.Routes != nil {
+			for _, u := range b.in.Routes.Servers(circuitID) {
+				servers = append(servers, server{service: spec.service, url: u})
+			}
 		}
 	}
 	lastService := ""
