@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the demo run: etcd, Prometheus,
-# redis-server and Chromium from Debian, Traefik built from its Go module. Idempotent: a second run only checks.
+# redis-server, redis-sentinel and Chromium from Debian, Traefik built from its Go module. Idempotent: a second run only checks.
 # Traefik is cached outside the checkout (DEPS_CACHE, default
 # ~/.cache/traefik-sd) because building it takes minutes and a fresh clone
 # must not pay that twice.
@@ -15,6 +15,7 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)   # the Sentinel failover test
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # the status page's test
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -41,7 +42,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     for pkg in "${need_apt[@]}"; do
       case "$pkg" in
         etcd-server) svc=etcd ;;
-        prometheus|redis-server) svc=$pkg ;;
+        prometheus|redis-server|redis-sentinel) svc=$pkg ;;
         *) continue ;;
       esac
       $sudo systemctl stop "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true

@@ -89,6 +89,8 @@ func Handler(read Reader) http.Handler {
 }
 
 // RedisReader reads as redis_discovery.RedisServiceDiscovery.discover does.
+// In HA deployments the Manager finds the master through Sentinel: give it
+// a failover client (redis.NewFailoverClient, testbed's Sentinel.Client).
 func RedisReader(client *redis.Client) Reader {
 	return func(ctx context.Context) ([]Service, error) {
 		var keys []string

@@ -63,18 +63,41 @@ type BackendAI struct {
 	WorkerID             string         `description:"This worker's id at the coordinator." json:"workerID,omitempty"`
 	PollInterval         types.Duration `description:"How often the coordinator is asked (and soon after every etcd change)." json:"pollInterval,omitempty"`
 	Etcd                 SDStore        `description:"Backend.AI's ServiceDiscovery store, etcd backend: when endpoints are set, every route and Traefik target is written there too." json:"etcd,omitempty"`
-	Redis                SDRedis        `description:"Backend.AI's ServiceDiscovery store, Redis backend (Backend.AI's default): when address is set, every route and Traefik target is written there too." json:"redis,omitempty"`
+	Redis                SDRedis        `description:"Backend.AI's ServiceDiscovery store, Redis backend (Backend.AI's default): when address or sentinel is set, every route and Traefik target is written there too." json:"redis,omitempty"`
 	Heartbeat            types.Duration `description:"How often ServiceDiscovery entries are rewritten whole with a fresh last_heartbeat (the Manager sweeps etcd entries after 300s; Redis entries expire after 180s)." json:"heartbeat,omitempty"`
 }
 
-// SDRedis is the "live" Redis holding Backend.AI's ServiceDiscovery entries.
+// SDRedis is the Redis the Manager reads ServiceDiscovery entries from:
+// that of Backend.AI's "live" role, which is redis.override-configs.live
+// when the Manager's configuration has it, else redis itself (the override
+// replaces the base whole; nothing is inherited). The options mirror
+// Backend.AI's SingleRedisConfig, so that one target's values copy across.
 type SDRedis struct {
-	Address      string `description:"host:port of Backend.AI's Redis (the manager's redis.addr)." json:"address,omitempty"`
-	Username     string `description:"Redis ACL user, if any." json:"username,omitempty"`
-	Password     string `description:"Redis password." json:"password,omitempty"`
-	PasswordFile string `description:"File holding the Redis password (instead of password); read at start and on SIGHUP." json:"passwordFile,omitempty"`
-	DB           int    `description:"Redis database number (Backend.AI uses 0 for service discovery)." json:"db,omitempty"`
-	TLS          *TLS   `description:"TLS to this Redis." json:"tls,omitempty"`
+	Address string `description:"host:port of Backend.AI's Redis: the live role's addr (redis.override-configs.live.addr when set, else redis.addr). Not with sentinel." json:"address,omitempty"`
+	// Backend.AI reads addr or, in HA deployments, asks these Sentinels
+	// for the master of serviceName: redis.sentinel and redis.service_name.
+	Sentinel             []string `description:"Sentinel addresses (host:port, comma-separated) of the live role's Redis: redis.override-configs.live.sentinel when set, else redis.sentinel. Not with address; needs serviceName." json:"sentinel,omitempty"`
+	ServiceName          string   `description:"The Sentinel master name (Backend.AI's service_name of the same config as sentinel); required with sentinel." json:"serviceName,omitempty"`
+	Username             string   `description:"Redis ACL user, if any." json:"username,omitempty"`
+	Password             string   `description:"Redis password (the live role's password)." json:"password,omitempty"`
+	PasswordFile         string   `description:"File holding the Redis password (instead of password); read at start and on SIGHUP." json:"passwordFile,omitempty"`
+	SentinelPassword     string   `description:"Password of the Sentinels (Backend.AI's sentinel_password); default: password, as Backend.AI falls back to it." json:"sentinelPassword,omitempty"`
+	SentinelPasswordFile string   `description:"File holding the Sentinels' password (instead of sentinelPassword); read at start (a change applies from the next start)." json:"sentinelPasswordFile,omitempty"`
+	DB                   int      `description:"Redis database number (Backend.AI uses 0 for service discovery)." json:"db,omitempty"`
+	TLS                  *TLS     `description:"TLS to this Redis (and its Sentinels)." json:"tls,omitempty"`
+}
+
+// Enabled tells whether the Redis store is configured.
+func (r *SDRedis) Enabled() bool { return r.Address != "" || len(r.Sentinel) > 0 }
+
+// SentinelAuth is the password sent to the Sentinels: sentinelPassword, or
+// the master's password when it is not given, as Backend.AI's
+// ValkeySentinelClient and redis_helper fall back.
+func (r *SDRedis) SentinelAuth() string {
+	if r.SentinelPassword != "" {
+		return r.SentinelPassword
+	}
+	return r.Password
 }
 
 // SDStore is the etcd holding Backend.AI's ServiceDiscovery entries.
@@ -392,6 +415,7 @@ func (c *Configuration) secrets() []secret {
 		{"--etcd.password", &c.Etcd.Password, c.Etcd.PasswordFile},
 		{"--backendai.etcd.password", &c.BackendAI.Etcd.Password, c.BackendAI.Etcd.PasswordFile},
 		{"--backendai.redis.password", &c.BackendAI.Redis.Password, c.BackendAI.Redis.PasswordFile},
+		{"--backendai.redis.sentinelPassword", &c.BackendAI.Redis.SentinelPassword, c.BackendAI.Redis.SentinelPasswordFile},
 		{"--backendai.coordinatorToken", &c.BackendAI.CoordinatorToken, c.BackendAI.CoordinatorTokenFile},
 	}
 }
@@ -430,17 +454,19 @@ func (c *Configuration) ReadSecrets() (changed []string, err error) {
 	return changed, nil
 }
 
-// completeRedis checks the Redis store's options and reads its password file.
+// completeRedis checks the Redis store's options; its password files
+// were read with the other secrets.
 func (c *Configuration) completeRedis() error {
 	r := &c.BackendAI.Redis
-	if r.Address == "" {
-		if r.Password != "" || r.PasswordFile != "" || r.TLS != nil || r.DB != 0 || r.Username != "" {
-			return errors.New("--backendai.redis.*: set --backendai.redis.address (host:port) to use the Redis store")
+	if !r.Enabled() {
+		if r.Password != "" || r.PasswordFile != "" || r.SentinelPassword != "" || r.SentinelPasswordFile != "" ||
+			r.ServiceName != "" || r.TLS != nil || r.DB != 0 || r.Username != "" {
+			return errors.New("--backendai.redis.*: set --backendai.redis.address (host:port) or --backendai.redis.sentinel to use the Redis store")
 		}
 		return nil
 	}
-	if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
-		return fmt.Errorf("--backendai.redis.address %q: want host:port", r.Address)
+	if err := r.checkTarget(); err != nil {
+		return err
 	}
 	if r.DB < 0 {
 		return fmt.Errorf("--backendai.redis.db %d: 0 or more", r.DB)
@@ -451,6 +477,35 @@ func (c *Configuration) completeRedis() error {
 	// Entries expire 180 s after their last write: three heartbeats.
 	if hb := time.Duration(c.BackendAI.Heartbeat); hb < time.Second || hb > 60*time.Second {
 		return fmt.Errorf("--backendai.heartbeat %s: from 1s to 60s with the Redis store, whose entries expire 180s after their last write", hb)
+	}
+	return nil
+}
+
+// checkTarget checks that the options name one Redis, as Backend.AI's
+// RedisTarget does: an address, or Sentinels and the master's name.
+func (r *SDRedis) checkTarget() error {
+	if r.Address != "" && len(r.Sentinel) > 0 {
+		return errors.New("--backendai.redis.address and --backendai.redis.sentinel: give one (Backend.AI ignores addr when sentinel is set; copy sentinel and service_name)")
+	}
+	if r.Address != "" {
+		if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
+			return fmt.Errorf("--backendai.redis.address %q: want host:port", r.Address)
+		}
+		for name, v := range map[string]string{"--backendai.redis.serviceName": r.ServiceName,
+			"--backendai.redis.sentinelPassword": r.SentinelPassword} {
+			if v != "" {
+				return fmt.Errorf("%s: only with --backendai.redis.sentinel", name)
+			}
+		}
+		return nil
+	}
+	for _, addr := range r.Sentinel {
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+			return fmt.Errorf("--backendai.redis.sentinel: %q is not host:port; want host:port, comma-separated", addr)
+		}
+	}
+	if strings.TrimSpace(r.ServiceName) == "" {
+		return errors.New("--backendai.redis.serviceName is required with --backendai.redis.sentinel (Backend.AI's service_name, the Sentinel master name)")
 	}
 	return nil
 }

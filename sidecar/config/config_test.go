@@ -84,6 +84,39 @@ func TestRedisStore(t *testing.T) {
 	}
 }
 
+// TestRedisSentinelOptions: Backend.AI's sentinel, service_name, password
+// and sentinel_password copy across, from flags or a file; without a
+// sentinel password the Sentinels get the password, as Backend.AI sends it.
+func TestRedisSentinelOptions(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte("develove\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(t, "--worker.authority=w", "--backendai.redis.sentinel=127.0.0.1:9503,127.0.0.1:9504,127.0.0.1:9505",
+		"--backendai.redis.serviceName=mymaster", "--backendai.redis.passwordFile="+pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.BackendAI.Redis
+	if !r.Enabled() || strings.Join(r.Sentinel, " ") != "127.0.0.1:9503 127.0.0.1:9504 127.0.0.1:9505" || r.ServiceName != "mymaster" ||
+		r.Password != "develove" || r.SentinelAuth() != "develove" {
+		t.Errorf("decoded: %+v, sentinel password %q", r, r.SentinelAuth())
+	}
+	file := filepath.Join(dir, "traefik-sd.yml")
+	yml := "backendai:\n  redis:\n    sentinel: [\"redis-sentinel:26379\"]\n    serviceName: backend-ai\n    password: m\n    sentinelPassword: s\n"
+	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = load(t, "--worker.authority=w", "--configFile="+file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.BackendAI.Redis; len(r.Sentinel) != 1 || r.ServiceName != "backend-ai" || r.Password != "m" || r.SentinelAuth() != "s" {
+		t.Errorf("from the file: %+v, sentinel password %q", r, r.SentinelAuth())
+	}
+}
+
 func TestRefusedWithTheOptionName(t *testing.T) {
 	testCases := []struct {
 		desc string
@@ -103,6 +136,13 @@ func TestRefusedWithTheOptionName(t *testing.T) {
 		{"redis db negative", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.db=-1"}, "--backendai.redis.db"},
 		{"redis options without an address", []string{"--worker.authority=w", "--backendai.redis.password=a"}, "--backendai.redis.address"},
 		{"redis heartbeat outliving the TTL", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.heartbeat=90s"}, "--backendai.heartbeat"},
+		{"redis address and sentinel", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.sentinel=s:26379", "--backendai.redis.serviceName=m"}, "--backendai.redis.sentinel"},
+		{"sentinel without a service name", []string{"--worker.authority=w", "--backendai.redis.sentinel=s:26379"}, "--backendai.redis.serviceName"},
+		{"sentinel without a port", []string{"--worker.authority=w", "--backendai.redis.sentinel=s:26379,s2", "--backendai.redis.serviceName=m"}, "--backendai.redis.sentinel"},
+		{"service name with an address", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.serviceName=m"}, "--backendai.redis.serviceName"},
+		{"sentinel password with an address", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.sentinelPassword=x"}, "--backendai.redis.sentinelPassword"},
+		{"sentinel password twice", []string{"--worker.authority=w", "--backendai.redis.sentinel=s:26379", "--backendai.redis.serviceName=m", "--backendai.redis.sentinelPassword=a", "--backendai.redis.sentinelPasswordFile=/x"}, "--backendai.redis.sentinelPasswordFile"},
+		{"a service name alone", []string{"--worker.authority=w", "--backendai.redis.serviceName=m"}, "--backendai.redis.address"},
 	}
 	for _, test := range testCases {
 		t.Run(test.desc, func(t *testing.T) {

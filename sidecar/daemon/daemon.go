@@ -79,6 +79,9 @@ type Daemon struct {
 	server        *server.Server
 	redisPassword atomic.Pointer[string]
 	secretsMu     sync.Mutex
+	// sentinelAuth is the password the Sentinels were dialled with, kept
+	// to warn when a re-read changes it (it applies from the next start).
+	sentinelAuth string
 }
 
 // applySecrets hands the configured secrets to what checks or sends them.
@@ -95,7 +98,8 @@ func (d *Daemon) applySecrets() {
 // ReloadSecrets re-reads every …File secret (on SIGHUP) and uses the new
 // values from the next request or connection on: the push and read
 // credentials, the coordinator's token and the Redis password. etcd's
-// passwords are taken at the next start: its client keeps its session.
+// passwords are taken at the next start (its client keeps its session), and
+// so is the Sentinels' (go-redis dials them with a fixed password).
 func (d *Daemon) ReloadSecrets() {
 	d.secretsMu.Lock()
 	defer d.secretsMu.Unlock()
@@ -111,6 +115,10 @@ func (d *Daemon) ReloadSecrets() {
 		if strings.HasSuffix(name, "etcd.password") {
 			d.log.Warn("a changed etcd password is used from the next start", "option", name)
 		}
+	}
+	if r := d.cfg.BackendAI.Redis; d.server != nil && len(r.Sentinel) > 0 && r.SentinelAuth() != d.sentinelAuth {
+		d.log.Warn("a changed Sentinel password is used from the next start (without sentinelPassword, the Redis password stands for it)",
+			"option", "--backendai.redis.sentinelPassword")
 	}
 	d.log.Info("secret files re-read", "changed", strings.Join(changed, ","))
 }
@@ -615,35 +623,56 @@ func (d *Daemon) serviceDiscoveryStores() ([]servicediscovery.Store, func(), err
 		stores = append(stores, &servicediscovery.EtcdStore{Client: client, Namespace: sd.Namespace,
 			LeaseTTL: 3 * time.Duration(d.cfg.BackendAI.Heartbeat)})
 	}
-	if r := d.cfg.BackendAI.Redis; r.Address != "" {
-		// The client's own log (a dial failing, say) goes through ours at
-		// debug; each outcome that matters is logged by the writer.
-		redis.SetLogger(redisLog{d.log})
-		opts := &redis.Options{Addr: r.Address, DB: r.DB,
-			// Asked on every new connection, so that a password rotated on
-			// SIGHUP is used without a restart.
-			CredentialsProvider: func() (string, string) {
-				pw := ""
-				if p := d.redisPassword.Load(); p != nil {
-					pw = *p
-				}
-				return r.Username, pw
-			},
-			DialTimeout: time.Duration(d.cfg.Etcd.DialTimeout), DisableIdentity: true,
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}
-		if r.TLS != nil {
-			tc, err := r.TLS.ClientConfig("--backendai.redis")
-			if err != nil {
-				closeAll()
-				return nil, func() {}, err
-			}
-			opts.TLSConfig = tc
+	if r := d.cfg.BackendAI.Redis; r.Enabled() {
+		client, err := d.redisClient(r)
+		if err != nil {
+			closeAll()
+			return nil, func() {}, err
 		}
-		client := redis.NewClient(opts)
 		closers = append(closers, func() { _ = client.Close() })
 		stores = append(stores, &servicediscovery.RedisStore{Client: client})
 	}
 	return stores, closeAll, nil
+}
+
+// redisClient dials the Redis the Manager reads: the address given, or
+// the master the Sentinels name, followed through failovers (go-redis asks
+// the Sentinels again when they announce a new master or a connection
+// breaks), as Backend.AI's ValkeySentinelClient does.
+func (d *Daemon) redisClient(r config.SDRedis) (*redis.Client, error) {
+	// The client's own log (a dial failing, say) goes through ours at
+	// debug; each outcome that matters is logged by the writer.
+	redis.SetLogger(redisLog{d.log})
+	var tc *tls.Config
+	if r.TLS != nil {
+		var err error
+		if tc, err = r.TLS.ClientConfig("--backendai.redis"); err != nil {
+			return nil, err
+		}
+	}
+	// Asked on every new connection to the master, so that a password
+	// rotated on SIGHUP is used without a restart.
+	credentials := func() (string, string) {
+		pw := ""
+		if p := d.redisPassword.Load(); p != nil {
+			pw = *p
+		}
+		return r.Username, pw
+	}
+	dial := time.Duration(d.cfg.Etcd.DialTimeout)
+	if len(r.Sentinel) == 0 {
+		return redis.NewClient(&redis.Options{Addr: r.Address, DB: r.DB, CredentialsProvider: credentials,
+			TLSConfig: tc, DialTimeout: dial, DisableIdentity: true,
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}), nil
+	}
+	// Sentinels take a plain password, fixed for the client's life (go-redis
+	// has no provider for them); Backend.AI sends them no user name either.
+	d.secretsMu.Lock()
+	d.sentinelAuth = r.SentinelAuth()
+	d.secretsMu.Unlock()
+	return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.ServiceName, SentinelAddrs: r.Sentinel,
+		SentinelPassword: r.SentinelAuth(), DB: r.DB, CredentialsProvider: credentials,
+		TLSConfig: tc, DialTimeout: dial, DisableIdentity: true}), nil
 }
 
 // redisLog carries go-redis's internal messages into the sidecar's log.

@@ -381,3 +381,81 @@ func TestRedisStoreOverTLSWithAPassword(t *testing.T) {
 		t.Errorf("the sidecar with a wrong Redis password does not serve its targets: %d", code)
 	}
 }
+
+// TestRedisStoreFollowsASentinelFailover: in HA deployments Backend.AI
+// reaches the live Redis through Sentinel (redis.sentinel, service_name).
+// Given the same, the sidecar writes to the master the Sentinel names; when
+// the Sentinel fails over, every entry is on the new master, rewritten after
+// the switch, within a heartbeat and a retry, and the Manager, reading
+// through Sentinel, serves what /v1/targets does. The replica holds the old
+// entries by replication, so only fresh heartbeats and a delete made after
+// the switch tell a sidecar that followed from one that did not.
+func TestRedisStoreFollowsASentinelFailover(t *testing.T) {
+	e := startEnv(t, "worker-sn")
+	ctx := testbed.Context(t, 2*time.Minute)
+	s := testbed.StartSentinel(t, t.TempDir(), "bai-live")
+	testbed.Must(t, e.coord.Put(ctx, interactive(), inference()), "create")
+	cfg := besideConfig(e, "worker-sn", "node-b")
+	cfg.BackendAI.Redis.Sentinel = []string{s.Address}
+	cfg.BackendAI.Redis.ServiceName = s.MasterName
+	base, _ := e.startBeside(t, cfg)
+
+	viaSentinel := manager.RedisReader(s.Client(t))
+	onOldMaster := manager.RedisReader(s.Master.Client(t))
+	onNewMaster := manager.RedisReader(s.Replica.Client(t))
+	testbed.Eventually(t, 20*time.Second, "the Manager's view through Sentinel equals /v1/targets", func() (bool, string) {
+		return storeMatches(ctx, viaSentinel, base, 4, 0)
+	})
+	if ok, msg := storeMatches(ctx, onOldMaster, base, 4, 0); !ok {
+		t.Fatalf("the entries are not on the master the Sentinel named: %s", msg)
+	}
+
+	testbed.Must(t, s.Failover(ctx), "SENTINEL FAILOVER %s", s.MasterName)
+	testbed.Eventually(t, 15*time.Second, "the Sentinel names the old replica master", func() (bool, string) {
+		addr, err := s.MasterAddr(ctx)
+		return err == nil && addr == s.Replica.Address, fmt.Sprint(addr, err)
+	})
+	switched := float64(time.Now().UnixNano()) / 1e9
+	// A change after the switch: the new master must lose these entries.
+	testbed.Must(t, e.coord.Delete(ctx, inference().ID), "delete")
+	took := testbed.Eventually(t, 15*time.Second, "every entry rewritten on the new master, the deleted ones gone", func() (bool, string) {
+		if ok, msg := storeMatches(ctx, onNewMaster, base, 2, switched); !ok {
+			return false, "the new master, read directly: " + msg
+		}
+		if ok, msg := storeMatches(ctx, viaSentinel, base, 2, switched); !ok {
+			return false, "the Manager through Sentinel: " + msg
+		}
+		return true, ""
+	})
+	t.Logf("every entry on the new master %v after the Sentinel switched (heartbeat 1s, retry 2s)", took)
+}
+
+// storeMatches tells whether the Manager's answer from read equals
+// /v1/targets at base, with entries entries, each last written at or after
+// since (seconds since the epoch).
+func storeMatches(ctx context.Context, read manager.Reader, base string, entries int, since float64) (bool, string) {
+	services, err := read(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, svc := range services {
+		if svc.LastHeartbeat < since {
+			return false, fmt.Sprintf("entry %s last written at %.3f, before %.3f", svc.ID, svc.LastHeartbeat, since)
+		}
+	}
+	var view []group
+	for _, g := range manager.Render(services) {
+		view = append(view, group{Targets: g.Targets, Labels: g.Labels})
+	}
+	resp, err := http.Get(base + "/v1/targets")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	var published []group
+	if err := json.NewDecoder(resp.Body).Decode(&published); err != nil {
+		return false, err.Error()
+	}
+	got, want := comparable(view), comparable(published)
+	return got == want && len(view) == entries, fmt.Sprintf("%d entries, want %d; store:\n%s\nsidecar:\n%s", len(view), entries, got, want)
+}

@@ -56,13 +56,48 @@ type RedisStore struct {
 	TTL time.Duration
 	// Batch is how many entries go in one MULTI (100 if zero).
 	Batch int
+
+	server string // run_id of the server that answered the last Prepare
 }
 
 // Name implements Store.
 func (s *RedisStore) Name() string { return "redis" }
 
 // Prepare implements Store: every write carries its TTL, nothing to renew.
-func (s *RedisStore) Prepare(context.Context) (bool, error) { return false, nil }
+// But another server than the last one (a Sentinel failover, a restart)
+// may lack what was written, a delete above all: a demoted master takes
+// writes until the client follows the switch, and the new master never
+// sees them. Then the store is fresh: every entry is written again and
+// what this sidecar no longer publishes is swept.
+func (s *RedisStore) Prepare(ctx context.Context) (bool, error) {
+	id, err := s.serverID(ctx)
+	if err != nil || id == "" {
+		return false, err
+	}
+	fresh := s.server != "" && id != s.server
+	s.server = id
+	return fresh, nil
+}
+
+// serverID is the run_id of the server the client talks to, or "" when the
+// server refuses INFO (an ACL user without it, a renamed command): a change
+// then goes unnoticed, and heartbeats and the TTL heal what it lost.
+func (s *RedisStore) serverID(ctx context.Context) (string, error) {
+	info, err := s.Client.Info(ctx, "server").Result()
+	var refused redis.Error
+	if errors.As(err, &refused) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return id, nil
+		}
+	}
+	return "", nil
+}
 
 func (s *RedisStore) ttl() time.Duration {
 	if s.TTL > 0 {

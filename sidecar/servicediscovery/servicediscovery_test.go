@@ -3,10 +3,12 @@ package servicediscovery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/sidecar/servicediscovery"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 )
@@ -155,5 +157,33 @@ func TestRedisFieldsAreBackendAIsJSON(t *testing.T) {
 	}
 	if got := servicediscovery.RedisKey(e.Group, e.ID); got != "service_discovery.appproxy-circuit-route."+e.ID {
 		t.Errorf("key %s", got)
+	}
+}
+
+// TestRedisStoreNoticesAnotherServer: a Redis that is another server than
+// the last one (restarted here; a Sentinel failover in sidecar/daemon's
+// TestRedisStoreFollowsASentinelFailover) makes the store fresh once, so
+// that every entry is written again and the store swept again.
+func TestRedisStoreNoticesAnotherServer(t *testing.T) {
+	r := testbed.StartRedis(t, t.TempDir())
+	store := &servicediscovery.RedisStore{Client: r.Client(t)}
+	ctx := testbed.Context(t, time.Minute)
+	for i, want := range []bool{false, false} {
+		if fresh, err := store.Prepare(ctx); err != nil || fresh != want {
+			t.Fatalf("prepare %d on the same server: fresh %v (%v), want %v", i, fresh, err, want)
+		}
+	}
+	r.Restart(t, false)
+	var fresh bool
+	testbed.Eventually(t, 20*time.Second, "the restarted server answers", func() (bool, string) {
+		var err error
+		fresh, err = store.Prepare(ctx)
+		return err == nil, fmt.Sprint(err)
+	})
+	if !fresh {
+		t.Error("a restarted server is not fresh")
+	}
+	if fresh, err := store.Prepare(ctx); err != nil || fresh {
+		t.Errorf("the next prepare: fresh %v (%v), want false", fresh, err)
 	}
 }

@@ -22,7 +22,8 @@ type Store interface {
 	// Name names the backend in metrics and logs ("etcd", "redis").
 	Name() string
 	// Prepare runs before each sync; fresh says the store no longer holds
-	// what was written (an etcd lease lost), so every entry is written again.
+	// what was written (an etcd lease lost, another Redis server), so every
+	// entry is written again and a Sweeper is swept again.
 	Prepare(ctx context.Context) (fresh bool, err error)
 	// Put writes entries, each one whole and atomically.
 	Put(ctx context.Context, writes []Write) error
@@ -157,7 +158,9 @@ func (w *Writer) Sync(ctx context.Context) error {
 		return fmt.Errorf("%s store: %w", w.Store.Name(), err)
 	}
 	if fresh {
-		w.written = map[string]Entry{}
+		// What was deleted may be back too (a delete the old Redis master
+		// took and its successor never saw): the sweep finds it.
+		w.written, w.swept = map[string]Entry{}, false
 	}
 	now := w.now()
 	ids := make([]string, 0, len(w.want))
