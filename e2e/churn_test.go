@@ -40,7 +40,7 @@ type churn struct {
 func (c *churn) circuit(i int) coordinator.Circuit {
 	id := fmt.Sprintf("c4a05000-0000-4000-8000-%012d", i)
 	routes := 1 + c.rng.Intn(3)
-	cc := coordinator.Circuit{ID: id, App: "app", Mode: "inference", Hostname: id + ".example", SD: true, SidecarURL: c.sidecar}
+	cc := coordinator.Circuit{ID: id, App: "app", Mode: "inference", Hostname: id + ".example"}
 	for r := 0; r < routes; r++ {
 		cc.Routes = append(cc.Routes, coordinator.Route{
 			RouteID: fmt.Sprintf("%s-r%d", id[len(id)-6:], c.rng.Intn(100)), SessionID: fmt.Sprintf("s-%d-%d", i, r),

@@ -73,7 +73,7 @@ func TestDashboardQueriesAnswer(t *testing.T) {
 	ctx := testbed.Context(t, 5*time.Minute)
 	jupyter := stack.StartContainer(t, "jupyter", "0b7c1c1e-2f0a-4d8e-9a41-6a1f3e5d7c90", "")
 	c := coordinator.Circuit{ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-		Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL}
+		Routes: []coordinator.Route{jupyter.Route()}}
 	testbed.Must(t, s.Coord.Put(ctx, c), "create")
 	waitConverged(t, ctx, s, "published", routeLine(jupyter.HostPort, interactiveID, jupyter.Session, ""))
 	stop := make(chan struct{})

@@ -162,12 +162,11 @@ func TestEndToEnd(t *testing.T) {
 	llama3 := stack.StartContainer(t, "llama-3", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a")
 	interactive := coordinator.Circuit{
 		ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-		Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL,
+		Routes: []coordinator.Route{jupyter.Route()},
 	}
 	inference := coordinator.Circuit{
 		ID: inferenceID, App: "llama-chat", Mode: "inference", Hostname: "llama-chat.example",
 		Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "1s",
-		SD: true, SidecarURL: s.SidecarURL,
 	}
 	line := func(c *stack.Container, circuit string) string {
 		return routeLine(c.HostPort, circuit, c.Session, c.RouteID)

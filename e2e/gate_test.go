@@ -126,7 +126,7 @@ func TestRoutersTraefikRefusesAreNeverPublished(t *testing.T) {
 	const badCfgID = "aaaa0000-0000-4000-8000-000000000004"
 	circuit := func(id, host string, c *stack.Container) coordinator.Circuit {
 		return coordinator.Circuit{ID: id, App: "jupyter", Mode: "interactive", Hostname: host,
-			Routes: []coordinator.Route{c.Route()}, SD: true, SidecarURL: s.SidecarURL}
+			Routes: []coordinator.Route{c.Route()}}
 	}
 	bad := circuit(badRuleID, "bad.example", badRule)
 	bad.Rule = "Hots(`bad.example`)"
@@ -173,7 +173,7 @@ func TestTraefikWithoutThePluginGetsNoRouteTargets(t *testing.T) {
 	jupyter := stack.StartContainer(t, "jupyter", "0b7c1c1e-2f0a-4d8e-9a41-6a1f3e5d7c90", "")
 	never := watchNeverPublished(ctx, s, interactiveID)
 	testbed.Must(t, s.Coord.Put(ctx, coordinator.Circuit{ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-		Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL}), "create")
+		Routes: []coordinator.Route{jupyter.Route()}}), "create")
 	why := waitDisabled(t, ctx, s, "bai_router_"+interactiveID+"@etcd", "")
 	t.Logf("Traefik without the plugin: %q", why)
 	testbed.Eventually(t, 30*time.Second, "counted as not served", func() (bool, string) {
@@ -208,10 +208,9 @@ func TestPluginOnlyModePublishesEveryLabel(t *testing.T) {
 	llama1 := stack.StartContainer(t, "llama-1", "4e5f8a9b-0c1d-4e2f-8a4b-5c6d7e8f9a0b", "8d1e6f0a-3b2c-4e5f-8a9b-0c1d2e3f4a5b")
 	llama2 := stack.StartContainer(t, "llama-2", "7a8b9c0d-1e2f-4a3b-8c5d-6e7f8a9b0c1d", "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f")
 	interactive := coordinator.Circuit{ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-		Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL}
+		Routes: []coordinator.Route{jupyter.Route()}}
 	inference := coordinator.Circuit{ID: inferenceID, App: "llama-chat", Mode: "inference", Hostname: "llama-chat.example",
-		Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "1s",
-		SD: true, SidecarURL: s.SidecarURL}
+		Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "1s"}
 	testbed.Must(t, s.Coord.Put(ctx, interactive, inference), "create")
 	line := func(c *stack.Container, circuit string) string {
 		return routeLine(c.HostPort, circuit, c.Session, c.RouteID)
@@ -313,9 +312,9 @@ func TestSidecarKilledWhilePrometheusPollsLosesNothing(t *testing.T) {
 	llama1 := stack.StartContainer(t, "llama-1", "4e5f8a9b-0c1d-4e2f-8a4b-5c6d7e8f9a0b", "8d1e6f0a-3b2c-4e5f-8a9b-0c1d2e3f4a5b")
 	testbed.Must(t, s.Coord.Put(ctx,
 		coordinator.Circuit{ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-			Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL},
+			Routes: []coordinator.Route{jupyter.Route()}},
 		coordinator.Circuit{ID: inferenceID, App: "llama-chat", Mode: "inference", Hostname: "llama-chat.example",
-			Routes: []coordinator.Route{llama1.Route()}, SD: true, SidecarURL: s.SidecarURL}), "create")
+			Routes: []coordinator.Route{llama1.Route()}}), "create")
 	want := lines([]string{routeLine(jupyter.HostPort, interactiveID, jupyter.Session, ""), routeLine(llama1.HostPort, inferenceID, llama1.Session, llama1.RouteID)})
 	waitConverged(t, ctx, s, "created", want)
 

@@ -36,7 +36,7 @@ func TestPluginInstalledFromTheRegistry(t *testing.T) {
 
 	jupyter := stack.StartContainer(t, "jupyter", "0b7c1c1e-2f0a-4d8e-9a41-6a1f3e5d7c90", "")
 	c := coordinator.Circuit{ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-		Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL}
+		Routes: []coordinator.Route{jupyter.Route()}}
 	testbed.Must(t, s.Coord.Put(ctx, c), "create")
 	took, _ := waitConverged(t, ctx, s, "published through the plugin Traefik downloaded", routeLine(jupyter.HostPort, interactiveID, jupyter.Session, ""))
 	t.Logf("zip %s (sha256 %s): installed by Traefik, circuit published %v after the write", s.Registry.Version, s.Registry.Hash, took)

@@ -32,12 +32,11 @@ func TestPrometheusScrapesThroughTheManagersEndpoint(t *testing.T) {
 	const vllmID = "0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"
 	circuits := []coordinator.Circuit{
 		{ID: interactiveID, App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-			Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL},
+			Routes: []coordinator.Route{jupyter.Route()}},
 		{ID: inferenceID, App: "llama-chat", Mode: "inference", Hostname: "llama-chat.example",
-			Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "1s",
-			SD: true, SidecarURL: s.SidecarURL},
+			Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "1s"},
 		{ID: vllmID, App: "vllm", Mode: "interactive", Hostname: "vllm.example",
-			Routes: []coordinator.Route{vllm.Route()}, SD: true, SidecarURL: s.SidecarURL, MetricsPath: "/custom/metrics"},
+			Routes: []coordinator.Route{vllm.Route()}, MetricsPath: "/custom/metrics"},
 	}
 	testbed.Must(t, s.Coord.Put(ctx, circuits...), "create circuits")
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,8 +26,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// Authority is the AppProxy worker the stack plays.
-const Authority = "worker-1"
+// The AppProxy worker the stack plays: its authority, its id at the
+// coordinator, and the coordinator's proxy_coordinator.traefik.etcd.namespace
+// (Backend.AI's sample configuration's, not Traefik's usual "traefik"), so
+// the root key is backend/worker_worker-1.
+const (
+	Authority = "worker-1"
+	WorkerID  = "0e1d2c3b-4a59-4687-9786-a5b4c3d2e1f0"
+	Namespace = "backend"
+)
 
 // Options tune the stack.
 type Options struct {
@@ -45,7 +53,7 @@ type Options struct {
 	// BeforeTraefik runs once etcd is up and before Traefik starts: what it
 	// writes, Traefik lists once at start instead of following it event by
 	// event (its etcd provider re-lists the whole tree on every event).
-	BeforeTraefik func(w *coordinator.Writer, sidecarURL string) error
+	BeforeTraefik func(w *coordinator.Writer) error
 	// Redis starts a redis-server as Backend.AI's ServiceDiscovery store
 	// (its default) and has the sidecar write into it.
 	Redis bool
@@ -74,6 +82,11 @@ type Stack struct {
 	Registry   *PluginRegistry // with Options.PluginFromRegistry
 	Client     *clientv3.Client
 	Coord      *coordinator.Writer
+	// CoordinatorAPI answers GET /api/worker/{id}/circuits at
+	// CoordinatorURL from what Coord wrote; the sidecar asks it for route
+	// and session ids.
+	CoordinatorAPI *coordinator.API
+	CoordinatorURL string
 
 	EntryURL      string // Traefik's domainproxy entry point
 	TraefikAPI    string // Traefik's traefik entry point: API, ping, /metrics
@@ -109,15 +122,25 @@ func Start(t testbed.T, opts Options) *Stack {
 	testbed.Must(t, err, "etcd client")
 	t.Cleanup(func() { client.Close() })
 	s.Client = client
-	s.Coord = &coordinator.Writer{Client: client, Authority: Authority, UnchainAppProxyPlugins: true}
+	s.Coord = &coordinator.Writer{Client: client, Namespace: Namespace, Authority: Authority, WorkerID: WorkerID,
+		UnchainAppProxyPlugins: true}
+	// The coordinator's API, answering from what it wrote: Backend.AI's own
+	// cannot run here.
+	s.CoordinatorAPI = &coordinator.API{Token: "coordinator-api-secret", WorkerID: WorkerID, Writer: s.Coord}
+	api := httptest.NewServer(s.CoordinatorAPI)
+	t.Cleanup(api.Close)
+	s.CoordinatorURL = api.URL
 
 	s.AppProxyWorker = StartContainer(t, "appproxy-worker", "", "")
 	s.AppProxyCoordinator = StartContainer(t, "appproxy-coordinator", "", "")
 
 	sidecarPort := testbed.FreePort(t)
 	s.SidecarURL = "http://127.0.0.1:" + strconv.Itoa(sidecarPort)
+	// The coordinator patch's setting, as an operator sets it:
+	// [proxy_coordinator.traefik.traefik_sd] enabled, sidecar_url.
+	s.Coord.SD = &coordinator.TraefikSD{SidecarURL: s.SidecarURL}
 	if opts.BeforeTraefik != nil {
-		testbed.Must(t, opts.BeforeTraefik(s.Coord, s.SidecarURL), "writing etcd before Traefik starts")
+		testbed.Must(t, opts.BeforeTraefik(s.Coord), "writing etcd before Traefik starts")
 	}
 	s.startTraefik(t, opts)
 	s.startSidecar(t, opts, sidecarPort)
@@ -150,7 +173,7 @@ func (s *Stack) startTraefik(t testbed.T, opts Options) {
 	if opts.Quiet {
 		level = "WARN"
 	}
-	static := fmt.Sprintf(TraefikStatic, entry, api, s.Etcd.Endpoint, Authority, level)
+	static := fmt.Sprintf(TraefikStatic, entry, api, s.Etcd.Endpoint, s.Coord.RootKey(), level)
 	if opts.NoPlugin {
 		static = strings.Replace(static, TraefikPlugin, "", 1)
 	}
@@ -205,7 +228,7 @@ providers:
   providersThrottleDuration: 200ms
   etcd:
     endpoints: ["%s"]
-    rootKey: "traefik/worker_%s"
+    rootKey: "%s"
 ` + TraefikPlugin + `log:
   level: %s
 `
@@ -236,7 +259,17 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	if opts.PluginOnly {
 		endpoints = ""
 	}
-	var extra []string
+	tokenFile := filepath.Join(opts.Dir, "coordinator-token")
+	testbed.Must(t, os.WriteFile(tokenFile, []byte(s.CoordinatorAPI.Token+"\n"), 0o600), "coordinator token file")
+	extra := []string{
+		// The root key from the coordinator's configuration:
+		// <proxy_coordinator.traefik.etcd.namespace>/worker_<authority>.
+		"--etcd.rootKey=" + s.Coord.RootKey(),
+		"--backendai.coordinatorURL=" + s.CoordinatorURL,
+		"--backendai.workerID=" + WorkerID,
+		"--backendai.coordinatorTokenFile=" + tokenFile,
+		"--backendai.pollInterval=5s",
+	}
 	if s.Redis != nil {
 		extra = append(extra, "--backendai.redis.address="+s.Redis.Address, "--backendai.heartbeat=1s")
 	}

@@ -6,12 +6,16 @@ import (
 	"sync"
 )
 
-// API answers GET /api/worker/{worker_id}/circuits as the coordinator does
-// (header X-BackendAI-Token), from the circuits it is given. Failing makes
-// it answer 503, as a coordinator that is down behind a proxy would.
+// API answers GET /api/worker/{worker_id}/circuits as the coordinator's
+// list_worker_circuits does (header X-BackendAI-Token): {"circuits": […]},
+// each a SerializableCircuit, route_info included. It answers from Writer's
+// circuits, as written to etcd, or from those given to Set when Writer is
+// nil. Failing makes it answer 503, as a coordinator that is down behind a
+// proxy would.
 type API struct {
 	Token    string
 	WorkerID string
+	Writer   *Writer
 
 	mu       sync.Mutex
 	circuits []Circuit
@@ -19,7 +23,7 @@ type API struct {
 	asked    int
 }
 
-// Set replaces the circuits the API answers with.
+// Set replaces the circuits the API answers with, when it has no Writer.
 func (a *API) Set(circuits ...Circuit) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -56,34 +60,15 @@ func (a *API) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		http.Error(rw, "service unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	out := make([]map[string]interface{}, 0, len(a.circuits))
-	for _, c := range a.circuits {
-		routes := make([]map[string]interface{}, 0, len(c.Routes))
-		for _, r := range c.Routes {
-			var routeID interface{}
-			if r.RouteID != "" {
-				routeID = r.RouteID
-			}
-			var host interface{} = r.Host
-			if r.NullHost {
-				host = nil
-			}
-			routes = append(routes, map[string]interface{}{
-				"route_id": routeID, "session_id": r.SessionID, "session_name": "session-" + r.SessionID,
-				"kernel_host": host, "kernel_port": r.Port, "protocol": "http", "traffic_ratio": 1.0,
-			})
-		}
-		var endpoint interface{}
-		if c.Mode == "inference" {
-			endpoint = "e0e1e2e3-aaaa-4bbb-8ccc-" + c.ID[len(c.ID)-12:]
-		}
-		out = append(out, map[string]interface{}{
-			"id": c.ID, "app": c.App, "protocol": "http", "worker": a.WorkerID, "app_mode": c.Mode,
-			"frontend_mode": "wildcard", "port": nil, "subdomain": c.App, "open_to_public": false,
-			"allowed_client_ips": nil, "user_id": nil, "endpoint_id": endpoint, "runtime_variant": nil,
-			"session_ids": circuitSessionIDs(c), "route_info": routes,
-			"created_at": "2026-11-24T10:00:00+00:00", "updated_at": "2026-11-24T10:00:00+00:00",
-		})
+	w, circuits := a.Writer, a.circuits
+	if w != nil {
+		circuits = w.Circuits()
+	} else {
+		w = &Writer{WorkerID: a.WorkerID}
+	}
+	out := make([]json.RawMessage, 0, len(circuits))
+	for _, c := range circuits {
+		out = append(out, w.CircuitJSON(c))
 	}
 	rw.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(rw).Encode(map[string]interface{}{"circuits": out})

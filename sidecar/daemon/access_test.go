@@ -45,15 +45,12 @@ func sidecarConfig(t *testing.T, endpoint, authority string) *config.Configurati
 	return cfg
 }
 
-// unpluggedInteractive is a circuit without the traefik-sd middleware, for
-// the tests of access to etcd and to the sidecar: with --routes.all it is
+// unpluggedInteractive is a circuit written by a coordinator without the
+// traefik-sd setting (these tests' writers have none), for the tests of
+// access to etcd and to the sidecar: with --routes.all it is
 // published once Traefik's API reports its router, with no plugin push (an
 // in-process plugin cannot trust the test CA of an HTTPS sidecar).
-func unpluggedInteractive() coordinator.Circuit {
-	c := interactive()
-	c.SD = false
-	return c
-}
+func unpluggedInteractive() coordinator.Circuit { return interactive() }
 
 // runBesideTraefik runs the sidecar with --routes.all and a Traefik
 // stand-in that reads etcd through client; it returns the sidecar's address.

@@ -144,7 +144,6 @@ func TestInferenceSessionIDsComeOnlyFromRoutes(t *testing.T) {
 	e := startEnvWithCoordinator(t, "worker-ss", api)
 	ctx := testbed.Context(t, time.Minute)
 	inf := inference()
-	inf.SD = false
 	// One route, as if the circuit had been created with it: a single
 	// session must still not be taken from a list that is always empty.
 	one := inf
@@ -177,29 +176,34 @@ func TestInferenceSessionIDsComeOnlyFromRoutes(t *testing.T) {
 
 // TestAHalfWrittenCircuitIsBrokenUntilTheRestArrives: one circuit's keys
 // over two transactions (a writer other than the coordinator, or a
-// coordinator batch cut by a crash): while its middleware lacks a route's
-// url it is a broken object, counted, and nothing of it is published;
-// once the rest arrives it is whole and published right.
+// coordinator batch cut by a crash): its router and its service, whose
+// server could be published, come while the traefik-sd middleware the
+// router names still lacks its circuitId. The middleware is a broken
+// object, counted, and nothing of the circuit is published; once the rest
+// arrives it is whole and published right.
 func TestAHalfWrittenCircuitIsBrokenUntilTheRestArrives(t *testing.T) {
 	e := startEnv(t, "worker-half")
 	ctx := testbed.Context(t, time.Minute)
 	c := interactive()
 	all := e.coord.Keys(c)
 	var firstOps, rest []clientv3.Op
+	served := false
 	for k, v := range all {
-		// The router, and of the traefik-sd middleware everything but
-		// its routes' urls; the service and those urls come later.
-		if strings.Contains(k, "/services/") || (strings.Contains(k, "/bai_sd_") && strings.HasSuffix(k, "/url")) {
+		if strings.Contains(k, "/bai_sd_") && strings.HasSuffix(k, "/circuitid") {
 			rest = append(rest, clientv3.OpPut(k, v))
 			continue
 		}
+		served = served || strings.HasSuffix(k, "/servers/0/url")
 		firstOps = append(firstOps, clientv3.OpPut(k, v))
+	}
+	if !served || len(rest) != 1 {
+		t.Fatalf("the first half must hold the service's server and the rest only the circuit id: %d keys left", len(rest))
 	}
 	_, err := e.client.Txn(ctx).Then(firstOps...).Commit()
 	testbed.Must(t, err, "first half")
 	e.handledAll(t, ctx, "worker-half")
 	if m := e.sidecarMetric(t, "traefik_sd_decode_broken_objects"); m != "1" {
-		t.Errorf("while half written: decode_broken_objects = %q, want 1 (the middleware with a route lacking its url)", m)
+		t.Errorf("while half written: decode_broken_objects = %q, want 1 (the middleware without its circuit id)", m)
 	}
 	if status, got := e.routesNow(); got != "" {
 		t.Errorf("published while half written: %d\n%s", status, got)

@@ -56,6 +56,16 @@ type env struct {
 	base    string
 	metrics *fakeTraefikMetrics
 	traefik *fakeTraefik
+	// coordinatorURL serves the coordinator's API from what coord wrote.
+	coordinatorURL string
+}
+
+// askCoordinator points cfg at the env's coordinator API, asked every second.
+func (e *env) askCoordinator(cfg *config.Configuration) {
+	cfg.BackendAI.CoordinatorURL = e.coordinatorURL
+	cfg.BackendAI.CoordinatorToken = testAPIToken
+	cfg.BackendAI.WorkerID = testWorkerID
+	cfg.BackendAI.PollInterval = types.Duration(time.Second)
 }
 
 func startEnv(t testing.TB, authority string) *env {
@@ -76,7 +86,12 @@ func startEnvWith(t testbed.T, authority string, configure func(*config.Configur
 	testbed.Must(t, err, "etcd client")
 	t.Cleanup(func() { client.Close() })
 	e.client = client
-	e.coord = &coordinator.Writer{Client: client, Authority: authority}
+	// The coordinator with the patch's setting on, and its API answering
+	// from what it wrote: route and session ids come from there.
+	e.coord = &coordinator.Writer{Client: client, Authority: authority, WorkerID: testWorkerID, SD: &coordinator.TraefikSD{}}
+	api := &coordinator.API{Token: testAPIToken, WorkerID: testWorkerID, Writer: e.coord}
+	apiSrv := httptest.NewServer(api)
+	t.Cleanup(apiSrv.Close)
 
 	cfg := config.Default()
 	cfg.Address = "127.0.0.1:0"
@@ -87,6 +102,8 @@ func startEnvWith(t testbed.T, authority string, configure func(*config.Configur
 	cfg.AppProxy.CoordinatorTarget = "10.0.0.5:10200"
 	cfg.Etcd.ProgressInterval = types.Duration(300 * time.Millisecond)
 	cfg.Etcd.RequestTimeout = types.Duration(2 * time.Second)
+	e.coordinatorURL = apiSrv.URL
+	e.askCoordinator(cfg)
 	if configure != nil {
 		configure(cfg)
 	}
@@ -187,8 +204,8 @@ func (e *env) waitRoutes(t *testing.T, what, want string) time.Duration {
 func interactive() coordinator.Circuit {
 	return coordinator.Circuit{
 		ID: "11111111-aaaa-4aaa-8aaa-000000000001", App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-		Routes: []coordinator.Route{{SessionID: "sess-i", Host: "10.0.1.10", Port: 8080}},
-		SD:     true, MetricsPort: 9100,
+		Routes:      []coordinator.Route{{SessionID: "sess-i", Host: "10.0.1.10", Port: 8080}},
+		MetricsPort: 9100,
 	}
 }
 
@@ -199,7 +216,7 @@ func inference() coordinator.Circuit {
 			{RouteID: "route-1", SessionID: "sess-1", Host: "10.0.1.21", Port: 8000},
 			{RouteID: "route-2", SessionID: "sess-2", Host: "10.0.1.22", Port: 8000},
 		},
-		HealthCheckPath: "/health", SD: true,
+		HealthCheckPath: "/health",
 	}
 }
 
@@ -305,14 +322,24 @@ func TestCircuitLifecycleAgainstRealEtcd(t *testing.T) {
 func startEnvWithCoordinator(t *testing.T, authority string, api *coordinator.API) *env {
 	apiSrv := httptest.NewServer(api)
 	t.Cleanup(apiSrv.Close)
-	return startEnvWith(t, authority, func(cfg *config.Configuration) {
+	e := startEnvWith(t, authority, func(cfg *config.Configuration) {
 		cfg.Routes.All = true
 		cfg.BackendAI.CoordinatorURL = apiSrv.URL
 		cfg.BackendAI.CoordinatorToken = api.Token
 		cfg.BackendAI.WorkerID = api.WorkerID
 		cfg.BackendAI.PollInterval = types.Duration(time.Second)
 	})
+	// A coordinator without the patch's setting: identities come from
+	// Backend.AI's own keys and its API.
+	e.coord.SD = nil
+	return e
 }
+
+// The worker's id at the coordinator in these tests, and the coordinator's API secret.
+const (
+	testWorkerID = "5a2b3c4d-1111-4222-8333-444455556666"
+	testAPIToken = "api-secret"
+)
 
 func (e *env) sidecarMetric(_ *testing.T, series string) string {
 	return testbed.Metric(context.Background(), e.base+"/metrics", series)
@@ -401,7 +428,6 @@ func TestRouteIDsFromTheCoordinator(t *testing.T) {
 	e := startEnvWithCoordinator(t, "worker-api", api)
 	ctx := testbed.Context(t, time.Minute)
 	inf := inference()
-	inf.SD = false // no traefik-sd middleware: identities come from Backend.AI's own keys and API
 	api.Set(inf)
 	testbed.Must(t, e.coord.Put(ctx, inf), "create")
 	e.waitRoutes(t, "routes labelled from the coordinator", strings.Join([]string{

@@ -106,8 +106,8 @@ func besideConfig(e *env, authority, node string) *config.Configuration {
 func withCustomPath() coordinator.Circuit {
 	return coordinator.Circuit{
 		ID: "33333333-cccc-4ccc-8ccc-000000000003", App: "vllm", Mode: "interactive", Hostname: "vllm.example",
-		Routes: []coordinator.Route{{SessionID: "sess-v", Host: "10.0.1.30", Port: 8000}},
-		SD:     true, MetricsPath: "/custom/metrics",
+		Routes:      []coordinator.Route{{SessionID: "sess-v", Host: "10.0.1.30", Port: 8000}},
+		MetricsPath: "/custom/metrics",
 	}
 }
 

@@ -240,8 +240,12 @@ func (f *fakeTraefik) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 
 // startBeside runs another sidecar on the env's etcd with a Traefik of its
 // own (an HA node, or a sidecar with other options); it returns its base URL
-// and a stop that waits for it.
+// and a stop that waits for it. Unless cfg names a coordinator, it asks the
+// env's, as every sidecar of a worker does.
 func (e *env) startBeside(t *testing.T, cfg *config.Configuration) (string, func()) {
+	if cfg.BackendAI.CoordinatorURL == "" {
+		e.askCoordinator(cfg)
+	}
 	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
 	cfg.Traefik.MetricsURL = f.URL + "/metrics"
 	testbed.Must(t, cfg.Complete(), "config")

@@ -11,6 +11,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
+	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
@@ -31,22 +32,56 @@ func options(etcd bool) engine.Options {
 	}
 }
 
-var writer = &coordinator.Writer{Authority: "worker-1", UnchainAppProxyPlugins: true}
+// The coordinator with the traefik-sd setting of the patch, and without.
+var (
+	writer     = &coordinator.Writer{Authority: "worker-1", UnchainAppProxyPlugins: true, SD: &coordinator.TraefikSD{}}
+	writerNoSD = &coordinator.Writer{Authority: "worker-1", UnchainAppProxyPlugins: true}
+)
 
-func circuit(id string, sd bool) coordinator.Circuit {
-	return coordinator.Circuit{
-		ID: id, App: "llama", Mode: "inference", Hostname: id + ".example", SD: sd,
+// tc is a circuit and whether its coordinator writes the traefik-sd middleware.
+type tc struct {
+	coordinator.Circuit
+	sd bool
+}
+
+func (c tc) writer() *coordinator.Writer {
+	if c.sd {
+		return writer
+	}
+	return writerNoSD
+}
+
+func circuit(id string, sd bool) tc {
+	return tc{Circuit: coordinator.Circuit{
+		ID: id, App: "llama", Mode: "inference", Hostname: id + ".example",
 		Routes: []coordinator.Route{
 			{RouteID: "r1", SessionID: "s1", Host: "10.0.1.1", Port: 8000},
 			{RouteID: "r2", SessionID: "s2", Host: "10.0.1.2", Port: 8000},
 		},
+	}, sd: sd}
+}
+
+// newEngine is an engine that has the coordinator's route table for every
+// circuit these tests write: the route and session ids etcd does not hold.
+func newEngine(t *testing.T, opts engine.Options, at time.Time) *engine.Engine {
+	t.Helper()
+	var answers []string
+	for _, id := range []string{"c1", "a", "b"} {
+		answers = append(answers, string(writer.CircuitJSON(circuit(id, true).Circuit)))
 	}
+	table, err := routeinfo.Decode([]byte(`{"circuits":[` + strings.Join(answers, ",") + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(opts, at)
+	e.Routes(table)
+	return e
 }
 
 // put is the etcd batch that writes a circuit's keys.
-func put(c coordinator.Circuit, at time.Time) watch.Batch {
+func put(c tc, at time.Time) watch.Batch {
 	b := watch.Batch{Received: at}
-	keys := writer.Keys(c)
+	keys := c.writer().Keys(c.Circuit)
 	names := make([]string, 0, len(keys))
 	for k := range keys {
 		names = append(names, k)
@@ -59,7 +94,7 @@ func put(c coordinator.Circuit, at time.Time) watch.Batch {
 }
 
 // del is the etcd batch that deletes a circuit's keys.
-func del(c coordinator.Circuit, at time.Time) watch.Batch {
+func del(c tc, at time.Time) watch.Batch {
 	b := put(c, at)
 	for i := range b.Events {
 		b.Events[i].Deleted, b.Events[i].Value = true, ""
@@ -72,13 +107,14 @@ func listed(at time.Time) []watch.Batch { return []watch.Batch{{Snapshot: true, 
 // live is a push update of one Traefik process carrying the traefik-sd
 // middlewares of the given circuits, with their configuration as the plugin
 // reports it.
-func live(node string, full bool, at time.Time, cs ...coordinator.Circuit) pluginsync.Update {
+func live(node string, full bool, at time.Time, cs ...tc) pluginsync.Update {
 	u := pluginsync.Update{Node: node, Full: full, Received: at}
 	for _, c := range cs {
-		cfg := plugin.Config{CircuitID: c.ID, MetricsPath: "/metrics", WorkerAuthority: "worker-1"}
+		// What Traefik decodes from the patched coordinator's keys: identity
+		// only; an inference circuit's session_ids stay empty.
+		cfg := plugin.Config{CircuitID: c.ID, MetricsPath: "/metrics", WorkerAuthority: "worker-1", Labels: c.Labels}
 		for _, r := range c.Routes {
-			cfg.Routes = append(cfg.Routes, plugin.Route{URL: r.URL(), SessionID: r.SessionID, RouteID: r.RouteID})
-			if c.Mode != "inference" { // an inference circuit's session_ids stay empty
+			if c.Mode != "inference" {
 				cfg.SessionIDs = append(cfg.SessionIDs, r.SessionID)
 			}
 		}
@@ -88,9 +124,9 @@ func live(node string, full bool, at time.Time, cs ...coordinator.Circuit) plugi
 	return u
 }
 
-func router(c coordinator.Circuit, status string, errs ...string) traefikapi.Router {
+func router(c tc, status string, errs ...string) traefikapi.Router {
 	mws := []string{"CORSHeaders@etcd"}
-	if c.SD {
+	if c.sd {
 		mws = append(mws, "bai_sd_"+c.ID+"@etcd")
 	}
 	return traefikapi.Router{Name: "bai_router_" + c.ID + "@etcd", Status: status, Errors: errs,
@@ -112,7 +148,7 @@ func routes(e *engine.Engine) string {
 	return strings.Join(out, "\n")
 }
 
-func lines(c coordinator.Circuit, addrs ...string) string {
+func lines(c tc, addrs ...string) string {
 	var out []string
 	for _, r := range c.Routes {
 		addr := fmt.Sprintf("%s:%d", r.Host, r.Port)
@@ -125,13 +161,13 @@ func lines(c coordinator.Circuit, addrs ...string) string {
 	return strings.Join(out, "\n")
 }
 
-func both(c coordinator.Circuit) string { return lines(c, "10.0.1.1:8000", "10.0.1.2:8000") }
+func both(c tc) string { return lines(c, "10.0.1.1:8000", "10.0.1.2:8000") }
 
 // readyEngine is an engine in etcd mode that has listed etcd and swept
 // Traefik's routers (none yet).
 func readyEngine(t *testing.T) *engine.Engine {
 	t.Helper()
-	e := engine.New(options(true), t0)
+	e := newEngine(t, options(true), t0)
 	e.Etcd(listed(t0))
 	e.Routers(traefikapi.Update{Sweep: true})
 	if !e.Ready(t0) {
@@ -257,7 +293,7 @@ func TestAProcessGoneSilentWithdrawsOnlyWhatNoOtherServes(t *testing.T) {
 func TestRoutesAllIsGatedByTraefiksAPIAlone(t *testing.T) {
 	opts := options(true)
 	opts.Targets.RoutesAll = true
-	e := engine.New(opts, t0)
+	e := newEngine(t, opts, t0)
 	e.Etcd(listed(t0))
 	e.Routers(traefikapi.Update{Sweep: true})
 	c := circuit("c1", false)
@@ -277,7 +313,7 @@ func TestRoutesAllIsGatedByTraefiksAPIAlone(t *testing.T) {
 }
 
 func TestWithoutEtcdThePushesAndTraefikSayEverything(t *testing.T) {
-	e := engine.New(options(false), t0)
+	e := newEngine(t, options(false), t0)
 	if e.Ready(t0) {
 		t.Fatal("ready before the plugin sent its set and Traefik was listed")
 	}
@@ -314,7 +350,7 @@ func TestWithoutEtcdThePushesAndTraefikSayEverything(t *testing.T) {
 
 func TestRestartWaitsForThePluginsFullSetWithinTheGrace(t *testing.T) {
 	c := circuit("c1", true)
-	e := engine.New(options(true), t0)
+	e := newEngine(t, options(true), t0)
 	e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
 	e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}})
 	if e.Ready(t0.Add(time.Second)) {
@@ -329,7 +365,7 @@ func TestRestartWaitsForThePluginsFullSetWithinTheGrace(t *testing.T) {
 	}
 
 	// With no plugin at all, the grace bounds the wait.
-	e = engine.New(options(true), t0)
+	e = newEngine(t, options(true), t0)
 	e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
 	e.Routers(traefikapi.Update{Sweep: true})
 	if e.Ready(t0.Add(9 * time.Second)) {
@@ -346,7 +382,7 @@ func TestRestartWaitsForThePluginsFullSetWithinTheGrace(t *testing.T) {
 func TestRoutersTraefikHasNotLoadedAreAskedAgainAfterASweep(t *testing.T) {
 	opts := options(true)
 	opts.Targets.RoutesAll = true
-	e := engine.New(opts, t0)
+	e := newEngine(t, opts, t0)
 	c := circuit("c1", false)
 	res := e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
 	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
@@ -458,7 +494,7 @@ func TestEtcdChangeToPushDelayIsMeasuredOnMatchingConfig(t *testing.T) {
 	c := circuit("c1", true)
 	e.Etcd([]watch.Batch{put(c, t0)})
 	other := c
-	other.Routes = c.Routes[:1]
+	other.Labels = map[string]string{"team": "a"}
 	if res := e.Pushes([]pluginsync.Update{live("traefik-0", true, t0.Add(time.Second), other)}); len(res.PushDelays) != 0 {
 		t.Fatalf("a push with another config completed the measurement: %v", res.PushDelays)
 	}

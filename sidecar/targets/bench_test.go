@@ -14,7 +14,7 @@ import (
 // circuitStore decodes n inference circuits of two routes each, written as
 // the coordinator writes them, with the traefik-sd middleware.
 func circuitStore(tb testing.TB, n int) *dynamic.Store {
-	w := &coordinator.Writer{Authority: "worker-1"}
+	w := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
 	s := dynamic.NewStore("traefik-sd")
 	for i := 0; i < n; i++ {
 		c := coordinator.SampleInference(i)

@@ -43,13 +43,20 @@ func deleteKeys(s *dynamic.Store, id string, present map[string]map[string]bool)
 
 func TestIncrementalEqualsFullBuild(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
-	w := &coordinator.Writer{Authority: "worker-1"}
+	// Coordinators with the traefik-sd setting and without, a circuit at random from either.
+	withSD := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
+	withoutSD := &coordinator.Writer{Authority: "worker-1"}
 	store := dynamic.NewStore("traefik-sd")
 	b := targets.NewBuilder(options())
 	present := map[string]map[string]bool{}
 	down := downSet{}
+	var w *coordinator.Writer
 	circuit := func(i int) coordinator.Circuit {
-		c := coordinator.Circuit{ID: fmt.Sprintf("c%02d", i), App: "app", Mode: "inference", Hostname: "h", SD: rng.Intn(4) > 0, HealthCheckPath: "/health"}
+		w = withoutSD
+		if rng.Intn(4) > 0 {
+			w = withSD
+		}
+		c := coordinator.Circuit{ID: fmt.Sprintf("c%02d", i), App: "app", Mode: "inference", Hostname: "h", HealthCheckPath: "/health"}
 		for r := 0; r < rng.Intn(4); r++ {
 			c.Routes = append(c.Routes, coordinator.Route{RouteID: fmt.Sprintf("r%d", rng.Intn(6)), SessionID: fmt.Sprintf("s%d", r), Host: fmt.Sprintf("10.0.%d.%d", i, rng.Intn(4)), Port: 8000 + rng.Intn(2)})
 		}
@@ -61,7 +68,8 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 		var ch targets.Changes
 		switch op := rng.Intn(10); {
 		case op < 6:
-			applyKeys(store, w, circuit(rng.Intn(30)), present)
+			c := circuit(rng.Intn(30))
+			applyKeys(store, w, c, present)
 		case op < 8:
 			deleteKeys(store, fmt.Sprintf("c%02d", rng.Intn(30)), present)
 		default:
@@ -108,11 +116,11 @@ func TestLimitsLeaveOutDeterministicallyAndCount(t *testing.T) {
 	}
 
 	opts = options()
-	opts.MaxLabels = 7 // the route targets carry eight labels
+	opts.MaxLabels = 5 // the route targets carry six labels
 	b = targets.NewBuilder(opts)
 	b.Update(targets.Inputs{Store: store}, targets.Changes{All: true})
 	if len(b.Targets()) != 1 || b.Dropped()["labels"] != 20 {
-		t.Errorf("with at most 7 labels: %d targets kept, dropped %v", len(b.Targets()), b.Dropped())
+		t.Errorf("with at most 5 labels: %d targets kept, dropped %v", len(b.Targets()), b.Dropped())
 	}
 }
 
@@ -143,7 +151,7 @@ func TestIncrementalEqualsFullBuildUnderTraefiksView(t *testing.T) {
 	for _, withEtcd := range []bool{true, false} {
 		t.Run(fmt.Sprintf("etcd=%v", withEtcd), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(11))
-			w := &coordinator.Writer{Authority: "worker-1"}
+			w := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
 			store := dynamic.NewStore("traefik-sd")
 			view := &fakeTraefik{live: map[string]*plugin.Config{}, routers: map[string]targets.RouterState{}}
 			in := targets.Inputs{Traefik: view}
@@ -161,7 +169,7 @@ func TestIncrementalEqualsFullBuildUnderTraefiksView(t *testing.T) {
 				var ch targets.Changes
 				switch op := rng.Intn(6); op {
 				case 0, 1:
-					c := coordinator.Circuit{ID: id, App: "app", Mode: "inference", Hostname: "h", SD: true}
+					c := coordinator.Circuit{ID: id, App: "app", Mode: "inference", Hostname: "h"}
 					for r := 0; r < 1+rng.Intn(3); r++ {
 						c.Routes = append(c.Routes, coordinator.Route{RouteID: fmt.Sprintf("r%d", r), SessionID: fmt.Sprintf("s%d", r), Host: fmt.Sprintf("10.0.%d.%d", i, r), Port: 8000})
 					}

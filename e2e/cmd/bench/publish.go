@@ -40,11 +40,9 @@ func publishDelay(t testbed.T, dir string, n, rounds int) {
 	const waitLimit = 2 * time.Minute
 	work := filepath.Join(dir, "publish-"+strconv.Itoa(n))
 	testbed.Must(t, os.MkdirAll(work, 0o755), "work dir")
-	sidecarURL := ""
 	circuit := func(i int) coordinator.Circuit {
 		c := coordinator.SampleInference(i)
 		c.HealthCheckPath = ""
-		c.SidecarURL = sidecarURL
 		for r := range c.Routes {
 			c.Routes[r].Host = fmt.Sprintf("127.%d.%d.%d", 1+i>>16&127, i>>8&255, i&255)
 			c.Routes[r].Port = 20000 + r
@@ -55,8 +53,7 @@ func publishDelay(t testbed.T, dir string, n, rounds int) {
 	ctx := context.Background()
 	start := time.Now()
 	s := stack.Start(t, stack.Options{Dir: work, Quiet: true, NoPrometheus: true,
-		BeforeTraefik: func(w *coordinator.Writer, url string) error {
-			sidecarURL = url
+		BeforeTraefik: func(w *coordinator.Writer) error {
 			for i := range present {
 				present[i] = circuit(i)
 			}

@@ -1,6 +1,7 @@
 // Command demo starts the whole path with the real programs (etcd, Traefik
 // with the traefik-sd plugin, the sidecar, sample containers, Prometheus),
-// creates a few circuits as Backend.AI's coordinator would, prints where to
+// creates a few circuits as Backend.AI's coordinator with the traefik-sd
+// patch would (integrations/backend.ai), and answers its API, prints where to
 // look, and runs until interrupted; then it stops everything it started.
 package main
 
@@ -47,18 +48,17 @@ func main() {
 	circuits := []coordinator.Circuit{
 		{
 			ID: "6a1f3e5d-0b7c-4d8e-9a41-1c1e2f0a7c90", App: "jupyter", Mode: "interactive", Hostname: "jupyter.example",
-			Routes: []coordinator.Route{jupyter.Route()}, SD: true, SidecarURL: s.SidecarURL,
+			Routes: []coordinator.Route{jupyter.Route()},
 		},
 		{
 			ID: "9f0c7f0e-8a1b-4c3d-8e5f-3f0f2a9e6c8e", App: "llama-chat", Mode: "inference", Hostname: "llama-chat.example",
 			Routes: []coordinator.Route{llama1.Route(), llama2.Route()}, HealthCheckPath: "/health", HealthInterval: "2s",
-			SD: true, SidecarURL: s.SidecarURL, Labels: map[string]string{"project": "demo"},
 		},
 	}
 	if err := s.Coord.Put(ctx, circuits...); err != nil {
 		r.Fatalf("writing circuits: %v", err)
 	}
-	fmt.Println("Wrote 2 circuits into etcd as the AppProxy coordinator does; waiting until Prometheus scrapes them…")
+	fmt.Println("Wrote 2 circuits into etcd as the AppProxy coordinator with the traefik-sd patch does; waiting until Prometheus scrapes them…")
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if up := routesUp(ctx, s); up == 3 {
@@ -75,13 +75,15 @@ traefik-sd is running. Look at:
   what Prometheus discovered and scrapes:             %[2]s/targets   (API: %[2]s/api/v1/targets)
   Traefik's routers as loaded (API):                  curl -s %[3]s/api/http/routers | python3 -m json.tool
   a request through Traefik:                          curl -s -H 'Host: llama-chat.example' %[4]s/
-  the etcd keys:                                      ETCDCTL_API=3 etcdctl --endpoints=%[5]s get --prefix traefik/ --keys-only
+  the etcd keys:                                      ETCDCTL_API=3 etcdctl --endpoints=%[5]s get --prefix %[9]s/ --keys-only
+  the coordinator's route and session ids (its API):  curl -s -H 'X-BackendAI-Token: %[11]s' %[10]s/api/worker/%[12]s/circuits | python3 -m json.tool
   the same targets in Backend.AI's ServiceDiscovery (Redis), as its Manager serves them:
                                                       curl -s %[7]s/metrics/service_discovery | python3 -m json.tool
                                                       redis-cli -u redis://%[8]s --scan --pattern 'service_discovery.*'
 Logs are in %[6]s. Press Ctrl-C to stop everything.
 
-`, s.SidecarURL, s.PrometheusURL, s.TraefikAPI, s.EntryURL, s.Etcd.Endpoint, dir, s.ManagerURL, s.Redis.Address)
+`, s.SidecarURL, s.PrometheusURL, s.TraefikAPI, s.EntryURL, s.Etcd.Endpoint, dir, s.ManagerURL, s.Redis.Address,
+		s.Coord.RootKey(), s.CoordinatorURL, s.CoordinatorAPI.Token, stack.WorkerID)
 	printTargets(ctx, s)
 
 	tick := time.NewTicker(time.Second)
