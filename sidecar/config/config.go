@@ -121,6 +121,9 @@ type Limits struct {
 type Etcd struct {
 	Endpoints      []string       `description:"etcd endpoints (host:port or URLs); given empty (--etcd.endpoints=), the sidecar runs without etcd, from the plugin's pushes and Traefik's API." json:"endpoints,omitempty"`
 	RootKey        string         `description:"Traefik's etcd provider rootKey (default traefik/worker_<authority>)." json:"rootKey,omitempty"`
+	// etcd refuses a read or a watch of a range its grants do not cover
+	// whole, so a role without the coordinator's secrets needs these.
+	Ranges []string `description:"Read only these parts of the root key, each as its own range and watch, for an etcd role that grants no more: key prefixes below it, such as http/routers/,http/services/,http/middlewares/bai_sd_,tcp/ (default: the whole root key)." json:"ranges,omitempty"`
 	Username       string         `description:"etcd user." json:"username,omitempty"`
 	Password       string         `description:"etcd password." json:"password,omitempty"`
 	PasswordFile   string         `description:"File holding the etcd password (instead of password), read at start." json:"passwordFile,omitempty"`
@@ -249,6 +252,9 @@ func (c *Configuration) Complete() error {
 		c.Etcd.RootKey = "traefik/worker_" + c.Worker.Authority
 	}
 	c.Etcd.RootKey = strings.TrimSuffix(c.Etcd.RootKey, "/")
+	if err := checkRanges(c.Etcd.Ranges); err != nil {
+		return err
+	}
 	for name, d := range map[string]types.Duration{
 		"--etcd.dialTimeout": c.Etcd.DialTimeout, "--etcd.requestTimeout": c.Etcd.RequestTimeout,
 		"--server.readTimeout": c.Server.ReadTimeout, "--server.writeTimeout": c.Server.WriteTimeout,
@@ -533,4 +539,20 @@ func (t *TLS) ClientConfig(option string) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// checkRanges refuses a range that is empty, starts with "/" or holds
+// another: a key in two ranges would come twice.
+func checkRanges(ranges []string) error {
+	for i, r := range ranges {
+		if r == "" || strings.HasPrefix(r, "/") {
+			return fmt.Errorf("--etcd.ranges[%d] %q: want a key prefix below the root key, such as http/routers/", i, r)
+		}
+		for j, o := range ranges {
+			if i != j && strings.HasPrefix(r, o) {
+				return fmt.Errorf("--etcd.ranges[%d] %q: inside --etcd.ranges[%d] %q", i, r, j, o)
+			}
+		}
+	}
+	return nil
 }

@@ -142,6 +142,8 @@ func TestRefusedWithTheOptionName(t *testing.T) {
 		{"service name with an address", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.serviceName=m"}, "--backendai.redis.serviceName"},
 		{"sentinel password with an address", []string{"--worker.authority=w", "--backendai.redis.address=r:6379", "--backendai.redis.sentinelPassword=x"}, "--backendai.redis.sentinelPassword"},
 		{"sentinel password twice", []string{"--worker.authority=w", "--backendai.redis.sentinel=s:26379", "--backendai.redis.serviceName=m", "--backendai.redis.sentinelPassword=a", "--backendai.redis.sentinelPasswordFile=/x"}, "--backendai.redis.sentinelPasswordFile"},
+		{"an etcd range from the top", []string{"--worker.authority=w", "--etcd.ranges=http/routers/,/tcp/"}, "--etcd.ranges[1]"},
+		{"etcd ranges one inside the other", []string{"--worker.authority=w", "--etcd.ranges=http/,http/routers/"}, "--etcd.ranges[1]"},
 		{"a service name alone", []string{"--worker.authority=w", "--backendai.redis.serviceName=m"}, "--backendai.redis.address"},
 	}
 	for _, test := range testCases {

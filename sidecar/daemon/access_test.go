@@ -178,6 +178,73 @@ func TestEtcdUserAndPassword(t *testing.T) {
 	}
 }
 
+// TestEtcdRoleWithoutTheCoordinatorsSecrets: the coordinator writes its
+// jwt_secret and permit_hash_secret under the root key the sidecar reads.
+// An etcd role can leave them out: it grants the routers, the services, the
+// traefik-sd middlewares and tcp/, no more. etcd refuses that user the
+// secrets and the root key as a whole; the sidecar with --etcd.ranges reads
+// what it needs and publishes the circuit with its identity.
+func TestEtcdRoleWithoutTheCoordinatorsSecrets(t *testing.T) {
+	e := startEnv(t, "worker-role")
+	ctx := testbed.Context(t, time.Minute)
+	const root = "traefik/worker_worker-role/"
+	ranges := []string{"http/routers/", "http/services/", "http/middlewares/bai_sd_", "tcp/"}
+	steps := []func() error{
+		func() error { _, err := e.client.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := e.client.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := e.client.RoleAdd(ctx, "traefik-sd"); return err },
+	}
+	for _, r := range ranges {
+		steps = append(steps, func() error {
+			_, err := e.client.RoleGrantPermission(ctx, "traefik-sd", root+r, clientv3.GetPrefixRangeEnd(root+r), clientv3.PermissionType(clientv3.PermRead))
+			return err
+		})
+	}
+	steps = append(steps,
+		func() error { _, err := e.client.UserAdd(ctx, "traefik-sd", "s3cret"); return err },
+		func() error { _, err := e.client.UserGrantRole(ctx, "traefik-sd", "traefik-sd"); return err },
+		func() error { _, err := e.client.AuthEnable(ctx); return err })
+	for _, step := range steps {
+		testbed.Must(t, step(), "the role")
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, Username: "root", Password: "rootpw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "root client")
+	defer admin.Close()
+	c := interactive()
+	patched := &coordinator.Writer{Client: admin, Authority: "worker-role", SD: &coordinator.TraefikSD{}}
+	testbed.Must(t, patched.Put(ctx, c), "write as root")
+
+	user, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, Username: "traefik-sd", Password: "s3cret", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "the sidecar's user")
+	defer user.Close()
+	secret := root + "http/middlewares/bai_appproxy_plugin_" + c.ID + "/plugin/appproxy-traefik-plugin/jwt_secret"
+	for _, key := range []string{secret, root} {
+		if _, err := user.Get(ctx, key, clientv3.WithPrefix()); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("the role reads %s: %v", key, err)
+		}
+	}
+
+	cfg := sidecarConfig(t, e.etcd.Endpoint, "worker-role")
+	cfg.Etcd.Username, cfg.Etcd.Password, cfg.Etcd.Ranges = "traefik-sd", "s3cret", ranges
+	base := "http://" + runBesideTraefik(t, admin, cfg)
+	testbed.Eventually(t, 20*time.Second, "the circuit published from the granted ranges", func() (bool, string) {
+		code, body := get(t, http.DefaultClient, base+"/v1/targets", "")
+		return code == 200 && strings.Contains(body, `"circuit_id":"`+c.ID+`"`) && strings.Contains(body, `"session_id":"sess-i"`) &&
+			strings.Contains(body, "10.0.1.10:9100"), body
+	})
+
+	// The control: the same user reading the root key whole never gets
+	// ready (watched for a while: a negative).
+	whole := sidecarConfig(t, e.etcd.Endpoint, "worker-role")
+	whole.Etcd.Username, whole.Etcd.Password = "traefik-sd", "s3cret"
+	other := "http://" + runBesideTraefik(t, admin, whole)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if code, body := get(t, http.DefaultClient, other+"/readyz", ""); code != http.StatusServiceUnavailable {
+			t.Fatalf("ready reading the whole root key under the role: %d %s", code, body)
+		}
+	}
+}
+
 // TestSlowClientIsCutOff: a client that trickles its request is dropped at
 // the read timeout, and others are served meanwhile.
 func TestSlowClientIsCutOff(t *testing.T) {

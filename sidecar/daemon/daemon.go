@@ -256,7 +256,7 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	})
 	if client != nil {
 		src.etcd = make(chan watch.Report, 64)
-		w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
+		w := &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Ranges: d.cfg.Etcd.Ranges, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
 			ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval)}
 		run(func() { w.Run(ctx, src.etcd) })
 	}

@@ -3,12 +3,19 @@
 // included), a closed watch channel or a failed list ends in a fresh list
 // after a backoff, so a consumer sees either the whole prefix or changes that
 // follow it, never a half-applied state.
+//
+// With Ranges, only those parts of the prefix are read, each a range and a
+// watch of its own, all at one revision: an etcd role can grant them and
+// not the rest (etcd refuses a read or a watch of a range that its grants do
+// not cover whole). One transaction's changes in two ranges then come as
+// two batches of the same revision.
 package watch
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 	"unsafe"
@@ -66,6 +73,9 @@ type Watcher struct {
 	Client *clientv3.Client
 	// Prefix is the root key, e.g. traefik/worker_worker-1; "/" is appended.
 	Prefix string
+	// Ranges, when set, are the only parts of the prefix read: key prefixes
+	// below it, such as "http/routers/". They must not overlap.
+	Ranges []string
 	// Timeout bounds each list call.
 	Timeout time.Duration
 	// MaxBackoff caps the wait between failed attempts.
@@ -160,11 +170,11 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 		every = SplitEvery
 	}
 	p := w.prefix()
-	bounds := append(append([]string{p}, w.splits...), clientv3.GetPrefixRangeEnd(p))
-	// The first range fixes the revision; the others are read two at a
+	spans := w.spans()
+	// The first span fixes the revision; the others are read two at a
 	// time, so that etcd reads one while this process decodes another.
-	ranges := make([][]*mvccpb.KeyValue, len(bounds)-1)
-	first, rev, err := w.readRange(ctx, bounds[0], bounds[1], 0)
+	ranges := make([][]*mvccpb.KeyValue, len(spans))
+	first, rev, err := w.readRange(ctx, spans[0].key, spans[0].end, 0)
 	if err != nil {
 		return Batch{}, err
 	}
@@ -177,7 +187,7 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			ranges[r], _, errs[r] = w.readRange(ctx, bounds[r], bounds[r+1], rev)
+			ranges[r], _, errs[r] = w.readRange(ctx, spans[r].key, spans[r].end, rev)
 		}()
 	}
 	wg.Wait()
@@ -197,6 +207,41 @@ func (w *Watcher) List(ctx context.Context) (Batch, error) {
 	w.splits, w.listed = splits, len(b.Events)
 	b.Received = time.Now()
 	return b, nil
+}
+
+// span is a key range [key, end).
+type span struct{ key, end string }
+
+// watched are the ranges read and watched: the whole prefix, or each of
+// Ranges, in key order.
+func (w *Watcher) watched() []span {
+	p := w.prefix()
+	if len(w.Ranges) == 0 {
+		return []span{{p, clientv3.GetPrefixRangeEnd(p)}}
+	}
+	out := make([]span, 0, len(w.Ranges))
+	for _, r := range w.Ranges {
+		out = append(out, span{p + r, clientv3.GetPrefixRangeEnd(p + r)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
+	return out
+}
+
+// spans are the watched ranges cut at the last listing's splits.
+func (w *Watcher) spans() []span {
+	var out []span
+	splits := w.splits
+	for _, s := range w.watched() {
+		for len(splits) > 0 && splits[0] <= s.key {
+			splits = splits[1:]
+		}
+		for len(splits) > 0 && splits[0] < s.end {
+			out = append(out, span{s.key, splits[0]})
+			s.key, splits = splits[0], splits[1:]
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // readRange pages through one range [key, end) at rev (0: the latest, which
@@ -245,9 +290,35 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64) ([]
 // the watch stale when nothing at all has come back for three of them.
 func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
 	p := w.prefix()
-	wch := w.Client.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	// One watch per range, on one gRPC stream (one context), their
+	// answers merged in the order they arrive.
+	type answer struct {
+		clientv3.WatchResponse
+		closed bool
+	}
+	wch := make(chan answer)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for _, s := range w.watched() {
+		rch := w.Client.Watch(wctx, s.key, clientv3.WithRange(s.end), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for resp := range rch {
+				select {
+				case wch <- answer{WatchResponse: resp}:
+				case <-wctx.Done():
+					return
+				}
+			}
+			// A closed watch ends them all: the listing starts again.
+			select {
+			case wch <- answer{closed: true}:
+			case <-wctx.Done():
+			}
+		}()
+	}
 	interval := w.ProgressInterval
 	if interval <= 0 {
 		interval = 5 * time.Second
@@ -265,7 +336,6 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 	}
 	for {
 		var resp clientv3.WatchResponse
-		var ok bool
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -280,10 +350,11 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 			_ = w.Client.RequestProgress(pctx) // the answer, if any, comes on the watch
 			pcancel()
 			continue
-		case resp, ok = <-wch:
-			if !ok {
+		case a := <-wch:
+			if a.closed {
 				return errors.New("watch channel closed")
 			}
+			resp = a.WatchResponse
 		}
 		lastHeard = time.Now()
 		if resp.CompactRevision != 0 {

@@ -119,3 +119,118 @@ func TestListBetweenSplitsReadsThePrefixWhole(t *testing.T) {
 	testbed.Must(t, err, "put")
 	same("listing after the prefix was emptied")
 }
+
+// TestRangesReadOnlyWhatARoleGrants: an etcd role grants the sidecar the
+// parts of a Backend.AI root key it reads and not the coordinator's secrets
+// beside them. etcd refuses that user the whole prefix; with Ranges the
+// watcher lists each granted range at one revision, cut at its splits as
+// any listing, and follows each, and a change in two ranges in one
+// transaction reaches it whole.
+func TestRangesReadOnlyWhatARoleGrants(t *testing.T) {
+	etcd := testbed.StartEtcd(t, t.TempDir())
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "client")
+	defer root.Close()
+	ctx := testbed.Context(t, time.Minute)
+	const prefix = "backend/worker_w1/"
+	ranges := []string{"http/routers/", "http/services/", "http/middlewares/bai_sd_", "tcp/"}
+	put := func(kv ...string) {
+		t.Helper()
+		var ops []clientv3.Op
+		for i := 0; i < len(kv); i += 2 {
+			ops = append(ops, clientv3.OpPut(prefix+kv[i], kv[i+1]))
+		}
+		_, err := root.Txn(ctx).Then(ops...).Commit()
+		testbed.Must(t, err, "put %v", kv)
+	}
+	put("http/routers/bai_router_c1/rule", "Host(`a`)", "http/routers/bai_router_c1/middlewares/0", "bai_sd_c1",
+		"http/services/bai_service_c1/loadBalancer/servers/0/url", "http://10.0.0.1:80/",
+		"http/middlewares/bai_sd_c1/plugin/traefik-sd/circuitid", "c1",
+		"http/middlewares/bai_appproxy_plugin_c1/plugin/appproxy-traefik-plugin/jwt_secret", "s3cret",
+		"http/middlewares/CORSHeaders/headers/accessControlAllowHeaders", "*",
+		"tcp/routers/bai_router_c2/rule", "ClientIP(`0.0.0.0/0`)")
+
+	for _, step := range []func() error{
+		func() error { _, err := root.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.RoleAdd(ctx, "traefik-sd"); return err },
+		func() error {
+			for _, r := range ranges {
+				if _, err := root.RoleGrantPermission(ctx, "traefik-sd", prefix+r, clientv3.GetPrefixRangeEnd(prefix+r), clientv3.PermissionType(clientv3.PermRead)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func() error { _, err := root.UserAdd(ctx, "traefik-sd", "pw"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "traefik-sd", "traefik-sd"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	} {
+		testbed.Must(t, step(), "setting up the role")
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, Username: "root", Password: "rootpw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "root client")
+	defer admin.Close()
+	root = admin
+	sd, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, Username: "traefik-sd", Password: "pw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "the sidecar's client")
+	defer sd.Close()
+
+	whole := &watch.Watcher{Client: sd, Prefix: "backend/worker_w1", Timeout: 5 * time.Second}
+	if _, err := whole.List(ctx); err == nil {
+		t.Fatal("the role reads the whole root key: it proves nothing")
+	}
+	w := &watch.Watcher{Client: sd, Prefix: "backend/worker_w1", Ranges: ranges, Timeout: 5 * time.Second, SplitEvery: 2, PageSize: 2}
+	want := "http/middlewares/bai_sd_c1/plugin/traefik-sd/circuitid http/routers/bai_router_c1/middlewares/0 http/routers/bai_router_c1/rule " +
+		"http/services/bai_service_c1/loadBalancer/servers/0/url tcp/routers/bai_router_c2/rule"
+	for i := 0; i < 2; i++ { // the second listing is cut at the first one's splits
+		b, err := w.List(ctx)
+		testbed.Must(t, err, "listing the ranges")
+		var keys []string
+		for _, ev := range b.Events {
+			keys = append(keys, ev.Key)
+		}
+		if got := fmt.Sprint(keys); got != "["+want+"]" {
+			t.Fatalf("listing %d: %s\nwant [%s]", i+1, got, want)
+		}
+	}
+
+	reports := make(chan watch.Report, 16)
+	events := make(chan watch.Event, 16)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(runCtx, reports); close(done) }()
+	go func() {
+		for r := range reports {
+			if r.Batch != nil && !r.Batch.Snapshot {
+				for _, ev := range r.Batch.Events {
+					events <- ev
+				}
+			}
+			if r.Status != nil && r.Status.Err != nil {
+				t.Errorf("the ranged watch failed: %v", r.Status.Err)
+			}
+		}
+	}()
+	defer func() { cancel(); <-done; close(reports) }()
+	// A secret changes, then one transaction changes a router and a service.
+	put("http/middlewares/bai_appproxy_plugin_c1/plugin/appproxy-traefik-plugin/jwt_secret", "rotated")
+	put("http/routers/bai_router_c1/rule", "Host(`b`)", "http/services/bai_service_c1/loadBalancer/servers/0/url", "http://10.0.0.2:80/")
+	got := map[string]string{}
+	for len(got) < 2 {
+		select {
+		case ev := <-events:
+			got[ev.Key] = ev.Value
+		case <-time.After(10 * time.Second):
+			t.Fatalf("changes seen: %v", got)
+		}
+	}
+	if got["http/routers/bai_router_c1/rule"] != "Host(`b`)" || got["http/services/bai_service_c1/loadBalancer/servers/0/url"] != "http://10.0.0.2:80/" {
+		t.Errorf("changes seen: %v", got)
+	}
+	select {
+	case ev := <-events:
+		t.Errorf("an event outside the ranges: %+v", ev)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
