@@ -69,6 +69,9 @@ type Options struct {
 	// store, as Backend.AI's own Prometheus job does, instead of through
 	// the sidecar. It implies Redis.
 	ThroughManager bool
+	// TCPPort adds a TCP entry point portproxy_<port> on that port, for
+	// TCP circuits in port mode (as Backend.AI's workers have).
+	TCPPort int
 }
 
 // Stack is the running set of programs.
@@ -176,6 +179,9 @@ func (s *Stack) startTraefik(t testbed.T, opts Options) {
 	static := fmt.Sprintf(TraefikStatic, entry, api, s.Etcd.Endpoint, s.Coord.RootKey(), level)
 	if opts.NoPlugin {
 		static = strings.Replace(static, TraefikPlugin, "", 1)
+	}
+	if opts.TCPPort != 0 {
+		static = strings.Replace(static, "entryPoints:\n", fmt.Sprintf("entryPoints:\n  portproxy_%[1]d:\n    address: \"127.0.0.1:%[1]d\"\n", opts.TCPPort), 1)
 	}
 	if s.Registry != nil {
 		static = strings.Replace(static, TraefikPlugin, fmt.Sprintf(TraefikRegistryPlugin, ModulePath, s.Registry.Version, s.Registry.Hash), 1)
