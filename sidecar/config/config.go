@@ -119,11 +119,11 @@ type Limits struct {
 
 // Etcd configures the etcd client.
 type Etcd struct {
-	Endpoints      []string       `description:"etcd endpoints (host:port or URLs); given empty (--etcd.endpoints=), the sidecar runs without etcd, from the plugin's pushes and Traefik's API." json:"endpoints,omitempty"`
-	RootKey        string         `description:"Traefik's etcd provider rootKey (default traefik/worker_<authority>)." json:"rootKey,omitempty"`
+	Endpoints []string `description:"etcd endpoints (host:port or URLs); given empty (--etcd.endpoints=), the sidecar runs without etcd, from the plugin's pushes and Traefik's API." json:"endpoints,omitempty"`
+	RootKey   string   `description:"Traefik's etcd provider rootKey (default traefik/worker_<authority>)." json:"rootKey,omitempty"`
 	// etcd refuses a read or a watch of a range its grants do not cover
 	// whole, so a role without the coordinator's secrets needs these.
-	Ranges []string `description:"Read only these parts of the root key, each as its own range and watch, for an etcd role that grants no more: key prefixes below it, such as http/routers/,http/services/,http/middlewares/bai_sd_,tcp/ (default: the whole root key)." json:"ranges,omitempty"`
+	Ranges         []string       `description:"Read only these parts of the root key, each as its own range and watch, for an etcd role that grants no more: key prefixes below it, such as http/routers/,http/services/,http/middlewares/bai_sd_,tcp/ (default: the whole root key)." json:"ranges,omitempty"`
 	Username       string         `description:"etcd user." json:"username,omitempty"`
 	Password       string         `description:"etcd password." json:"password,omitempty"`
 	PasswordFile   string         `description:"File holding the etcd password (instead of password), read at start." json:"passwordFile,omitempty"`

@@ -154,6 +154,7 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 			AskTraefik:      cfg.Traefik.APIURL != "",
 			StartGrace:      time.Duration(cfg.Plugin.StartGrace),
 			NotServedSettle: notServedSettle,
+			AskCoordinator:  cfg.BackendAI.CoordinatorURL != "",
 		}, time.Now()),
 	}
 	if cfg.Traefik.APIURL != "" {
@@ -322,9 +323,10 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 			d.traefikAnswered(u)
 			d.handle(d.engine.Routers(u), time.Time{})
 		case a := <-src.answers:
-			if d.coordinatorAnswered(a) {
-				d.handle(d.engine.Routes(a.Table), time.Time{})
+			if !d.coordinatorAnswered(a) {
+				a.Table = nil // counted and logged; the last good table stays
 			}
+			d.handle(d.engine.Coordinator(a), time.Time{})
 		case now := <-tick.C:
 			d.housekeeping(now)
 			if now.Sub(d.sinceAt) >= sinceEvery {

@@ -52,6 +52,12 @@ type Options struct {
 	// NotServedSettle is how long a circuit must stay unserved before it is
 	// reported: a new circuit is unserved until Traefik reloads.
 	NotServedSettle time.Duration
+	// AskCoordinator is true when the coordinator's API is asked soon
+	// after every etcd change. A server etcd shows before the coordinator
+	// has named it then waits for its answer, so that its target appears
+	// once, with its route and session ids, instead of gaining labels a
+	// moment later (a new series in Prometheus).
+	AskCoordinator bool
 }
 
 // Engine is the one owner of the combined state. Not safe for concurrent
@@ -63,6 +69,11 @@ type Engine struct {
 	health  *scrape.Result
 	routes  *routeinfo.Table
 	builder *targets.Builder
+	// idsDue is when etcd first changed a service since the coordinator
+	// last answered a question asked after such a change; zero when no
+	// answer is due. answered: the coordinator answered once.
+	idsDue   time.Time
+	answered bool
 
 	start   time.Time
 	listed  bool // etcd was listed once
@@ -137,6 +148,7 @@ func (e *Engine) inputs() targets.Inputs {
 	if e.routes != nil {
 		in.Routes = e.routes
 	}
+	in.HoldUnnamed = !e.idsDue.IsZero()
 	return in
 }
 
@@ -181,6 +193,14 @@ func (e *Engine) Etcd(batches []watch.Batch) Result {
 		if m := e.store.Middlewares[id.Name]; m != nil && m.SD != nil {
 			if key, ok := configHash(m.SD); ok {
 				e.pending[id.Name] = pendingChange{config: key, at: received}
+			}
+		}
+	}
+	if e.opts.AskCoordinator && e.idsDue.IsZero() {
+		for _, id := range changed {
+			if id.Kind == dynamic.Services {
+				e.idsDue = received
+				break
 			}
 		}
 	}
@@ -326,11 +346,28 @@ func (e *Engine) Scrape(r scrape.Result) Result {
 }
 
 // Routes applies the coordinator's route table.
-func (e *Engine) Routes(t *routeinfo.Table) Result {
-	if t.Equal(e.routes) {
+func (e *Engine) Routes(t *routeinfo.Table) Result { return e.Coordinator(routeinfo.Answer{Table: t}) }
+
+// Coordinator applies an answer of the coordinator: a new route table, or
+// a failure, which keeps the last one. An answer asked after the etcd
+// change that made ids due ends the wait of the servers it held back,
+// named or not: a coordinator that fails or never names a server does not
+// keep it out.
+func (e *Engine) Coordinator(a routeinfo.Answer) Result {
+	released := false
+	if !e.idsDue.IsZero() && !a.Asked.Before(e.idsDue) {
+		e.idsDue, released = time.Time{}, true
+	}
+	changed := a.Err == nil && a.Table != nil && !a.Table.Equal(e.routes)
+	if a.Err == nil && a.Table != nil {
+		e.answered = true
+		e.routes = a.Table
+	} else if !a.Asked.IsZero() {
+		e.answered = true // a coordinator that fails does not hold readiness
+	}
+	if !changed && !released {
 		return Result{}
 	}
-	e.routes = t
 	e.update(targets.Changes{All: true})
 	return Result{Changed: e.changed}
 }
@@ -348,7 +385,9 @@ func (e *Engine) Ready(now time.Time) bool {
 	graceOver := now.Sub(e.start) >= e.opts.StartGrace
 	plugin := e.synced || graceOver || (e.opts.Etcd && !e.holdsTraefikSD())
 	api := !e.opts.AskTraefik || e.swept || graceOver
-	e.ready = plugin && api
+	// The first set waits for the coordinator to name what etcd listed.
+	coordinator := !e.opts.AskCoordinator || (e.answered && e.idsDue.IsZero()) || graceOver
+	e.ready = plugin && api && coordinator
 	if e.ready {
 		e.changed = true // the first set is published as soon as it may be
 	}

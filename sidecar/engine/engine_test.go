@@ -61,6 +61,20 @@ func circuit(id string, sd bool) tc {
 	}, sd: sd}
 }
 
+// table is the coordinator's answer for these circuits.
+func table(t *testing.T, cs ...tc) *routeinfo.Table {
+	t.Helper()
+	var answers []string
+	for _, c := range cs {
+		answers = append(answers, string(writer.CircuitJSON(c.Circuit)))
+	}
+	tb, err := routeinfo.Decode([]byte(`{"circuits":[` + strings.Join(answers, ",") + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
 // newEngine is an engine that has the coordinator's route table for every
 // circuit these tests write: the route and session ids etcd does not hold.
 func newEngine(t *testing.T, opts engine.Options, at time.Time) *engine.Engine {
@@ -552,5 +566,71 @@ func TestACircuitWithNoRoutesIsCountedAsNoRoutesNotAsAFault(t *testing.T) {
 	}
 	if counts, _ := e.NotServed(t0); counts[targets.ReasonNoRoutes] != 0 {
 		t.Errorf("still counted: %v", counts)
+	}
+}
+
+// TestANewServerWaitsForTheCoordinatorToNameIt: etcd shows a new route's
+// server before the coordinator, asked half a second later, names its
+// route and session. Published at once it would gain those labels a moment
+// later, a new series in Prometheus; so an unnamed new server waits for an
+// answer asked after the change. A named one does not wait, one published
+// before never leaves, and an answer that fails or does not name it ends
+// the wait: it is then published without ids.
+func TestANewServerWaitsForTheCoordinatorToNameIt(t *testing.T) {
+	opts := options(true)
+	opts.AskCoordinator = true
+	e := newEngine(t, opts, t0)
+	e.Etcd(listed(t0))
+	e.Routers(traefikapi.Update{Sweep: true})
+	if !e.Ready(t0) {
+		t.Fatal("not ready with etcd listed, Traefik swept and the coordinator answered")
+	}
+	c := circuit("c1", true)
+	t1 := t0.Add(time.Second)
+	e.Etcd([]watch.Batch{put(c, t1)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t1, c)})
+	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
+	if got, want := routes(e), both(c); got != want {
+		t.Fatalf("servers the coordinator names wait:\n%s\nwant\n%s", got, want)
+	}
+	e.Coordinator(routeinfo.Answer{Table: table(t, c), Asked: t1})
+
+	// A route added: etcd shows 10.0.1.3 before the coordinator names it.
+	grown := c
+	grown.Routes = append(append([]coordinator.Route(nil), c.Routes...), coordinator.Route{RouteID: "r3", SessionID: "s3", Host: "10.0.1.3", Port: 8000})
+	t2 := t0.Add(2 * time.Second)
+	e.Etcd([]watch.Batch{put(grown, t2)})
+	if got, want := routes(e), both(c); got != want {
+		t.Fatalf("an unnamed new server published before the coordinator answered:\n%s\nwant\n%s", got, want)
+	}
+	// An answer asked before the change does not end the wait.
+	e.Coordinator(routeinfo.Answer{Table: table(t, c), Asked: t2.Add(-time.Millisecond)})
+	if got, want := routes(e), both(c); got != want {
+		t.Fatalf("an answer asked before the change released it:\n%s\nwant\n%s", got, want)
+	}
+	e.Coordinator(routeinfo.Answer{Table: table(t, grown), Asked: t2.Add(500 * time.Millisecond)})
+	if got, want := routes(e), lines(grown, "10.0.1.1:8000", "10.0.1.2:8000", "10.0.1.3:8000"); got != want {
+		t.Fatalf("once named:\n%s\nwant\n%s", got, want)
+	}
+
+	// A route the coordinator never names waits for one answer, a failed
+	// one included, and then stays through later waits.
+	odd := grown
+	odd.Routes = append(append([]coordinator.Route(nil), grown.Routes...), coordinator.Route{Host: "10.0.1.4", Port: 8000})
+	t3 := t0.Add(3 * time.Second)
+	e.Etcd([]watch.Batch{put(odd, t3)})
+	if strings.Contains(routes(e), "10.0.1.4") {
+		t.Fatalf("published while the coordinator is asked:\n%s", routes(e))
+	}
+	e.Coordinator(routeinfo.Answer{Err: fmt.Errorf("503"), Asked: t3.Add(time.Millisecond)})
+	unnamed := "10.0.1.4:8000 c1   bai_router_c1@etcd bai_service_c1@etcd"
+	if got := routes(e); !strings.Contains(got, unnamed) {
+		t.Fatalf("the wait did not end with a failed answer:\n%s", got)
+	}
+	moved := odd
+	moved.Routes = append(append([]coordinator.Route(nil), odd.Routes...), coordinator.Route{Host: "10.0.1.5", Port: 8000})
+	e.Etcd([]watch.Batch{put(moved, t0.Add(4*time.Second))})
+	if got := routes(e); !strings.Contains(got, unnamed) || strings.Contains(got, "10.0.1.5") {
+		t.Fatalf("a server published before left during a later wait, or the new one did not wait:\n%s", got)
 	}
 }

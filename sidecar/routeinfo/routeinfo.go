@@ -226,10 +226,13 @@ func (c *Client) Fetch(ctx context.Context) (*Table, error) {
 	return Decode(body)
 }
 
-// Answer is one round of asking the coordinator: its table, or why not.
+// Answer is one round of asking the coordinator: its table, or why not,
+// and when it was asked: an answer asked before an etcd change may not
+// know what the change added.
 type Answer struct {
 	Table *Table
 	Err   error
+	Asked time.Time
 }
 
 // Poller is the source: it asks every Interval and soon after a Kick.
@@ -263,12 +266,13 @@ func (p *Poller) Run(ctx context.Context, out chan<- Answer) {
 	ticker := time.NewTicker(p.Interval)
 	defer ticker.Stop()
 	for {
+		asked := time.Now()
 		t, err := p.Client.Fetch(ctx)
 		if err != nil && ctx.Err() != nil {
 			return
 		}
 		select {
-		case out <- Answer{Table: t, Err: err}:
+		case out <- Answer{Table: t, Err: err, Asked: asked}:
 		case <-ctx.Done():
 			return
 		}

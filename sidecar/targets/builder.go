@@ -175,6 +175,9 @@ func (b *Builder) rebuild(in Inputs, name string) {
 		}
 	}
 	bl := &builder{opts: b.opts, in: in}
+	if old != nil {
+		bl.before = old.targets
+	}
 	ts := Normalize(bl.router(nil, name))
 	delete(b.overLabels, name)
 	delete(b.notServed, name)

@@ -121,6 +121,11 @@ type Inputs struct {
 	Traefik Traefik
 	Health  Health
 	Routes  RouteInfo
+	// HoldUnnamed leaves out a server that Routes does not name and that
+	// its router did not publish before: the coordinator is being asked
+	// again after an etcd change, and a target published now would change
+	// its labels (route_id, session_id) when the answer comes.
+	HoldUnnamed bool
 }
 
 // Why a circuit that etcd holds is not published (traefik_sd_circuits_not_served{reason}).
@@ -230,6 +235,8 @@ type builder struct {
 	in        Inputs
 	reads     []dynamic.ObjectID
 	notServed *NotServed
+	// before are the router's targets as last built, for HoldUnnamed.
+	before []Target
 	// exists is set once the router is found in its source (etcd, or
 	// Traefik without etcd).
 	exists bool
@@ -436,8 +443,13 @@ func (b *builder) router(out []Target, name string) []Target {
 		if rt, ok := routeByURL[strings.TrimSuffix(srv.url, "/")]; ok {
 			sessionID, routeID = rt.SessionID, rt.RouteID
 		}
+		address := net.JoinHostPort(u.Hostname(), port)
 		if b.in.Routes != nil {
-			if ids, ok := b.in.Routes.Lookup(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u))); ok {
+			ids, ok := b.in.Routes.Lookup(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u)))
+			if !ok && b.in.HoldUnnamed && !b.published(address) {
+				continue
+			}
+			if ok {
 				if sessionID == "" {
 					sessionID, routeID = ids.SessionID, ids.RouteID
 				}
@@ -467,9 +479,19 @@ func (b *builder) router(out []Target, name string) []Target {
 		if u.Scheme == "https" {
 			labels = append(labels, Label{"__scheme__", "https"})
 		}
-		out = append(out, Target{Address: net.JoinHostPort(u.Hostname(), port), Labels: labels})
+		out = append(out, Target{Address: address, Labels: labels})
 	}
 	return out
+}
+
+// published tells whether the router's last build had a target at address.
+func (b *builder) published(address string) bool {
+	for _, t := range b.before {
+		if t.Address == address {
+			return true
+		}
+	}
+	return false
 }
 
 // served applies Traefik's view: the router must be one Traefik serves and,
