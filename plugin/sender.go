@@ -225,7 +225,7 @@ func (r *registry) run() {
 func (r *registry) stepSafely(now time.Time) (next time.Duration) {
 	defer func() {
 		if p := recover(); p != nil {
-			log.Printf("traefik-sd plugin: sender recovered from panic: %v", p)
+			logFailure("sender recovered from panic: %v", p)
 			next = maxTick
 		}
 	}()
@@ -284,7 +284,9 @@ func (r *registry) step(now time.Time) time.Duration {
 	r.mu.Unlock()
 
 	for _, out := range sends {
-		r.deliver(out, now)
+		if r.deliver(out, now) {
+			tick = minTick
+		}
 	}
 	if tick < minTick {
 		tick = minTick
@@ -418,24 +420,30 @@ func (m *liveMiddleware) live() LiveMiddleware {
 	return LiveMiddleware{Name: m.name, Instances: len(m.instances), Since: m.since, Config: *m.cfg}
 }
 
-func (r *registry) deliver(out outgoing, now time.Time) {
+// deliver sends one push and records the outcome. It reports whether the
+// sender should step again at once: a delta refused with 409 means the
+// sidecar lost track of this process, and the full set must follow now,
+// not after a backoff or the next sweep (up to maxTick away).
+func (r *registry) deliver(out outgoing, now time.Time) (again bool) {
 	err := r.post(out)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := out.dest
 	if err == nil {
 		if d.failing {
-			log.Printf("traefik-sd plugin: pushes to %s delivered again", d.url)
+			logRoutine("pushes to %s delivered again", d.url)
 		}
 		d.failing = false
 		d.backoff = 0
 		d.retryAt = time.Time{}
-		return
+		return false
 	}
 	d.needFull = true
-	if err == errNeedFull {
-		return // the sidecar lost track of us; resend everything at once
+	if err == errNeedFull && !out.push.Full {
+		return true // the sidecar lost track of us; resend everything at once
 	}
+	// A full push refused with 409 is not the sidecar's protocol: answering
+	// it at once again would spin, so it backs off as any failure does.
 	d.backoff *= 2
 	if d.backoff == 0 {
 		d.backoff = firstBackoff
@@ -445,9 +453,26 @@ func (r *registry) deliver(out outgoing, now time.Time) {
 	}
 	d.retryAt = now.Add(d.backoff)
 	if !d.failing {
-		log.Printf("traefik-sd plugin: push to %s failed, retrying with backoff: %v", d.url, err)
+		logFailure("push to %s failed, retrying with backoff: %v", d.url, err)
 	}
 	d.failing = true
+	return false
+}
+
+// Traefik v3.6.12 interprets the plugin with Stdout set to its log at debug
+// level and Stderr to its log at error level (pkg/plugins/middlewareyaegi.go).
+// Yaegi sends fmt.Print* to the one and the log package to the other; it does
+// not redirect os.Stdout and os.Stderr (Traefik's writers are not files and
+// YAEGI_SPECIAL_STDIO is unset; interp/use.go, fixStdlib), so a
+// log.Logger on those would bypass Traefik's log. Routine news and recoveries
+// (a sidecar restart is not an error) therefore go through fmt, and only a
+// failure through log. Compiled, they are the process's stdout and stderr.
+func logRoutine(format string, args ...interface{}) {
+	fmt.Printf("traefik-sd plugin: "+format+"\n", args...)
+}
+
+func logFailure(format string, args ...interface{}) {
+	log.Printf("traefik-sd plugin: "+format, args...)
 }
 
 var errNeedFull = errors.New("sidecar asked for a full push")

@@ -5,6 +5,7 @@
 package interpreted_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mitchellh/mapstructure"
 	"github.com/traefik-sd/traefik-sd/sidecar/kv"
@@ -33,6 +37,13 @@ const (
 // newInterpreter lays the plugin's source out in a GOPATH, as Traefik's
 // plugins-local directory does, and returns an interpreter that can import it.
 func newInterpreter(tb testing.TB, withTests bool) *interp.Interpreter {
+	tb.Helper()
+	return newInterpreterWith(tb, withTests, interp.Options{})
+}
+
+// newInterpreterWith is newInterpreter with the options Traefik may give
+// (its Stdout and Stderr); GoPath is set here.
+func newInterpreterWith(tb testing.TB, withTests bool, opts interp.Options) *interp.Interpreter {
 	tb.Helper()
 	gopath := tb.TempDir()
 	pkgDir := filepath.Join(gopath, "src", filepath.FromSlash(pluginImport))
@@ -62,7 +73,8 @@ func newInterpreter(tb testing.TB, withTests bool) *interp.Interpreter {
 			tb.Fatal(err)
 		}
 	}
-	i := interp.New(interp.Options{GoPath: gopath})
+	opts.GoPath = gopath
+	i := interp.New(opts)
 	if err := i.Use(stdlib.Symbols); err != nil {
 		tb.Fatal(err)
 	}
@@ -93,7 +105,12 @@ func TestPluginTestsUnderYaegi(t *testing.T) {
 // interpretedNew loads the plugin as Traefik does and returns its New and a
 // filled config, called through reflection as Traefik's middleware builder does.
 func interpretedNew(tb testing.TB, sidecarURL string) func(ctx context.Context, next http.Handler, name string) (http.Handler, error) {
-	i := newInterpreter(tb, false)
+	return interpretedNewWith(tb, sidecarURL, interp.Options{})
+}
+
+// interpretedNewWith is interpretedNew with the interpreter's options.
+func interpretedNewWith(tb testing.TB, sidecarURL string, opts interp.Options) func(ctx context.Context, next http.Handler, name string) (http.Handler, error) {
+	i := newInterpreterWith(tb, false, opts)
 	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
 		tb.Fatalf("yaegi could not import the plugin: %v", err)
 	}
@@ -137,6 +154,89 @@ func TestInterpretedNewReturnsNativeNext(t *testing.T) {
 	// runs per request.
 	if reflect.ValueOf(h).Pointer() != reflect.ValueOf(next).Pointer() {
 		t.Errorf("New returned %T, not next", h)
+	}
+}
+
+// lockedBuffer is an io.Writer the plugin's sender goroutine may write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestOnlyFailuresReachTraefiksErrorLog interprets the plugin with the
+// writers Traefik v3.6.12 gives it (pkg/plugins/middlewareyaegi.go,
+// newInterpreter: Stdout is Traefik's log at debug level, Stderr at error
+// level), makes a push fail and then succeed, and checks where each message
+// lands: the failure on Stderr, the recovery on Stdout, so that a sidecar
+// restart is not reported as an error in Traefik's log.
+func TestOnlyFailuresReachTraefiksErrorLog(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			http.Error(rw, "sidecar restarting", http.StatusServiceUnavailable)
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	debugLog, errorLog := &lockedBuffer{}, &lockedBuffer{}
+	newFn := interpretedNewWith(t, srv.URL, interp.Options{Stdout: debugLog, Stderr: errorLog})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := newFn(ctx, http.NotFoundHandler(), "bai_sd_log@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; Stdout (debug) %q, Stderr (error) %q", what, debugLog.String(), errorLog.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	failure := "push to " + srv.URL + " failed"
+	recovery := "pushes to " + srv.URL + " delivered again"
+	waitUntil("the failure logged", func() bool {
+		return strings.Contains(debugLog.String()+errorLog.String(), failure)
+	})
+	down.Store(false)
+	waitUntil("the recovery logged", func() bool {
+		return strings.Contains(debugLog.String()+errorLog.String(), recovery)
+	})
+	stdout, stderr := debugLog.String(), errorLog.String()
+	if !strings.Contains(stderr, failure) || !strings.Contains(stderr, "503") {
+		t.Errorf("the failure is not on Stderr (Traefik's error level): Stderr %q", stderr)
+	}
+	if strings.Contains(stdout, failure) {
+		t.Errorf("the failure is on Stdout (Traefik's debug level): Stdout %q", stdout)
+	}
+	if !strings.Contains(stdout, recovery) {
+		t.Errorf("the recovery is not on Stdout (Traefik's debug level): Stdout %q", stdout)
+	}
+	if strings.Contains(stderr, recovery) {
+		t.Errorf("the recovery is on Stderr, which Traefik logs as an error: Stderr %q", stderr)
+	}
+	// Traefik's writers log one entry per Write: one line each.
+	for _, out := range []string{stdout, stderr} {
+		if n := strings.Count(out, "\n"); n != 1 {
+			t.Errorf("want one line, got %d: %q", n, out)
+		}
 	}
 }
 
