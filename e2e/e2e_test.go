@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -219,16 +220,23 @@ func TestEndToEnd(t *testing.T) {
 	// 6. Restarts converge to exactly the expected set, and nothing else is
 	// ever published meanwhile.
 	ghosts := watchForGhosts(ctx, s, want)
-	sessions := s.SidecarMetric(ctx, "traefik_sd_plugin_sessions_total")
+	// The sessions so far: at least the running Traefik's. A read that
+	// fails must fail here, not leave nothing to compare with.
+	before := s.SidecarMetric(ctx, "traefik_sd_plugin_sessions_total")
+	sessions, err := strconv.ParseFloat(before, 64)
+	if err != nil || sessions < 1 {
+		t.Fatalf("traefik_sd_plugin_sessions_total before the Traefik restart: %q, want a count of at least 1", before)
+	}
 	s.Traefik.Restart(t, false)
 	testbed.WaitHTTP(t, s.Traefik, s.TraefikAPI+"/ping", http.StatusOK, 60*time.Second)
 	waitConverged(t, ctx, s, "after a Traefik restart", want)
 	// The restarted process's plugin pushed its own full set, under a new
-	// boot id: a new session, and its one live middleware.
+	// boot id: one more session, and its one live middleware.
 	testbed.Eventually(t, 60*time.Second, "the restarted Traefik's plugin pushes under a new boot id", func() (bool, string) {
 		now := s.SidecarMetric(ctx, "traefik_sd_plugin_sessions_total")
 		m := s.SidecarMetric(ctx, "traefik_sd_plugin_middlewares")
-		return now != sessions && now != "" && m == "1", fmt.Sprintf("sessions %s -> %s, plugin_middlewares=%s", sessions, now, m)
+		after, err := strconv.ParseFloat(now, 64)
+		return err == nil && after > sessions && m == "1", fmt.Sprintf("sessions %v -> %q, plugin_middlewares=%s", sessions, now, m)
 	})
 
 	s.Sidecar.Signal(syscall.SIGKILL)

@@ -1,13 +1,16 @@
 package daemon_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -276,4 +279,76 @@ func TestSlowClientIsCutOff(t *testing.T) {
 		m := e.sidecarMetric(t, `traefik_sd_http_request_errors_total{kind="timeout"}`)
 		return m == "1", m
 	})
+}
+
+// TestConnectionsOverTheLimitAreCountedInMetrics: with --server.maxConns=1
+// and one connection open, the next ones are refused with 503, and the
+// sidecar's own /metrics, read on that one connection, counts them in
+// traefik_sd_http_rejected_connections_total and itself in
+// traefik_sd_http_open_connections. Plugin-only and with no plugin pushing,
+// nothing else connects to it.
+func TestConnectionsOverTheLimitAreCountedInMetrics(t *testing.T) {
+	traefik := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/api/http/routers" {
+			_, _ = io.WriteString(rw, "[]")
+		}
+	}))
+	t.Cleanup(traefik.Close)
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1:0"
+	cfg.Etcd.Endpoints = nil
+	cfg.Worker.Authority, cfg.Worker.Node = "worker-conns", "node-c"
+	cfg.Traefik.MetricsURL = traefik.URL + "/metrics"
+	cfg.Server.MaxConns = 1
+	testbed.Must(t, cfg.Complete(), "config")
+	addr := runDaemon(t, cfg)
+
+	held, err := net.Dial("tcp", addr)
+	testbed.Must(t, err, "dial")
+	defer held.Close()
+	// Headers not finished: the slot stays taken until the test ends them.
+	_, _ = held.Write([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\n"))
+	// Until the held connection takes the slot, another may be served.
+	const want = 2
+	refused, served := 0, 0
+	for deadline := time.Now().Add(10 * time.Second); refused < want; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections refused within 10s (%d served), want %d", refused, served, want)
+		}
+		c, err := net.Dial("tcp", addr)
+		testbed.Must(t, err, "dial")
+		_, _ = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		answer, _ := io.ReadAll(c)
+		c.Close()
+		switch {
+		case strings.HasPrefix(string(answer), "HTTP/1.1 503"):
+			refused++
+		case strings.HasPrefix(string(answer), "HTTP/1.1 200"):
+			served++
+			time.Sleep(20 * time.Millisecond)
+		default:
+			t.Fatalf("a connection over the limit got %q, want 503", answer)
+		}
+	}
+	// The held request finished: the metrics it gets count what was refused.
+	_, _ = held.Write([]byte("Connection: close\r\n\r\n"))
+	_ = held.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(held), nil)
+	testbed.Must(t, err, "the held request's answer")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	rejected, open := "", ""
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "traefik_sd_http_rejected_connections_total "); ok {
+			rejected = v
+		}
+		if v, ok := strings.CutPrefix(line, "traefik_sd_http_open_connections "); ok {
+			open = v
+		}
+	}
+	if resp.StatusCode != http.StatusOK || rejected != strconv.Itoa(want) || open != "1" {
+		t.Errorf("/metrics: %s; traefik_sd_http_rejected_connections_total %q, want %d (the refused connections); traefik_sd_http_open_connections %q, want 1 (this one)",
+			resp.Status, rejected, want, open)
+	}
 }

@@ -50,6 +50,8 @@ func (f *fakeTraefikMetrics) set(body string) {
 }
 
 type env struct {
+	// logTo, when set, receives the sidecar's log from info up.
+	logTo   io.Writer
 	etcd    *testbed.Etcd
 	client  *clientv3.Client
 	coord   *coordinator.Writer
@@ -75,13 +77,19 @@ func startEnv(t testing.TB, authority string) *env {
 // startEnvWith starts etcd and the sidecar, letting configure change the
 // sidecar's configuration first; dir defaults to a temporary directory.
 func startEnvWith(t testbed.T, authority string, configure func(*config.Configuration), dirs ...string) *env {
+	return startEnvLogging(t, authority, configure, nil, dirs...)
+}
+
+// startEnvLogging is startEnvWith with the sidecar's log, from info up,
+// written to logTo (nil: warnings and errors to stderr).
+func startEnvLogging(t testbed.T, authority string, configure func(*config.Configuration), logTo io.Writer, dirs ...string) *env {
 	var dir string
 	if len(dirs) > 0 {
 		dir = dirs[0]
 	} else {
 		dir = t.(interface{ TempDir() string }).TempDir()
 	}
-	e := &env{etcd: testbed.StartEtcd(t, dir)}
+	e := &env{etcd: testbed.StartEtcd(t, dir), logTo: logTo}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "etcd client")
 	t.Cleanup(func() { client.Close() })
@@ -119,7 +127,8 @@ func (e *env) runWithTraefik(t testbed.T, cfg *config.Configuration) (string, *f
 	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
 	cfg.Traefik.MetricsURL = f.URL + "/metrics"
 	testbed.Must(t, cfg.Complete(), "config")
-	base := "http://" + runDaemon(t, cfg)
+	addr, _ := startDaemonLogging(t, cfg, e.logTo)
+	base := "http://" + addr
 	f.attach(base)
 	testbed.WaitHTTP(t, nil, base+"/readyz", http.StatusOK, 20*time.Second)
 	return base, f
@@ -135,10 +144,19 @@ func runDaemon(t testbed.T, cfg *config.Configuration) string {
 // startDaemon runs the sidecar in-process and returns its address and a
 // stop that waits for it to end; the stop also runs when the test ends.
 func startDaemon(t testbed.T, cfg *config.Configuration) (string, func()) {
+	return startDaemonLogging(t, cfg, nil)
+}
+
+// startDaemonLogging is startDaemon with the log, from info up, written to
+// logTo (nil: warnings and errors to stderr).
+func startDaemonLogging(t testbed.T, cfg *config.Configuration, logTo io.Writer) (string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if logTo != nil {
+		log = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	go func() { done <- daemon.New(cfg, log).Run(ctx, started) }()
 	var addr string
 	select {
@@ -345,31 +363,99 @@ func (e *env) sidecarMetric(_ *testing.T, series string) string {
 	return testbed.Metric(context.Background(), e.base+"/metrics", series)
 }
 
+// logBuffer collects a sidecar's log for a test to read while it runs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count tells how many lines hold s.
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// lines returns the lines that hold s.
+func (b *logBuffer) lines(s string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestCompactionAndEtcdRestartConverge: etcd is killed; once the sidecar
+// has seen it go, it still serves its last good set. etcd restarts while the
+// sidecar is cut off from it (a proxy between them), circuits change and
+// etcd compacts past the sidecar's watch, so that when the connection
+// returns the watch cannot resume: the sidecar must re-list, count it as a
+// compaction, and converge.
 func TestCompactionAndEtcdRestartConverge(t *testing.T) {
-	e := startEnv(t, "worker-2")
+	var proxy *testbed.Proxy
+	e := startEnvWith(t, "worker-2", func(cfg *config.Configuration) {
+		proxy = testbed.StartProxy(t, cfg.Etcd.Endpoints[0])
+		cfg.Etcd.Endpoints = []string{proxy.Address}
+	})
 	ctx := testbed.Context(t, 2*time.Minute)
 	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
 	want := "10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i "
 	e.waitRoutes(t, "created", want)
+	if m := e.sidecarMetric(t, `traefik_sd_etcd_relists_total{reason="compacted"}`); m != "0" {
+		t.Fatalf("compacted re-lists before any compaction: %q", m)
+	}
 
-	// etcd goes away; the sidecar keeps serving its last good set.
+	// etcd goes away; once the sidecar reports it gone (not after a fixed
+	// time, which under load can pass before it noticed anything), it
+	// still serves its last good set.
 	e.etcd.Kill()
-	time.Sleep(500 * time.Millisecond)
+	testbed.Eventually(t, 20*time.Second, "etcd's loss noticed", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
+		return m == "0", m
+	})
 	groups, _, _ := e.targets(t)
 	if got := routeSet(groups); got != want {
 		t.Fatalf("set changed while etcd was down:\n%s", got)
 	}
+
+	// etcd returns where the sidecar cannot reach it; changes, then a
+	// compaction past them.
+	proxy.Cut()
 	e.etcd.Restart(t, false)
 	testbed.WaitHTTP(t, e.etcd.Process, "http://"+e.etcd.Endpoint+"/health", http.StatusOK, 30*time.Second)
-
-	// Changes made while the watch was down, then a compaction past them.
-	inf := inference()
-	testbed.Must(t, e.coord.Put(ctx, inf), "create while reconnecting")
-	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete while reconnecting")
+	testbed.Must(t, e.coord.Put(ctx, inference()), "create while cut off")
+	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete while cut off")
 	resp, err := e.client.Get(ctx, "x")
 	testbed.Must(t, err, "get revision")
 	_, err = e.client.Compact(ctx, resp.Header.Revision)
 	testbed.Must(t, err, "compact")
+	// The sidecar saw none of it: its watch is behind the compaction.
+	groups, _, _ = e.targets(t)
+	if got := routeSet(groups); got != want {
+		t.Fatalf("the sidecar followed etcd while cut off from it:\n%s", got)
+	}
+	proxy.Restore()
+
+	testbed.Eventually(t, 30*time.Second, "a re-list counted as compacted", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_etcd_relists_total{reason="compacted"}`)
+		return m != "" && m != "0", m
+	})
 	e.waitRoutes(t, "converged after restart and compaction", strings.Join([]string{
 		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
 		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,3 +168,50 @@ func (e *env) routesNow() (int, string) {
 }
 
 var types100ms = types.Duration(100 * time.Millisecond)
+
+// TestABadAnswerOfTraefiksAPIIsCountedAndLoggedOnce: while Traefik's API
+// gives a router a status Traefik does not use, every answer is refused and
+// counted in traefik_sd_traefik_api_answers_total{result="error"}, read from
+// the sidecar's own /metrics; the failure is logged once, with the status,
+// not once per answer; the last good answer stands; and its return is logged
+// once too.
+func TestABadAnswerOfTraefiksAPIIsCountedAndLoggedOnce(t *testing.T) {
+	log := &logBuffer{}
+	e := startEnvLogging(t, "worker-badapi", func(cfg *config.Configuration) {
+		cfg.Traefik.APISweep = types.Duration(time.Second) // a listing every second, so answers keep coming
+	}, log)
+	ctx := testbed.Context(t, 2*time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
+	e.waitRoutes(t, "created", interactiveLine)
+	const failed, back = "asking Traefik's API which routers it serves failed", "Traefik's API answers again"
+	if m := e.sidecarMetric(t, `traefik_sd_traefik_api_answers_total{result="error"}`); m != "0" {
+		t.Fatalf("errors counted before any bad answer: %q", m)
+	}
+
+	e.traefik.answerBadly("sleeping")
+	testbed.Eventually(t, 30*time.Second, "three bad answers counted", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_traefik_api_answers_total{result="error"}`)
+		n, err := strconv.Atoi(m)
+		return err == nil && n >= 3, m
+	})
+	if n := log.count(failed); n != 1 || !strings.Contains(log.lines(failed), `status \"sleeping\"`) {
+		t.Errorf("the failure logged %d times, want once, naming the status:\n%s", n, log.lines(failed))
+	}
+	if status, got := e.routesNow(); status != http.StatusOK || got != interactiveLine {
+		t.Errorf("the last good answer did not stand: %d\n%s", status, got)
+	}
+
+	e.traefik.answerBadly("")
+	testbed.Eventually(t, 30*time.Second, "the return logged", func() (bool, string) {
+		return log.count(back) > 0, log.lines(back)
+	})
+	// A second listing after the return: still one line of each.
+	ok := e.sidecarMetric(t, `traefik_sd_traefik_api_answers_total{result="sweep"}`)
+	testbed.Eventually(t, 30*time.Second, "another good listing", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_traefik_api_answers_total{result="sweep"}`)
+		return m != ok && m != "", ok + " -> " + m
+	})
+	if nf, nb := log.count(failed), log.count(back); nf != 1 || nb != 1 {
+		t.Errorf("logged %d failures and %d returns, want one each:\n%s\n%s", nf, nb, log.lines(failed), log.lines(back))
+	}
+}

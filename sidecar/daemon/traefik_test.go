@@ -37,7 +37,10 @@ type fakeTraefik struct {
 	routers  map[string]routerAnswer // by qualified name
 	disabled map[string]string       // router name -> Traefik's error
 	noPlugin bool
-	frozen   bool // stops following etcd, as a Traefik that loaded everything and sees no router change
+	// badStatus, when set, is the status the API gives every router: one
+	// Traefik does not use, so that each answer is refused.
+	badStatus string
+	frozen    bool // stops following etcd, as a Traefik that loaded everything and sees no router change
 	// readFor bounds one read of the whole tree (2 s unless set: a test
 	// that pauses etcd must see the stand-in give up as quickly).
 	readFor time.Duration
@@ -191,6 +194,22 @@ func (f *fakeTraefik) reload(ctx context.Context) {
 	f.cancel = genCancel
 }
 
+// answer is what the API says of r (f.mu held).
+func (f *fakeTraefik) answer(r routerAnswer) routerAnswer {
+	if f.badStatus != "" {
+		r.Status = f.badStatus
+	}
+	return r
+}
+
+// answerBadly makes the API give every router the status st, one Traefik
+// does not use ("" answers as Traefik does again).
+func (f *fakeTraefik) answerBadly(st string) {
+	f.mu.Lock()
+	f.badStatus = st
+	f.mu.Unlock()
+}
+
 func (f *fakeTraefik) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if req.URL.Path == "/metrics" {
 		f.metrics.ServeHTTP(rw, req)
@@ -203,7 +222,7 @@ func (f *fakeTraefik) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	case rest == "routers":
 		list := make([]routerAnswer, 0, len(f.routers))
 		for _, r := range f.routers {
-			list = append(list, r)
+			list = append(list, f.answer(r))
 		}
 		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 		rw.Header().Set("X-Next-Page", "1")
@@ -215,7 +234,7 @@ func (f *fakeTraefik) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			http.Error(rw, `{"message":"router not found"}`, http.StatusNotFound)
 			return
 		}
-		_ = json.NewEncoder(rw).Encode(r)
+		_ = json.NewEncoder(rw).Encode(f.answer(r))
 	case strings.HasPrefix(rest, "middlewares/"):
 		name, _ := url.PathUnescape(strings.TrimPrefix(rest, "middlewares/"))
 		local, _, _ := strings.Cut(name, "@")

@@ -3,6 +3,7 @@ package kv_test
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,9 +140,43 @@ func encodeRouter(r router) []kv.Pair {
 	return out
 }
 
+// said lists the values the input gives one field, found by its key (names
+// ignoring case, one trailing slash dropped, as Decode reads keys), for the
+// fuzzer's oracle. A key another pair shadows (the same key, or one inside
+// or around it) says nothing sure, so it is left out.
+func said(pairs []kv.Pair, field *regexp.Regexp) []string {
+	norm := func(k string) string { return strings.ToLower(strings.TrimSuffix(k, "/")) }
+	var out []string
+	for i, p := range pairs {
+		key := norm(p.Key)
+		if !field.MatchString(key) {
+			continue
+		}
+		shadowed := false
+		for j, q := range pairs {
+			other := norm(q.Key)
+			if j != i && (other == key || strings.HasPrefix(other, key+"/") || strings.HasPrefix(key, other+"/")) {
+				shadowed = true
+			}
+		}
+		if !shadowed {
+			out = append(out, p.Value)
+		}
+	}
+	return out
+}
+
+var (
+	serverURLKey   = regexp.MustCompile(`^loadbalancer/servers/[0-9]+/url$`)
+	healthPathKey  = regexp.MustCompile(`^loadbalancer/healthcheck/path$`)
+	routerService  = regexp.MustCompile(`^service$`)
+	routerPriority = regexp.MustCompile(`^priority$`)
+)
+
 // FuzzDecode: garbage gets an error, never a panic; and what is accepted
-// means what it says: written back in Traefik's layout and decoded again,
-// it is the same value (so no key was half-read or misplaced).
+// means what it says: every value the input gives a field is that field's
+// value, and written back in Traefik's layout and decoded again, it is the
+// same value (so no key was dropped, half-read or misplaced).
 func FuzzDecode(f *testing.F) {
 	f.Add("loadBalancer/servers/0/url", "http://10.0.1.21:8000/", "loadBalancer/healthCheck/path", "/health")
 	f.Add("loadBalancer", "x", "loadBalancer/servers/0", "y")
@@ -157,6 +192,24 @@ func FuzzDecode(f *testing.F) {
 				lb.Servers = nil
 				if lb.HealthCheck == nil {
 					svc.LoadBalancer = nil
+				}
+			}
+			lb := svc.LoadBalancer
+			if lb == nil {
+				lb = &loadBalancer{}
+			}
+			for _, url := range said(pairs, serverURLKey) {
+				found := false
+				for _, srv := range lb.Servers {
+					found = found || srv.URL == url
+				}
+				if !found {
+					t.Fatalf("%v decoded to %+v: the server URL %q is lost", pairs, lb, url)
+				}
+			}
+			for _, path := range said(pairs, healthPathKey) {
+				if lb.HealthCheck == nil || lb.HealthCheck.Path != path {
+					t.Fatalf("%v decoded to %+v: the health check path %q is lost", pairs, lb, path)
 				}
 			}
 			var again service
@@ -175,6 +228,16 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 			r.Middlewares = named
+			for _, v := range said(pairs, routerService) {
+				if r.Service != v {
+					t.Fatalf("%v decoded to %+v: the service %q is lost", pairs, r, v)
+				}
+			}
+			for _, v := range said(pairs, routerPriority) {
+				if n, err := strconv.ParseInt(v, 10, 64); err != nil || int64(r.Priority) != n {
+					t.Fatalf("%v decoded to %+v: the priority %q is lost", pairs, r, v)
+				}
+			}
 			var again router
 			if err := kv.Decode(encodeRouter(r), &again); err != nil || !reflect.DeepEqual(r, again) {
 				t.Fatalf("router %+v written back decodes to %+v (%v)", r, again, err)

@@ -328,6 +328,14 @@ func FuzzRouterAnswer(f *testing.F) {
 	f.Add([]byte(`{"name":"bai_router_a@etcd","provider":"etcd","status":"enabled","service":"bai_service_a","middlewares":["x","y@file"]}`))
 	f.Add([]byte(`{"name":"a@b@c","status":"disabled","error":["e"]}`))
 	f.Add([]byte(`[]`))
+	// Statuses Traefik does not use, and names without a provider: each
+	// must be refused, so plain go test (the seeds alone) fails a decoder
+	// that lets them through.
+	f.Add([]byte(`{"name":"bai_router_a@etcd","provider":"etcd","status":"sleeping","service":"bai_service_a"}`))
+	f.Add([]byte(`{"name":"bai_router_a@etcd","status":"Enabled"}`))
+	f.Add([]byte(`{"name":"bai_router_a@etcd","status":""}`))
+	f.Add([]byte(`{"name":"bai_router_a@etcd"}`))
+	f.Add([]byte(`{"name":"bai_router_a","provider":"etcd","status":"enabled"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := traefikapi.DecodeRouter(body)
 		if err != nil {
