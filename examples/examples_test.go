@@ -317,11 +317,15 @@ func TestKubernetesPodIsDeployable(t *testing.T) {
 	}
 	for what, got := range map[string]string{
 		"the push token": cfg.Plugin.Token, "the Redis password": cfg.BackendAI.Redis.Password,
-		"the coordinator's token": cfg.BackendAI.CoordinatorToken,
+		"the coordinator's token": cfg.BackendAI.CoordinatorToken, "the read token": cfg.Server.ReadToken,
 	} {
 		if !strings.HasPrefix(got, "from-the-secret-") {
 			t.Errorf("%s is %q, not read from the Secret's file", what, got)
 		}
+	}
+	// The pod's address is the cluster's: nothing may be open on it.
+	if w := cfg.AccessWarnings(); cfg.Plugin.Insecure || len(w) > 0 {
+		t.Errorf("the sidecar on %s leaves access open (insecure %v): %q", cfg.Address, cfg.Plugin.Insecure, w)
 	}
 
 	// Probes: /healthz on the port the sidecar listens on.

@@ -89,11 +89,15 @@ func CreateConfig() *Config {
 	}
 }
 
-// reservedLabels are the labels the sidecar writes itself; an extra label
-// may not override them, or the join between routing and container metrics
-// would break. The sidecar reads this same list (IsReservedLabel), so the
+// reservedLabels are the labels the sidecar writes itself, and job and
+// instance, which Prometheus sets (the scrape job, the target's address);
+// an extra label may not override them, or the join between routing and
+// container metrics would break, and a target could pass itself off as
+// another job's. The sidecar reads this same list (IsReservedLabel), so the
 // two cannot drift.
 var reservedLabels = map[string]bool{
+	"job":              true,
+	"instance":         true,
 	"circuit_id":       true,
 	"session_id":       true,
 	"route_id":         true,
@@ -109,7 +113,8 @@ var reservedLabels = map[string]bool{
 // IsReservedLabel tells whether the sidecar writes this label itself.
 func IsReservedLabel(name string) bool { return reservedLabels[name] }
 
-// Validate reports the first invalid field, named as in the configuration.
+// Validate reports the first invalid field, named as in the configuration,
+// and what is wrong with it, never its value.
 func (c *Config) Validate() error {
 	_, err := c.check()
 	return err
@@ -174,14 +179,14 @@ func (c *Config) checkFields() error {
 		}
 	}
 	if !strings.HasPrefix(c.MetricsPath, "/") {
-		return fmt.Errorf("metricsPath: %q must start with /", c.MetricsPath)
+		return errors.New("metricsPath: must start with /")
 	}
 	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
-		return fmt.Errorf("metricsPort: %d is not a port (0 to 65535, 0 = the server's own)", c.MetricsPort)
+		return errors.New("metricsPort: not a port (0 to 65535, 0 = the server's own)")
 	}
 	for name, value := range c.Labels {
 		if !IsLabelName(name) {
-			return fmt.Errorf("labels.%s: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)", name)
+			return fmt.Errorf("labels.%s: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no __ prefix)", clipKey(name))
 		}
 		if reservedLabels[name] {
 			return fmt.Errorf("labels.%s: reserved, set by traefik-sd", name)
@@ -193,9 +198,18 @@ func (c *Config) checkFields() error {
 	// Checked on every call, not cached: under Yaegi a lock and a map
 	// lookup cost more native calls than the one url.Parse they would save.
 	if u, err := url.Parse(c.SidecarURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("sidecarURL: %q is not an http(s) URL", c.SidecarURL)
+		return errors.New("sidecarURL: not an http(s) URL with a host")
 	}
 	return nil
+}
+
+// clipKey bounds a key named in an error: keys are names, not secrets,
+// but one is as long as its writer made it.
+func clipKey(name string) string {
+	if len(name) > 64 {
+		return name[:64] + "…"
+	}
+	return name
 }
 
 // equal compares two normalized configurations. New runs for every router
@@ -276,21 +290,25 @@ func IsLabelName(name string) bool {
 // CheckServerURL refuses a server URL that Traefik could not dial either.
 // The plugin checks its routes with it and the sidecar the servers it reads
 // from etcd, so both accept exactly the same URLs.
+//
+// Its errors, like every error of Validate, say what is wrong and never
+// quote the value: a URL may carry user:password@, and the errors reach
+// Traefik's log and API and the sidecar's log and status page.
 func CheckServerURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q: %v", raw, err)
+		return errors.New("not a URL")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "h2c" {
-		return fmt.Errorf("%q: scheme must be http, https or h2c", raw)
+		return errors.New("scheme must be http, https or h2c")
 	}
 	if u.Hostname() == "" {
-		return fmt.Errorf("%q: no host", raw)
+		return errors.New("no host")
 	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q: port out of range (1 to 65535)", raw)
+			return errors.New("port out of range (1 to 65535)")
 		}
 	}
 	return nil
@@ -299,10 +317,10 @@ func CheckServerURL(raw string) error {
 func parsePositiveDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration", s)
+		return 0, errors.New("not a duration such as 2s or 5m")
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("%q must be positive", s)
+		return 0, errors.New("must be positive")
 	}
 	return d, nil
 }

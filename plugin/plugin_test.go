@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -167,6 +168,8 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{desc: "label name with __ prefix", change: func(c *plugin.Config) { c.Labels["__address__"] = "x" }, wantErr: "labels.__address__"},
 		{desc: "label that overrides an identity", change: func(c *plugin.Config) { c.Labels["circuit_id"] = "x" }, wantErr: "reserved"},
 		{desc: "label the sidecar writes from the coordinator", change: func(c *plugin.Config) { c.Labels["endpoint_id"] = "x" }, wantErr: "labels.endpoint_id: reserved"},
+		{desc: "Prometheus's job label", change: func(c *plugin.Config) { c.Labels["job"] = "spoofed" }, wantErr: "labels.job: reserved"},
+		{desc: "Prometheus's instance label", change: func(c *plugin.Config) { c.Labels["instance"] = "x" }, wantErr: "labels.instance: reserved"},
 		{desc: "route URL with a port out of range", change: func(c *plugin.Config) { c.Routes = []plugin.Route{{URL: "http://10.0.0.1:70000/"}} }, wantErr: "routes[0].url"},
 		{desc: "port out of range", change: func(c *plugin.Config) { c.MetricsPort = 70000 }, wantErr: "metricsPort"},
 		{desc: "negative port", change: func(c *plugin.Config) { c.MetricsPort = -1 }, wantErr: "metricsPort"},
@@ -178,6 +181,27 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{desc: "route URL with a bad scheme", change: func(c *plugin.Config) { c.Routes = []plugin.Route{{URL: "ftp://h/"}} }, wantErr: "routes[0].url"},
 		{desc: "removal delay not a duration", change: func(c *plugin.Config) { c.RemovalDelay = "soon" }, wantErr: "removalDelay"},
 		{desc: "zero resync interval", change: func(c *plugin.Config) { c.ResyncInterval = "0s" }, wantErr: "resyncInterval"},
+		// Values may be secrets (a URL's password, a value mistyped into
+		// the wrong key), and New's error reaches Traefik's log and API and
+		// the sidecar's status page: it names the field, never the value.
+		{desc: "route URL with a password and a port out of range", change: func(c *plugin.Config) {
+			c.Routes = []plugin.Route{{URL: "http://u:" + secretMarker + "@10.0.0.1:70000/"}}
+		}, wantErr: "routes[0].url: port out of range"},
+		{desc: "route URL with a password and a bad scheme", change: func(c *plugin.Config) {
+			c.Routes = []plugin.Route{{URL: "ftp://u:" + secretMarker + "@h/"}}
+		}, wantErr: "routes[0].url: scheme must be"},
+		{desc: "route URL with a password that does not parse", change: func(c *plugin.Config) {
+			c.Routes = []plugin.Route{{URL: "http://u:" + secretMarker + "@[::1"}}
+		}, wantErr: "routes[0].url: not a URL"},
+		{desc: "sidecar URL with userinfo and a bad scheme", change: func(c *plugin.Config) {
+			c.SidecarURL = "ftp://u:" + secretMarker + "@127.0.0.1:9180"
+		}, wantErr: "sidecarURL: not an http(s) URL"},
+		{desc: "sidecar URL with userinfo that does not parse", change: func(c *plugin.Config) {
+			c.SidecarURL = "http://u:" + secretMarker + "@[::1"
+		}, wantErr: "sidecarURL: not an http(s) URL"},
+		{desc: "a secret in the metrics path", change: func(c *plugin.Config) { c.MetricsPath = secretMarker }, wantErr: "metricsPath: must start with /"},
+		{desc: "a secret in the removal delay", change: func(c *plugin.Config) { c.RemovalDelay = secretMarker }, wantErr: "removalDelay: not a duration"},
+		{desc: "a secret in the resync interval", change: func(c *plugin.Config) { c.ResyncInterval = "-" + secretMarker }, wantErr: "resyncInterval: not a duration"},
 	}
 	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	for _, test := range testCases {
@@ -195,9 +219,15 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 			if !strings.Contains(err.Error(), test.wantErr) {
 				t.Errorf("error %q does not name %q", err, test.wantErr)
 			}
+			if strings.Contains(err.Error(), secretMarker) {
+				t.Errorf("error %q quotes the value", err)
+			}
 		})
 	}
 }
+
+// secretMarker stands for a secret in a value: no error may hold it.
+const secretMarker = "s3cr3t"
 
 func TestServeHTTPPassesThrough(t *testing.T) {
 	_, srv := newFakeSidecar(t)
@@ -523,4 +553,208 @@ func TestABurstOfNewCallsIsPushedWhenItEnds(t *testing.T) {
 			t.Fatalf("a push carried part of the burst before it ended: %s", a)
 		}
 	}
+}
+
+// syncBuffer is a log destination the sender goroutine writes to while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines that hold s.
+func (b *syncBuffer) lines(s string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// captureFailures sends the log package's output (the plugin's failures,
+// Traefik's error level) to a buffer until the test ends.
+func captureFailures(t *testing.T) *syncBuffer {
+	b := &syncBuffer{}
+	prev := log.Writer()
+	log.SetOutput(b)
+	t.Cleanup(func() { log.SetOutput(prev) })
+	return b
+}
+
+// tokensSeen is every Authorization header the sidecar got, deduplicated.
+func (f *fakeSidecar) tokensSeen() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, tok := range f.tokens {
+		if !seen[tok] {
+			seen[tok] = true
+			out = append(out, tok)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// TestOneTokenPerSidecar: middlewares naming one sidecarUrl share one
+// token, the first recorded. A later middleware without a token, or with
+// another, changes nothing of what every push carries (it used to: the last
+// recorded won, so one middleware without a token stripped it from every
+// push); the mismatch is logged once, as a failure, naming the middlewares
+// and no token.
+func TestOneTokenPerSidecar(t *testing.T) {
+	failures := captureFailures(t)
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := testConfig(srv.URL, "c-tok-1")
+	first.Token = "first-token"
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), first, "bai_sd_tok_1@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first middleware pushed", func() bool { return side.names() == "bai_sd_tok_1@etcd" })
+
+	// Two more middlewares name the same sidecar: one without a token, one
+	// with another; each reload records them again.
+	for round := 0; round < 2; round++ {
+		none := testConfig(srv.URL, "c-tok-2")
+		none.Labels["round"] = strconv.Itoa(round)
+		other := testConfig(srv.URL, "c-tok-3")
+		other.Token = "other-token"
+		other.Labels["round"] = strconv.Itoa(round)
+		if _, err := plugin.New(ctx, http.NotFoundHandler(), none, "bai_sd_tok_2@etcd"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plugin.New(ctx, http.NotFoundHandler(), other, "bai_sd_tok_3@etcd"); err != nil {
+			t.Fatal(err)
+		}
+		want := strconv.Itoa(round)
+		waitFor(t, "round "+want+" pushed", func() bool {
+			side.mu.Lock()
+			defer side.mu.Unlock()
+			return side.live["bai_sd_tok_2@etcd"].Config.Labels["round"] == want && side.live["bai_sd_tok_3@etcd"].Config.Labels["round"] == want
+		})
+	}
+	if got := side.tokensSeen(); got != "Bearer first-token" {
+		t.Errorf("Authorization headers pushed: %q; want only the first recorded token", got)
+	}
+	logged := failures.lines("bai_sd_tok_")
+	if len(logged) != 1 {
+		t.Fatalf("the mismatch was logged %d times, want once: %q", len(logged), logged)
+	}
+	if !strings.Contains(logged[0], "bai_sd_tok_1@etcd") || !strings.Contains(logged[0], "bai_sd_tok_2@etcd") || !strings.Contains(logged[0], srv.URL) {
+		t.Errorf("the mismatch does not name the middlewares and the sidecar: %q", logged[0])
+	}
+	if strings.Contains(logged[0], "first-token") || strings.Contains(logged[0], "other-token") {
+		t.Errorf("the log holds a token: %q", logged[0])
+	}
+}
+
+// TestATokenRotatedEverywhereIsFollowed: when every middleware of a sidecar
+// gets a new token in one reload (a rotation), pushes carry the new token
+// and nothing is logged.
+func TestATokenRotatedEverywhereIsFollowed(t *testing.T) {
+	failures := captureFailures(t)
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	names := []string{"bai_sd_rot_1@etcd", "bai_sd_rot_2@etcd"}
+	for round, token := range []string{"old-token", "new-token"} {
+		// The reload that rotates calls New for the other middleware
+		// first: the order of a reload's New calls is Traefik's, so the
+		// first recorded may see its token change after the others.
+		order := []int{0, 1}
+		if round == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			cfg := testConfig(srv.URL, "c-rot-"+strconv.Itoa(i))
+			cfg.Token = token
+			cfg.Labels["token"] = token
+			if _, err := plugin.New(ctx, http.NotFoundHandler(), cfg, names[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := token
+		waitFor(t, want+" pushed", func() bool {
+			side.mu.Lock()
+			defer side.mu.Unlock()
+			return side.live[names[0]].Config.Labels["token"] == want && side.live[names[1]].Config.Labels["token"] == want
+		})
+	}
+	side.mu.Lock()
+	last := side.tokens[len(side.tokens)-1]
+	side.mu.Unlock()
+	if last != "Bearer new-token" {
+		t.Errorf("after the rotation the push carried %q", last)
+	}
+	if logged := failures.lines("bai_sd_rot_"); len(logged) != 0 {
+		t.Errorf("a rotation was logged as a mismatch: %q", logged)
+	}
+}
+
+// TestTheLogRedactsTheSidecarURL: a sidecarUrl with userinfo is named in
+// the log with the password (or a bare user, a token) redacted.
+func TestTheLogRedactsTheSidecarURL(t *testing.T) {
+	failures := captureFailures(t)
+	_, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	withPassword := strings.Replace(srv.URL, "http://", "http://user:"+secretMarker+"@", 1)
+	first := testConfig(withPassword, "c-red-1")
+	first.Token = "t"
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), first, "bai_sd_red_1@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(withPassword, "c-red-2"), "bai_sd_red_2@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mismatch logged", func() bool { return len(failures.lines("bai_sd_red_")) > 0 })
+	logged := strings.Join(failures.lines("bai_sd_red_"), "\n")
+	if strings.Contains(logged, secretMarker) || !strings.Contains(logged, "user:xxxxx@") {
+		t.Errorf("the sidecar URL is not redacted: %q", logged)
+	}
+}
+
+// TestWhenTheFirstMiddlewareGoesItsTokenPassesOn: once the middleware whose
+// token a sidecar's pushes carry is gone, the oldest remaining one's token
+// counts, so a sidecar is not left with the token of a configuration that
+// no longer exists.
+func TestWhenTheFirstMiddlewareGoesItsTokenPassesOn(t *testing.T) {
+	captureFailures(t) // the mismatch meanwhile is expected
+	side, srv := newFakeSidecar(t)
+	first, cancelFirst := context.WithCancel(context.Background())
+	defer cancelFirst()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := testConfig(srv.URL, "c-pass-a")
+	a.Token = "token-a"
+	if _, err := plugin.New(first, http.NotFoundHandler(), a, "bai_sd_pass_a@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first pushed", func() bool { return side.names() == "bai_sd_pass_a@etcd" })
+	b := testConfig(srv.URL, "c-pass-b")
+	b.Token = "token-b"
+	if _, err := plugin.New(ctx, http.NotFoundHandler(), b, "bai_sd_pass_b@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both pushed", func() bool { return side.names() == "bai_sd_pass_a@etcd,bai_sd_pass_b@etcd" })
+	cancelFirst()
+	waitFor(t, "the first removed", func() bool { return side.names() == "bai_sd_pass_b@etcd" })
+	waitFor(t, "a push with the remaining middleware's token", func() bool {
+		side.mu.Lock()
+		defer side.mu.Unlock()
+		return side.tokens[len(side.tokens)-1] == "Bearer token-b"
+	})
 }

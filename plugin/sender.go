@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"sync"
@@ -60,9 +61,23 @@ type registry struct {
 
 // destination is one sidecar (URL and token) and what it has been told.
 // Every middleware pointing at it is tracked here.
+//
+// One token per destination: the token is the one recorded first for the
+// URL, that is, the token of tokenFrom, the middleware recorded first and
+// still live. Another middleware naming the same URL with another token (or
+// none) does not change it; the mismatch is logged once, as a failure. Only
+// tokenFrom's own configuration can change the token (the operator rotating
+// it), and when tokenFrom is gone the oldest remaining middleware's token
+// takes over. Otherwise one middleware without a token (or with a wrong
+// one) would strip the token from every push to that sidecar.
 type destination struct {
-	url          string
+	url string
+	// shown is url with its userinfo redacted, for the log.
+	shown        string
 	token        string
+	tokenFrom    string // the middleware whose token this is
+	checkToken   bool   // a recorded token differs: compare once the burst is recorded
+	mismatchLog  bool   // the mismatch was logged
 	resync       time.Duration
 	middlewares  map[string]*liveMiddleware
 	pending      map[string]bool // names changed since the last delivered push
@@ -154,7 +169,9 @@ func (r *registry) record(a arrival) {
 	if d == nil {
 		d = &destination{
 			url:         cfg.SidecarURL,
+			shown:       redactURL(cfg.SidecarURL),
 			token:       cfg.Token,
+			tokenFrom:   name,
 			resync:      resync,
 			middlewares: map[string]*liveMiddleware{},
 			pending:     map[string]bool{},
@@ -162,7 +179,20 @@ func (r *registry) record(a arrival) {
 		}
 		r.dests[cfg.SidecarURL] = d
 	}
-	d.token = cfg.Token
+	if d.tokenFrom == "" {
+		// Every middleware had gone; this one is now the first recorded.
+		d.tokenFrom = name
+		d.token = cfg.Token
+	}
+	if cfg.Token != d.token {
+		// The first recorded token stands; only its own middleware can
+		// change it (a rotation), and whether the others then agree is
+		// known only once the whole burst is recorded.
+		if name == d.tokenFrom {
+			d.token = cfg.Token
+		}
+		d.checkToken = true
+	}
 	d.emptySince = time.Time{}
 	// The shortest interval any middleware asks for wins, so none waits longer than it wants.
 	if resync < d.resync {
@@ -268,6 +298,12 @@ func (r *registry) step(now time.Time) time.Duration {
 		r.sweepEvery = r.sweep(now)
 		r.nextSweep = now.Add(r.sweepEvery)
 	}
+	for _, d := range r.dests {
+		if d.checkToken {
+			d.checkToken = false
+			d.checkTokens()
+		}
+	}
 	tick := r.nextSweep.Sub(now)
 	for _, d := range r.dests {
 		if r.dropIfAbandoned(d, now) {
@@ -314,6 +350,9 @@ func (r *registry) sweep(now time.Time) time.Duration {
 			if now.Sub(m.emptySince) >= m.removalDelay {
 				delete(d.middlewares, name)
 				d.markPending(name, now)
+				if name == d.tokenFrom {
+					d.tokenFromOldest()
+				}
 			}
 		}
 	}
@@ -401,6 +440,46 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 	return outgoing{dest: d, push: push, url: d.url, token: d.token}, true, 0
 }
 
+// tokenFromOldest hands the token to the oldest live middleware (by first
+// sighting, then name) once the one it came from is gone.
+func (d *destination) tokenFromOldest() {
+	var oldest *liveMiddleware
+	for _, m := range d.middlewares {
+		if oldest == nil || m.since.Before(oldest.since) || (m.since.Equal(oldest.since) && m.name < oldest.name) {
+			oldest = m
+		}
+	}
+	if oldest == nil {
+		d.tokenFrom = "" // the next middleware recorded sets it
+		return
+	}
+	d.tokenFrom = oldest.name
+	if oldest.cfg.Token != d.token {
+		d.token = oldest.cfg.Token
+		d.checkToken = true
+	}
+}
+
+// checkTokens logs, once per destination, a middleware whose token is not
+// the destination's. It names the middlewares, never a token.
+func (d *destination) checkTokens() {
+	if d.mismatchLog {
+		return
+	}
+	odd := ""
+	for name, m := range d.middlewares {
+		if m.cfg.Token != d.token && (odd == "" || name < odd) {
+			odd = name
+		}
+	}
+	if odd == "" {
+		return
+	}
+	d.mismatchLog = true
+	logFailure("middleware %s names sidecar %s with a token other than %s's, the first recorded for it; every push there uses %s's (one token per sidecar URL)",
+		odd, d.shown, d.tokenFrom, d.tokenFrom)
+}
+
 // heartbeat is heartbeatEvery, or the resync interval when that is shorter.
 func (d *destination) heartbeat() time.Duration {
 	if d.resync < heartbeatEvery {
@@ -431,7 +510,7 @@ func (r *registry) deliver(out outgoing, now time.Time) (again bool) {
 	d := out.dest
 	if err == nil {
 		if d.failing {
-			logRoutine("pushes to %s delivered again", d.url)
+			logRoutine("pushes to %s delivered again", d.shown)
 		}
 		d.failing = false
 		d.backoff = 0
@@ -453,7 +532,7 @@ func (r *registry) deliver(out outgoing, now time.Time) (again bool) {
 	}
 	d.retryAt = now.Add(d.backoff)
 	if !d.failing {
-		logFailure("push to %s failed, retrying with backoff: %v", d.url, err)
+		logFailure("push to %s failed, retrying with backoff: %v", d.shown, err)
 	}
 	d.failing = true
 	return false
@@ -477,6 +556,24 @@ func logFailure(format string, args ...interface{}) {
 
 var errNeedFull = errors.New("sidecar asked for a full push")
 
+// redactURL is raw for the log: a password in it becomes xxxxx, a user
+// without one (a token) becomes xxxxx. net/http's own errors already hide
+// the password (as ***).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a sidecar URL that does not parse)"
+	}
+	if u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		return u.Redacted()
+	}
+	u.User = url.User("xxxxx")
+	return u.String()
+}
+
 func (r *registry) post(out outgoing) error {
 	// Configurations are replaced whole, never changed in place, so the
 	// snapshot taken under the lock can be encoded without it.
@@ -487,7 +584,7 @@ func (r *registry) post(out outgoing) error {
 	}
 	req, err := http.NewRequest(http.MethodPost, out.url+SyncPath, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return errors.New("the sidecar URL does not make a request") // its error would quote the URL
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if out.token != "" {

@@ -240,6 +240,84 @@ func TestOnlyFailuresReachTraefiksErrorLog(t *testing.T) {
 	}
 }
 
+// interpretedNewFields loads the plugin as interpretedNewWith does; the New
+// it returns sets the config's string fields named in fields.
+func interpretedNewFields(tb testing.TB, opts interp.Options) func(ctx context.Context, name string, fields map[string]string) error {
+	i := newInterpreterWith(tb, false, opts)
+	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
+		tb.Fatalf("yaegi could not import the plugin: %v", err)
+	}
+	fnNew, err := i.Eval("plugin.New")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fnCreate, err := i.Eval("plugin.CreateConfig")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return func(ctx context.Context, name string, fields map[string]string) error {
+		cfg := fnCreate.Call(nil)[0]
+		for field, value := range fields {
+			cfg.Elem().FieldByName(field).SetString(value)
+		}
+		out := fnNew.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(http.NotFoundHandler()), cfg, reflect.ValueOf(name)})
+		if e := out[1].Interface(); e != nil {
+			return e.(error)
+		}
+		return nil
+	}
+}
+
+// TestATokenMismatchIsLoggedOnceOnStderr interprets the plugin with
+// Traefik's writers: two middlewares name one sidecar, the second without
+// the first one's token. Every push carries the first token; the mismatch
+// is a misconfiguration, so it is logged on Stderr (Traefik's error level),
+// once however often Traefik reloads, with no token in it.
+func TestATokenMismatchIsLoggedOnceOnStderr(t *testing.T) {
+	var mu sync.Mutex
+	auths := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		auths[req.Header.Get("Authorization")]++
+		mu.Unlock()
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	debugLog, errorLog := &lockedBuffer{}, &lockedBuffer{}
+	newFn := interpretedNewFields(t, interp.Options{Stdout: debugLog, Stderr: errorLog})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := newFn(ctx, "bai_sd_first@etcd", map[string]string{"CircuitID": "c-1", "SidecarURL": srv.URL, "Token": "s3cr3t-token"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // recorded and pushed first
+	for reload := 0; reload < 3; reload++ {
+		if err := newFn(ctx, "bai_sd_second@etcd", map[string]string{"CircuitID": "c-2", "SidecarURL": srv.URL, "WorkerAuthority": strconv.Itoa(reload)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errorLog.String(), "bai_sd_second@etcd") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stdout, stderr := debugLog.String(), errorLog.String()
+	if n := strings.Count(stderr, "bai_sd_second@etcd"); n != 1 {
+		t.Errorf("the mismatch is on Stderr (Traefik's error level) %d times, want once: Stderr %q", n, stderr)
+	}
+	if strings.Contains(stdout, "bai_sd_second@etcd") {
+		t.Errorf("the mismatch is on Stdout (Traefik's debug level): %q", stdout)
+	}
+	if strings.Contains(stdout+stderr, "s3cr3t") {
+		t.Errorf("a token reached the log: Stdout %q, Stderr %q", stdout, stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auths) != 1 || auths["Bearer s3cr3t-token"] == 0 {
+		t.Errorf("Authorization headers pushed: %v; want only the first recorded token", auths)
+	}
+}
+
 // wrapperSource is the conventional shape of a pass-through plugin
 // (plugindemo's): a struct whose ServeHTTP calls next. It is the baseline
 // that shows what returning next saves under Yaegi.

@@ -49,6 +49,40 @@ type Configuration struct {
 // PluginOnly tells whether the sidecar runs without etcd.
 func (c *Configuration) PluginOnly() bool { return len(c.Etcd.Endpoints) == 0 }
 
+// AccessWarnings are what the sidecar says at start about access left
+// open on a non-loopback --address: pushes without a token
+// (--plugin.insecure), reads without credentials.
+func (c *Configuration) AccessWarnings() []string {
+	if c.Loopback() {
+		return nil
+	}
+	var out []string
+	if c.Plugin.Token == "" {
+		out = append(out, "INSECURE: --plugin.insecure accepts pushes without a token on a non-loopback --address: "+
+			"anyone who reaches it can change what Prometheus scrapes; set --plugin.tokenFile")
+	}
+	if c.Server.ReadToken == "" && c.Server.ReadUser == "" && c.Server.TLSClientCA == "" {
+		out = append(out, "no read credentials on a non-loopback --address: the status page, /v1/targets, /metrics and /readyz "+
+			"are open to anyone who reaches it; set --server.readTokenFile, or --server.readUser and --server.readPasswordFile")
+	}
+	return out
+}
+
+// Loopback tells whether --address is reachable from this host only: a
+// loopback IP or localhost. An empty host (all interfaces) or any other
+// name is not.
+func (c *Configuration) Loopback() bool {
+	host, _, err := net.SplitHostPort(c.Address)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Log configures the sidecar's own log (on stderr).
 type Log struct {
 	Level  string `description:"Least severity logged: debug, info, warn or error." json:"level,omitempty"`
@@ -164,6 +198,10 @@ type Plugin struct {
 	Token      string         `description:"Bearer token the plugin must send with pushes." json:"token,omitempty"`
 	TokenFile  string         `description:"File holding the push token (instead of token); read at start and on SIGHUP." json:"tokenFile,omitempty"`
 	StartGrace types.Duration `description:"After a start, how long /v1/targets answers 503 while waiting for the plugin's full set and Traefik's router list, before serving what it has." json:"startGrace,omitempty"`
+	// A push says what Prometheus scrapes; on an address others reach, it
+	// must carry a token unless the operator says otherwise, loudly.
+	Insecure    bool `description:"Accept pushes without a token on a non-loopback --address (refused at start otherwise): anyone who reaches the address can then change what Prometheus scrapes." json:"insecure,omitempty"`
+	MaxSessions int  `description:"Most Traefik processes pushing at once; a push from one more is refused (503) until one goes silent." json:"maxSessions,omitempty"`
 }
 
 // AppProxy holds the static AppProxy targets.
@@ -184,12 +222,14 @@ type Server struct {
 	ReadPassword     string         `description:"Basic-auth password." json:"readPassword,omitempty"`
 	ReadTokenFile    string         `description:"File holding the read token (instead of readToken); read at start and on SIGHUP." json:"readTokenFile,omitempty"`
 	ReadPasswordFile string         `description:"File holding the basic-auth password (instead of readPassword); read at start and on SIGHUP." json:"readPasswordFile,omitempty"`
-	TLSCert          string         `description:"Serve HTTPS with this certificate file (with tlsKey)." json:"tlsCert,omitempty"`
+	TLSCert          string         `description:"Serve HTTPS with this certificate file (with tlsKey); read at start and on SIGHUP, when new connections get the new one." json:"tlsCert,omitempty"`
 	TLSKey           string         `description:"Key file of tlsCert." json:"tlsKey,omitempty"`
+	TLSClientCA      string         `description:"Require a client certificate signed by a CA in this PEM file on every HTTPS connection (with tlsCert); read at start and on SIGHUP, as tlsCert and tlsKey are." json:"tlsClientCA,omitempty"`
 	MaxPushBytes     int            `description:"Largest plugin push body accepted." json:"maxPushBytes,omitempty"`
 	ReadTimeout      types.Duration `description:"Timeout to read a request." json:"readTimeout,omitempty"`
 	WriteTimeout     types.Duration `description:"Timeout to write a response." json:"writeTimeout,omitempty"`
 	MaxConns         int            `description:"Most concurrent connections." json:"maxConns,omitempty"`
+	MaxConnsPerIP    int            `description:"Most concurrent connections from one client address; one more is refused at once (429 over HTTP); 0 for no bound." json:"maxConnsPerIP,omitempty"`
 }
 
 // Default returns the defaults every source overlays.
@@ -204,7 +244,7 @@ func Default() *Configuration {
 			ProgressInterval: types.Duration(5 * time.Second),
 		},
 		Traefik:   Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd", APISweep: types.Duration(30 * time.Second)},
-		Plugin:    Plugin{Name: "traefik-sd", StartGrace: types.Duration(10 * time.Second)},
+		Plugin:    Plugin{Name: "traefik-sd", StartGrace: types.Duration(10 * time.Second), MaxSessions: 64},
 		Limits:    Limits{MaxTargets: 200000, MaxLabels: 64},
 		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second), Heartbeat: types.Duration(60 * time.Second), Etcd: SDStore{Namespace: "local"}},
 		Server: Server{
@@ -212,6 +252,9 @@ func Default() *Configuration {
 			ReadTimeout:  types.Duration(10 * time.Second),
 			WriteTimeout: types.Duration(30 * time.Second),
 			MaxConns:     1024,
+			// A Traefik process, Prometheus or a person's browser needs
+			// a few; one client may not take every --server.maxConns slot.
+			MaxConnsPerIP: 128,
 		},
 	}
 }
@@ -281,6 +324,13 @@ func (c *Configuration) Complete() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Address); err != nil {
 		return fmt.Errorf("--address %q: %w", c.Address, err)
+	}
+	if c.Plugin.Token == "" && !c.Plugin.Insecure && !c.Loopback() {
+		return errors.New("--plugin.token or --plugin.tokenFile is required when --address is not a loopback address: " +
+			"a push decides what Prometheus scrapes (or set --plugin.insecure to accept pushes from anyone who reaches the address)")
+	}
+	if c.Plugin.MaxSessions < 1 {
+		return fmt.Errorf("--plugin.maxSessions %d: at least 1", c.Plugin.MaxSessions)
 	}
 	if c.Traefik.MetricsURL != "" {
 		u, err := url.Parse(c.Traefik.MetricsURL)
@@ -372,6 +422,12 @@ func (c *Configuration) Complete() error {
 	}
 	if c.Server.MaxConns < 1 {
 		return fmt.Errorf("--server.maxConns %d: at least 1", c.Server.MaxConns)
+	}
+	if c.Server.MaxConnsPerIP < 0 {
+		return fmt.Errorf("--server.maxConnsPerIP %d: 0 (no bound) or more", c.Server.MaxConnsPerIP)
+	}
+	if c.Server.TLSClientCA != "" && c.Server.TLSCert == "" {
+		return errors.New("--server.tlsClientCA needs --server.tlsCert and --server.tlsKey: client certificates are asked for over HTTPS only")
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

@@ -273,6 +273,8 @@ func TestEveryBadValueNamesItsOption(t *testing.T) {
 		{"routes.all", "maybe", []string{"all", "true or false"}},
 		{"server.maxConns", "many", []string{"maxConns", "a whole number"}},
 		{"server.maxConns", "0", []string{"maxConns", "at least 1"}},
+		{"server.maxConnsPerIP", "-1", []string{"maxConnsPerIP", "0 (no bound) or more"}},
+		{"server.tlsClientCA", "/etc/ca.pem", []string{"tlsClientCA", "needs --server.tlsCert"}},
 		{"etcd.endpoints", "10.0.0.1", []string{"endpoints", "host:port"}},
 		{"etcd.endpoints", "ftp://x:1", []string{"endpoints", "host:port"}},
 		{"worker.node", "a node", []string{"worker.node", "no spaces"}},

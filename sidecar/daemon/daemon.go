@@ -30,6 +30,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
@@ -97,12 +98,21 @@ func (d *Daemon) applySecrets() {
 
 // ReloadSecrets re-reads every …File secret (on SIGHUP) and uses the new
 // values from the next request or connection on: the push and read
-// credentials, the coordinator's token and the Redis password. etcd's
+// credentials, the coordinator's token and the Redis password; and the
+// server's TLS certificate, key and client CA, served from the next
+// handshake on (a file that does not read keeps the ones in use). etcd's
 // passwords are taken at the next start (its client keeps its session), and
 // so is the Sentinels' (go-redis dials them with a fixed password).
 func (d *Daemon) ReloadSecrets() {
 	d.secretsMu.Lock()
 	defer d.secretsMu.Unlock()
+	if s := d.cfg.Server; d.server != nil && s.TLSCert != "" {
+		if err := d.server.LoadTLS(s.TLSCert, s.TLSKey, s.TLSClientCA); err != nil {
+			d.log.Warn("re-reading the TLS certificate failed; the one in use stays", "error", err)
+		} else {
+			d.log.Info("TLS certificate re-read; new connections get it", "cert", s.TLSCert, "clientCA", s.TLSClientCA)
+		}
+	}
 	changed, err := d.cfg.ReadSecrets()
 	if err != nil {
 		d.log.Warn("re-reading the secret files failed; the secrets in use stay", "error", err)
@@ -157,6 +167,9 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 			AskCoordinator:  cfg.BackendAI.CoordinatorURL != "",
 		}, time.Now()),
 	}
+	if cfg.Plugin.MaxSessions > 0 {
+		d.plugins.SetMaxSessions(cfg.Plugin.MaxSessions)
+	}
 	if cfg.Traefik.APIURL != "" {
 		d.api = &traefikapi.Watcher{
 			Client:        &traefikapi.Client{Base: cfg.Traefik.APIURL, HTTP: &http.Client{Timeout: 10 * time.Second}},
@@ -210,11 +223,20 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	}
 	defer closeStores()
 
+	api := &server.Server{
+		Publisher:     d.pub,
+		Plugins:       d.plugins,
+		Metrics:       d.metrics,
+		Log:           d.log,
+		Ready:         d.ready.Load,
+		MaxPushBytes:  d.cfg.Server.MaxPushBytes,
+		MaxConnsPerIP: d.cfg.Server.MaxConnsPerIP,
+	}
 	if d.cfg.Server.TLSCert != "" {
-		// Checked before listening, so that "started" is never logged by
-		// a sidecar about to fail on its certificate.
-		if _, err := tls.LoadX509KeyPair(d.cfg.Server.TLSCert, d.cfg.Server.TLSKey); err != nil {
-			return fmt.Errorf("--server.tlsCert/--server.tlsKey: %w", err)
+		// Read before listening, so that "started" is never logged by a
+		// sidecar about to fail on its certificate.
+		if err := api.LoadTLS(d.cfg.Server.TLSCert, d.cfg.Server.TLSKey, d.cfg.Server.TLSClientCA); err != nil {
+			return err
 		}
 	}
 	ln, err := net.Listen("tcp", d.cfg.Address)
@@ -222,14 +244,6 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		return fmt.Errorf("--address %s: %w", d.cfg.Address, err)
 	}
 	d.addr = ln.Addr()
-	api := &server.Server{
-		Publisher:    d.pub,
-		Plugins:      d.plugins,
-		Metrics:      d.metrics,
-		Log:          d.log,
-		Ready:        d.ready.Load,
-		MaxPushBytes: d.cfg.Server.MaxPushBytes,
-	}
 	d.server = api
 	d.statusReq = make(chan chan *status.Snapshot)
 	api.Status = d.statusOf
@@ -247,13 +261,12 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	}
 	src := sources{serveErr: make(chan error, 1)}
 	run(func() {
-		var err error
+		// The bound per client address comes first, before a TLS handshake.
+		served := api.Listener(ln, d.cfg.Server.TLSCert == "")
 		if d.cfg.Server.TLSCert != "" {
-			err = httpd.ServeTLS(ln, d.cfg.Server.TLSCert, d.cfg.Server.TLSKey)
-		} else {
-			err = httpd.Serve(ln)
+			served = tls.NewListener(served, api.TLSConfig())
 		}
-		src.serveErr <- err
+		src.serveErr <- httpd.Serve(served)
 	})
 	if client != nil {
 		src.etcd = make(chan watch.Report, 64)
@@ -288,10 +301,11 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		mode = "plugin-only (no etcd)"
 	}
 	d.log.Info("traefik-sd started", "address", d.addr.String(), "mode", mode, "rootKey", d.cfg.Etcd.RootKey,
-		"traefikAPI", d.cfg.Traefik.APIURL, "authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
+		"traefikAPI", redact.URL(d.cfg.Traefik.APIURL), "authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
 	if d.api == nil {
 		d.log.Warn("neither --traefik.apiURL nor --traefik.metricsURL is set: routers Traefik disabled cannot be told apart, so only the plugin's pushes gate what is published")
 	}
+	d.warnOpenAccess()
 	err = d.loop(ctx, src)
 	cancel()
 	_ = httpd.Shutdown()
@@ -335,6 +349,14 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 		case reply := <-d.statusReq:
 			reply <- d.snapshot(time.Now())
 		}
+	}
+}
+
+// warnOpenAccess says, at start, what anyone who reaches a non-loopback
+// address may do without credentials.
+func (d *Daemon) warnOpenAccess() {
+	for _, w := range d.cfg.AccessWarnings() {
+		d.log.Warn(w, "address", d.cfg.Address)
 	}
 }
 
@@ -593,9 +615,9 @@ func (d *Daemon) coordinatorAnswered(a routeinfo.Answer) bool {
 func (d *Daemon) outage(failing *bool, err error, lost, back, url string) bool {
 	switch {
 	case err != nil && !*failing:
-		d.log.Warn(lost, "url", url, "error", err)
+		d.log.Warn(lost, "url", redact.URL(url), "error", err)
 	case err == nil && *failing:
-		d.log.Info(back, "url", url)
+		d.log.Info(back, "url", redact.URL(url))
 	}
 	*failing = err != nil
 	return err != nil

@@ -64,6 +64,21 @@ func TestStatusPageInAHeadlessChromium(t *testing.T) {
 	if !fits {
 		t.Error("the page is wider than a 390-pixel phone screen")
 	}
+	// Under its Content-Security-Policy (no script, no outside asset, no
+	// framing) the page keeps its own inline style.
+	req, _ := http.NewRequest(http.MethodGet, page, nil)
+	req.Header.Set("Authorization", "Bearer reader")
+	resp, err := http.DefaultClient.Do(req)
+	testbed.Must(t, err, "GET the page")
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none';") {
+		t.Errorf("the page's Content-Security-Policy: %q", csp)
+	}
+	display, err := chromedp.Run(browser, chromedp.Evaluate[string](`getComputedStyle(document.querySelector(".facts")).display`))
+	testbed.Must(t, err, "the page's style")
+	if display != "grid" {
+		t.Errorf("the page's inline <style> is not applied: .facts displays %q, want grid", display)
+	}
 	shot, err := chromedp.Run(browser, chromedp.FullScreenshot(100)) // 100: PNG
 	testbed.Must(t, err, "screenshot")
 	path := filepath.Join(t.TempDir(), "status-page.png")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/kv"
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
 
 // Kind is the kind of an HTTP configuration object.
@@ -319,10 +320,11 @@ func pairsOf(obj *rawObject, prefix string) []kv.Pair {
 }
 
 func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, err error) {
-	// A decoder panic on some odd input must cost one object, not the process.
+	// A decoder panic on some odd input must cost one object, not the
+	// process. Its message might quote the input, as decoders' do.
 	defer func() {
 		if p := recover(); p != nil {
-			value, err = nil, fmt.Errorf("decoder panicked: %v", p)
+			value, err = nil, fmt.Errorf("decoder panicked: %s", redact.Quoted(fmt.Sprint(p)))
 		}
 	}()
 	for k, v := range obj.all() {
@@ -362,10 +364,10 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 	if pairs := pairsOf(obj, "plugin/"+s.pluginName+"/"); len(pairs) > 0 {
 		cfg := plugin.CreateConfig()
 		if err := kv.Decode(pairs, cfg); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
 		cfg.Normalize()
 		// The sidecar's own settings are not the plugin's to decide.
@@ -378,7 +380,7 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 			SessionIDs []string
 		}
 		if err := kv.Decode(pairs, &goCfg); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("plugin/%s/%w", appProxyGoPlugin, err)
 		}
 		m.AppProxy = &AppProxyIdentity{CircuitID: goCfg.ID, SessionIDs: nonEmpty(goCfg.SessionIDs)}
 	}
@@ -392,7 +394,7 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 			SessionIDs []string `json:"session_ids"`
 		}
 		if err := json.Unmarshal([]byte(v), &circuit); err != nil {
-			return nil, fmt.Errorf("%s: circuit JSON: %w", k, err)
+			return nil, fmt.Errorf("%s: circuit JSON: %s", k, redact.JSONError(err))
 		}
 		if m.AppProxy == nil {
 			m.AppProxy = &AppProxyIdentity{}

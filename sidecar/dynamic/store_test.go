@@ -151,3 +151,69 @@ func FuzzStore(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeErrorsNameTheKeyNotTheValue: values under the root key may be
+// secrets (a server URL with user:password@, a value written under the
+// wrong key), and decode errors reach the log and the status page. Each
+// error names its object and key and says what is wrong; none holds the
+// value.
+func TestDecodeErrorsNameTheKeyNotTheValue(t *testing.T) {
+	const marker = "s3cr3t"
+	testCases := []struct {
+		desc    string
+		key     string
+		value   string
+		wantErr string
+	}{
+		{"a server URL with a password and a port out of range", "http/services/s/loadBalancer/servers/0/url", "http://u:" + marker + "@10.0.0.1:70000/",
+			"http/services/s: loadBalancer/servers/[0]/url: port out of range"},
+		{"a server URL with a password that does not parse", "http/services/s/loadBalancer/servers/0/url", "http://u:" + marker + "@[::1",
+			"http/services/s: loadBalancer/servers/[0]/url: not a URL"},
+		{"a server URL with a bad scheme", "http/services/s/loadBalancer/servers/0/url", "ftp://u:" + marker + "@h/",
+			"http/services/s: loadBalancer/servers/[0]/url: scheme must be"},
+		{"metricsPort that is not a number", "http/middlewares/m/plugin/traefik-sd/metricsPort", marker,
+			"http/middlewares/m: plugin/traefik-sd/metricsPort: not an integer"},
+		{"metricsPort out of range", "http/middlewares/m/plugin/traefik-sd/metricsPort", "999999",
+			"http/middlewares/m: plugin/traefik-sd/metricsPort: not a port"},
+		{"metricsPath that is not a path", "http/middlewares/m/plugin/traefik-sd/metricsPath", marker,
+			"http/middlewares/m: plugin/traefik-sd/metricsPath: must start with /"},
+		{"a route URL with a password", "http/middlewares/m/plugin/traefik-sd/routes/0/url", "http://u:" + marker + "@h:0/",
+			"http/middlewares/m: plugin/traefik-sd/routes[0].url: port out of range"},
+		{"a sidecarUrl with userinfo", "http/middlewares/m/plugin/traefik-sd/sidecarUrl", "ftp://u:" + marker + "@127.0.0.1:9180",
+			"http/middlewares/m: plugin/traefik-sd/sidecarURL: not an http(s) URL"},
+		{"a removal delay", "http/middlewares/m/plugin/traefik-sd/removalDelay", marker,
+			"http/middlewares/m: plugin/traefik-sd/removalDelay: not a duration"},
+		{"a section written as a scalar", "http/middlewares/m/plugin/traefik-sd/labels", marker,
+			"labels cannot be a standalone element"},
+		{"circuit JSON that is not JSON", "http/middlewares/m/plugin/appproxy-traefik-plugin/circuit", `{"id":` + marker + `}`,
+			"http/middlewares/m: plugin/appproxy-traefik-plugin/circuit: circuit JSON: not valid JSON"},
+		{"circuit JSON with a wrong type", "http/middlewares/m/plugin/appproxy-traefik-plugin/circuit", `{"id":1` + strings.Repeat("1", 30) + `}`,
+			"circuit JSON: id: a JSON number where string belongs"},
+		{"a value that is not UTF-8", "http/routers/r/rule", marker + "\xff",
+			"http/routers/r: rule: value is not valid UTF-8"},
+	}
+	for _, test := range testCases {
+		t.Run(test.desc, func(t *testing.T) {
+			s := dynamic.NewStore("traefik-sd")
+			id, sub, ok := dynamic.SplitKey(test.key)
+			if !ok {
+				t.Fatalf("key %q", test.key)
+			}
+			if id.Kind == dynamic.Middlewares && strings.Contains(sub, "traefik-sd") {
+				s.Put(id, "plugin/traefik-sd/circuitId", "c-1")
+			}
+			s.Put(id, sub, test.value)
+			_, errs := s.Commit()
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one", errs)
+			}
+			got := errs[0].Error()
+			if !strings.Contains(got, test.wantErr) {
+				t.Errorf("error %q, want it to hold %q", got, test.wantErr)
+			}
+			if strings.Contains(got, marker) || strings.Contains(got, test.value) || strings.Contains(got, "1111111111") {
+				t.Errorf("error %q holds the value", got)
+			}
+		})
+	}
+}

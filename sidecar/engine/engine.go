@@ -480,29 +480,45 @@ func configHash(cfg *plugin.Config) (uint64, bool) {
 // traefikView is Traefik's own view as the engine last heard it.
 type traefikView struct {
 	ask bool
-	// nodes holds each Traefik process's live middlewares.
+	// nodes holds each Traefik process's live middlewares; since, when
+	// each process's session began.
 	nodes   map[string]map[string]plugin.LiveMiddleware
+	since   map[string]time.Time
 	routers map[string]targets.RouterState
 	names   []string // of routers, sorted; nil when stale
 }
 
 func newTraefikView(ask bool) *traefikView {
-	return &traefikView{ask: ask, nodes: map[string]map[string]plugin.LiveMiddleware{}, routers: map[string]targets.RouterState{}}
+	return &traefikView{ask: ask, nodes: map[string]map[string]plugin.LiveMiddleware{}, since: map[string]time.Time{},
+		routers: map[string]targets.RouterState{}}
 }
 
-// Live is the middleware's configuration in the first process (by node
-// name) that runs it: one answer, whatever order the pushes came in.
+// Live is the middleware's configuration in the process with the oldest
+// session that runs it (the node name breaks a tie): one answer, whatever
+// order the pushes came in. Not the first by name, which anyone who can
+// push could win by picking a name ("!"); a process that joins later, under
+// a new name, cannot change what an older one reports, and a node's name
+// is bound to its live process (pluginsync), so a push cannot take one over.
 func (v *traefikView) Live(name string) *plugin.Config {
 	var best string
 	var cfg *plugin.Config
 	for node, set := range v.nodes {
-		if m, ok := set[name]; ok && (cfg == nil || node < best) {
+		if m, ok := set[name]; ok && (cfg == nil || v.older(node, best)) {
 			best = node
 			c := m.Config
 			cfg = &c
 		}
 	}
 	return cfg
+}
+
+// older tells whether node a's session began before b's.
+func (v *traefikView) older(a, b string) bool {
+	sa, sb := v.since[a], v.since[b]
+	if !sa.Equal(sb) {
+		return sa.Before(sb)
+	}
+	return a < b
 }
 
 func (v *traefikView) Router(name string) (targets.RouterState, bool) {
@@ -564,8 +580,15 @@ func (v *traefikView) apply(u pluginsync.Update) []string {
 	}
 	if len(set) == 0 {
 		delete(v.nodes, u.Node)
+		delete(v.since, u.Node)
 	} else {
 		v.nodes[u.Node] = set
+		switch _, known := v.since[u.Node]; {
+		case !u.Since.IsZero():
+			v.since[u.Node] = u.Since
+		case !known || u.NewBoot:
+			v.since[u.Node] = u.Received
+		}
 	}
 	var changed []string
 	for name, was := range before {

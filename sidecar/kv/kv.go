@@ -16,9 +16,13 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 	"github.com/traefik/paerser/parser"
+	"github.com/traefik/paerser/types"
 )
 
 // Pair is one key and its value. Keys are relative to the decoded element.
@@ -42,7 +46,118 @@ func Decode(pairs []Pair, element interface{}) error {
 	if err := parser.AddMetadata(element, node, parser.MetadataOpts{TagName: parser.TagLabel}); err != nil {
 		return err
 	}
-	return parser.Fill(element, node, parser.FillerOpts{})
+	// paerser's own message for a value that does not parse quotes the
+	// value and names no key (strconv.ParseInt: parsing "…"): values come
+	// from etcd and may be secrets, and the log and the status page show
+	// these errors. The values are checked first, by key.
+	if err := checkValues(node, reflect.TypeOf(element), ""); err != nil {
+		return err
+	}
+	if err := parser.Fill(element, node, parser.FillerOpts{}); err != nil {
+		return fmt.Errorf("cannot decode: %s", redact.Quoted(err.Error()))
+	}
+	return nil
+}
+
+// checkValues finds a scalar value that does not parse as its field's type,
+// as paerser's Fill would parse it, and names its key, not the value.
+func checkValues(node *parser.Node, t reflect.Type, path string) error {
+	if node.Disabled {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		for _, child := range node.Children {
+			f, ok := t.FieldByName(child.FieldName)
+			if !ok {
+				continue
+			}
+			if err := checkValues(child, f.Type, join(path, child.Name)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		for _, child := range node.Children {
+			if err := checkValues(child, t.Elem(), join(path, child.Name)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if isStructLike(t.Elem()) {
+			for _, child := range node.Children {
+				if err := checkValues(child, t.Elem(), join(path, child.Name)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if node.Value == "" {
+			return nil
+		}
+		for _, v := range strings.Split(node.Value, ",") {
+			if want := parses(strings.TrimSpace(v), t.Elem()); want != "" {
+				return fmt.Errorf("%s: an item is not %s", path, want)
+			}
+		}
+	default:
+		if want := parses(node.Value, t); want != "" {
+			return fmt.Errorf("%s: not %s", path, want)
+		}
+	}
+	return nil
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "/" + name
+}
+
+var (
+	durationType    = reflect.TypeOf(time.Duration(0))
+	paerserDuration = reflect.TypeOf(types.Duration(0))
+)
+
+// bits names the size of an integer type narrower than 64 bits.
+func bits(t reflect.Type) string {
+	if t.Bits() < 64 {
+		return fmt.Sprintf(" of %d bits", t.Bits())
+	}
+	return ""
+}
+
+// parses says what v is not, as a value of t, or "" if it parses.
+func parses(v string, t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		if _, err := strconv.ParseBool(v); err != nil {
+			return "true or false"
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		_, err := strconv.ParseInt(v, 10, t.Bits())
+		if err != nil && (t == durationType || t == paerserDuration) {
+			if _, err := time.ParseDuration(v); err != nil {
+				return "a duration"
+			}
+			return ""
+		}
+		if err != nil {
+			return "an integer" + bits(t)
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if _, err := strconv.ParseUint(v, 10, t.Bits()); err != nil {
+			return "an unsigned integer" + bits(t)
+		}
+	case reflect.Float32, reflect.Float64:
+		if _, err := strconv.ParseFloat(v, t.Bits()); err != nil {
+			return "a number"
+		}
+	}
+	return ""
 }
 
 // ToNode builds the untyped tree as Traefik does: pairs sorted by key, keys

@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/kv"
+	"github.com/traefik/paerser/types"
 )
 
 type server struct{ URL string }
@@ -26,6 +28,16 @@ type router struct {
 	Service     string
 	Middlewares []string
 	Priority    int
+}
+
+// typed has a field of each kind paerser parses, for the error tests.
+type typed struct {
+	Weights  []int
+	Checks   []struct{ Enabled bool }
+	Limits   map[string]float64
+	Every    time.Duration
+	Interval types.Duration
+	Port     uint16
 }
 
 func TestDecode(t *testing.T) {
@@ -70,10 +82,46 @@ func TestDecode(t *testing.T) {
 			want: &router{Service: "s", Middlewares: []string{"a", "b", "k", "c"}, Priority: 42},
 		},
 		{
-			desc:    "a value of the wrong type names itself",
-			pairs:   []kv.Pair{{"priority", "high"}},
+			desc:    "a value of the wrong type: the key is named, never the value",
+			pairs:   []kv.Pair{{"priority", "s3cr3t"}},
 			into:    func() interface{} { return &router{} },
-			wantErr: `parsing "high"`,
+			wantErr: "priority: not an integer",
+		},
+		{
+			desc:    "a value too large for its type",
+			pairs:   []kv.Pair{{"Priority", "99999999999999999999"}},
+			into:    func() interface{} { return &router{} },
+			wantErr: "Priority: not an integer",
+		},
+		{
+			desc:    "a list item of the wrong type",
+			pairs:   []kv.Pair{{"weights/0", "1"}, {"weights/1", "s3cr3t"}},
+			into:    func() interface{} { return &typed{} },
+			wantErr: "weights: an item is not an integer",
+		},
+		{
+			desc:    "a value deep in a list of sections",
+			pairs:   []kv.Pair{{"checks/0/enabled", "false"}, {"checks/1/enabled", "s3cr3t"}},
+			into:    func() interface{} { return &typed{} },
+			wantErr: "checks/[1]/enabled: not true or false",
+		},
+		{
+			desc:    "a map value",
+			pairs:   []kv.Pair{{"limits/a", "1.5"}, {"limits/b", "s3cr3t"}},
+			into:    func() interface{} { return &typed{} },
+			wantErr: "limits/b: not a number",
+		},
+		{
+			desc:    "a duration",
+			pairs:   []kv.Pair{{"every", "s3cr3t"}},
+			into:    func() interface{} { return &typed{} },
+			wantErr: "every: not a duration",
+		},
+		{
+			desc:  "durations as paerser reads them: seconds for its own type, or Go's notation",
+			pairs: []kv.Pair{{"every", "2s"}, {"interval", "3"}, {"port", "8080"}},
+			into:  func() interface{} { return &typed{} },
+			want:  &typed{Every: 2 * time.Second, Interval: types.Duration(3 * time.Second), Port: 8080},
 		},
 		{
 			desc:    "a section written as a scalar",
@@ -101,6 +149,13 @@ func TestDecode(t *testing.T) {
 			if test.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), test.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, test.wantErr)
+				}
+				// Values come from etcd and may be secrets: an error names
+				// the key and says what is wrong, never the value.
+				for _, p := range test.pairs {
+					if len(p.Value) > 5 && strings.Contains(err.Error(), p.Value) {
+						t.Errorf("error %q quotes the value %q", err, p.Value)
+					}
 				}
 				return
 			}

@@ -45,6 +45,8 @@ type Metrics struct {
 	CircuitsNotServed        *prometheus.GaugeVec
 	TraefikAPI               *prometheus.CounterVec
 	TraefikAPILastSuccess    prometheus.Gauge
+	// RejectedPerIP counts connections refused past --server.maxConnsPerIP.
+	RejectedPerIP prometheus.Counter
 }
 
 // CountConnections exposes the server's open and refused connections
@@ -84,7 +86,7 @@ func New() *Metrics {
 		TraefikServersDown:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_servers_down", Help: "Servers Traefik reports down (withdrawn from the targets)."}),
 		TraefikReload:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_last_reload_timestamp_seconds", Help: "Traefik's last configuration reload, by outcome."}, []string{"outcome"}),
 		Requests:                 prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total", Help: "Requests to the sidecar by path and status code."}, []string{"path", "code"}),
-		RequestErrors:            prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_request_errors_total", Help: "Requests refused before any handler ran, by kind (timeout, too_large, malformed)."}, []string{"kind"}),
+		RequestErrors:            prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_request_errors_total", Help: "Requests refused before any handler ran, by kind (tls_handshake, timeout, too_large, malformed)."}, []string{"kind"}),
 		CoordinatorPolls:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "coordinator_polls_total", Help: "Answers asked of the AppProxy coordinator for route ids, by result."}, []string{"result"}),
 		CoordinatorLastSuccess:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_last_success_timestamp_seconds", Help: "When the coordinator last answered; route ids older than this may be stale."}),
 		CoordinatorRoutes:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "coordinator_routes", Help: "Routes named in the coordinator's last good answer."}),
@@ -96,12 +98,13 @@ func New() *Metrics {
 		CircuitsNotServed:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "circuits_not_served", Help: "Circuits etcd holds that are not published because Traefik does not serve them, by reason (not_loaded, disabled, plugin_not_live, no_routes: a circuit with no routes yet, which is no fault)."}, []string{"reason"}),
 		TraefikAPI:               prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "traefik_api_answers_total", Help: "Rounds of questions to Traefik's API about its routers, by result (routers, sweep, error)."}, []string{"result"}),
 		TraefikAPILastSuccess:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "traefik_api_last_success_timestamp_seconds", Help: "When Traefik's API last answered; router states older than this may be stale."}),
+		RejectedPerIP:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "http_rejected_connections_per_ip_total", Help: "Connections refused because their client address already held --server.maxConnsPerIP."}),
 	}
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
 		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
 		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDErrors, m.SDLastSuccess, m.CoordinatorRoutesSkipped, m.PluginSessions,
-		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess,
+		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess, m.RejectedPerIP,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	v, r, g := version.Info()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info", Help: "Always 1: the build's version, VCS revision and Go version as labels."}, []string{"version", "revision", "goversion"})
@@ -109,13 +112,13 @@ func New() *Metrics {
 	m.Registry.MustRegister(build)
 	// Every labelled series the sidecar can count starts at 0, so that
 	// rate() and absent() work before the first event.
-	for _, result := range []string{"full", "delta", "unauthorized", "too_large", "malformed", "need_full", "error"} {
+	for _, result := range []string{"full", "delta", "unauthorized", "too_large", "malformed", "need_full", "node_held", "too_many_sessions", "error"} {
 		m.Pushes.WithLabelValues(result)
 	}
 	for _, reason := range []string{"watch_lost", "compacted"} {
 		m.EtcdRelists.WithLabelValues(reason)
 	}
-	for _, kind := range []string{"timeout", "too_large", "malformed"} {
+	for _, kind := range []string{"tls_handshake", "timeout", "too_large", "malformed"} {
 		m.RequestErrors.WithLabelValues(kind)
 	}
 	for _, result := range []string{"ok", "error"} {

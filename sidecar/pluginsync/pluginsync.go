@@ -14,11 +14,23 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
 
 // ErrNeedFull answers a delta that does not follow the last accepted push of
 // the same process; the plugin then sends its full set (409 on the wire).
 var ErrNeedFull = errors.New("delta does not follow the last accepted push; send a full push")
+
+// ErrNodeHeld answers a full push under a new boot while the process that
+// holds the node name is alive (403 on the wire): a node is bound to its boot
+// until that process has missed heartbeatsToYield heartbeats. A restarted
+// Traefik's old process is silent, so its new boot takes over within seconds;
+// another process claiming a live node's name never does.
+var ErrNodeHeld = errors.New("node: held by another process (boot) that is still pushing; accepted once it has been silent for two heartbeats")
+
+// ErrTooManySessions answers a push from a node the sidecar does not know
+// while the sessions are at their cap (503 on the wire).
+var ErrTooManySessions = errors.New("node: too many Traefik processes push to this sidecar (--plugin.maxSessions); accepted once one goes silent")
 
 // Limits on one push, beyond which it is refused.
 const (
@@ -26,13 +38,29 @@ const (
 	maxNameLen     = 1024
 )
 
+// The intervals a push announces are clamped to these ranges: they decide
+// how long the sidecar keeps a silent process's set (five heartbeats), so an
+// absurd value must not keep it for ever. The plugin sends a heartbeat of 1
+// or 2 seconds and its resyncInterval (5 minutes by default).
+const (
+	MaxHeartbeatSeconds = 60
+	MaxResyncSeconds    = 24 * 60 * 60
+)
+
+// DefaultMaxSessions is the default cap on live push sessions: one per
+// Traefik process pushing to this sidecar (one, or a few with a shared
+// sidecar URL).
+const DefaultMaxSessions = 64
+
 // Decode parses and checks a push body. Errors name the field that is wrong.
 func Decode(body []byte) (plugin.Push, error) {
 	var p plugin.Push
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return p, fmt.Errorf("push body: %w", err)
+		// encoding/json's message may quote the value (a number's
+		// literal, a time); errors name the field, never a value.
+		return p, errors.New("push body: " + redact.JSONError(err))
 	}
 	if dec.More() {
 		return p, errors.New("push body: trailing data after the JSON object")
@@ -49,9 +77,11 @@ func Decode(body []byte) (plugin.Push, error) {
 	if p.ResyncSeconds <= 0 {
 		return p, errors.New("resyncSeconds: must be positive")
 	}
-	if p.HeartbeatSeconds < 0 {
-		return p, errors.New("heartbeatSeconds: must not be negative")
+	if p.HeartbeatSeconds <= 0 {
+		return p, errors.New("heartbeatSeconds: must be positive (a process that promises no heartbeat cannot be told alive)")
 	}
+	p.ResyncSeconds = min(p.ResyncSeconds, MaxResyncSeconds)
+	p.HeartbeatSeconds = min(p.HeartbeatSeconds, MaxHeartbeatSeconds)
 	if len(p.Middlewares)+len(p.Removed) > MaxMiddlewares {
 		return p, fmt.Errorf("middlewares: more than %d entries", MaxMiddlewares)
 	}
@@ -89,6 +119,10 @@ type Update struct {
 	// NewBoot: the first push of this process (a Traefik that started or
 	// restarted, or a sidecar that did), so everything it serves may differ.
 	NewBoot bool
+	// Since is when this process's session began: its boot's first
+	// accepted full push. Where processes disagree about a middleware, the
+	// oldest session's configuration counts.
+	Since time.Time
 	// Received is when the push arrived.
 	Received time.Time
 }
@@ -100,15 +134,19 @@ type Store struct {
 	sessions map[string]*session
 	queue    []Update
 	notify   chan struct{}
+	// maxSessions caps the sessions: a push from a new node over it is
+	// refused, so that pushes under made-up names cannot grow memory, the
+	// status page and every rebuild without bound.
+	maxSessions int
 }
 
 type session struct {
 	boot     string
 	seq      uint64
+	started  time.Time
 	lastSeen time.Time
-	// silentAfter is how long the process may stay silent before it is
-	// taken as gone: several heartbeats, or resyncs from a sender without them.
-	silentAfter time.Duration
+	// heartbeat is how often the process promised to push at least once.
+	heartbeat time.Duration
 }
 
 // heartbeatsMissed is how many heartbeats a process may miss before it is
@@ -116,9 +154,24 @@ type session struct {
 // and must not withdraw what it serves before and after.
 const heartbeatsMissed = 5
 
-// NewStore returns an empty store.
+// heartbeatsToYield is how many heartbeats the process holding a node name
+// must miss before a new boot may take the name over: fewer than
+// heartbeatsMissed, so that a restarted Traefik's new boot (whose full
+// push, refused meanwhile, is retried with a backoff from 250 ms doubling)
+// replaces the old one before the old one's set is withdrawn.
+const heartbeatsToYield = 2
+
+// NewStore returns an empty store with DefaultMaxSessions.
 func NewStore() *Store {
-	return &Store{sessions: map[string]*session{}, notify: make(chan struct{}, 1)}
+	return &Store{sessions: map[string]*session{}, notify: make(chan struct{}, 1), maxSessions: DefaultMaxSessions}
+}
+
+// SetMaxSessions sets the cap on sessions (at least 1). Sessions over a
+// lowered cap stay until they go silent.
+func (s *Store) SetMaxSessions(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxSessions = max(n, 1)
 }
 
 // Apply takes a decoded push. It returns ErrNeedFull for a delta that does
@@ -135,19 +188,26 @@ func (s *Store) Apply(p plugin.Push, now time.Time) error {
 		if n != nil && n.boot == p.Boot && p.Seq <= n.seq {
 			return nil // a late duplicate of what was already applied
 		}
+		switch {
+		case n == nil && len(s.sessions) >= s.maxSessions:
+			return ErrTooManySessions
+		case n != nil && n.boot != p.Boot && now.Sub(n.lastSeen) <= heartbeatsToYield*n.heartbeat:
+			return ErrNodeHeld
+		}
 		newBoot = n == nil || n.boot != p.Boot
-		n = &session{}
+		started := now
+		if !newBoot {
+			started = n.started
+		}
+		n = &session{started: started}
 		s.sessions[p.Node] = n
 	}
 	n.boot, n.seq, n.lastSeen = p.Boot, p.Seq, now
-	n.silentAfter = 3 * time.Duration(p.ResyncSeconds) * time.Second
-	if p.HeartbeatSeconds > 0 {
-		n.silentAfter = heartbeatsMissed * time.Duration(p.HeartbeatSeconds) * time.Second
-	}
+	n.heartbeat = time.Duration(min(max(p.HeartbeatSeconds, 1), MaxHeartbeatSeconds)) * time.Second
 	if !p.Full && len(p.Middlewares) == 0 && len(p.Removed) == 0 {
 		return nil // a heartbeat: the process is alive and its set unchanged
 	}
-	s.queue = append(s.queue, Update{Node: p.Node, Full: p.Full, Live: p.Middlewares, Removed: p.Removed, NewBoot: newBoot, Received: now})
+	s.queue = append(s.queue, Update{Node: p.Node, Full: p.Full, Live: p.Middlewares, Removed: p.Removed, NewBoot: newBoot, Since: n.started, Received: now})
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -174,7 +234,7 @@ func (s *Store) Expire(now time.Time) []Update {
 	defer s.mu.Unlock()
 	var gone []string
 	for name, n := range s.sessions {
-		if now.Sub(n.lastSeen) > n.silentAfter {
+		if now.Sub(n.lastSeen) > heartbeatsMissed*n.heartbeat {
 			delete(s.sessions, name)
 			gone = append(gone, name)
 		}

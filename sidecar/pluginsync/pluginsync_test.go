@@ -12,7 +12,7 @@ import (
 )
 
 func push(full bool, seq uint64, names ...string) plugin.Push {
-	p := plugin.Push{Node: "traefik-0", Boot: "b1", Seq: seq, Full: full, ResyncSeconds: 30, Middlewares: []plugin.LiveMiddleware{}}
+	p := plugin.Push{Node: "traefik-0", Boot: "b1", Seq: seq, Full: full, ResyncSeconds: 30, HeartbeatSeconds: 2, Middlewares: []plugin.LiveMiddleware{}}
 	for _, n := range names {
 		p.Middlewares = append(p.Middlewares, plugin.LiveMiddleware{Name: n, Instances: 1, Config: plugin.Config{CircuitID: n, MetricsPath: "/metrics"}})
 	}
@@ -24,13 +24,16 @@ func TestDecodeRefusesWithTheField(t *testing.T) {
 		desc, body, wantErr string
 	}{
 		{"not JSON", `{"node":`, "push body"},
-		{"unknown field", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"middlewares":[],"extra":1}`, `unknown field "extra"`},
-		{"no node", `{"boot":"b","seq":1,"full":true,"resyncSeconds":30}`, "node: required"},
-		{"zero seq", `{"node":"n","boot":"b","seq":0,"full":true,"resyncSeconds":30}`, "seq"},
-		{"a middleware without name", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"middlewares":[{"config":{"circuitId":"c","metricsPath":"/metrics"}}]}`, "middlewares[0].name"},
-		{"an invalid config", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"middlewares":[{"name":"m@etcd","config":{"circuitId":"c","metricsPath":"/metrics","labels":{"bad-name":"x"}}}]}`, "middlewares[0].config.labels.bad-name"},
-		{"removals in a full push", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"removed":["x"]}`, "removed"},
-		{"trailing data", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30} {}`, "trailing"},
+		{"unknown field", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2,"middlewares":[],"extra":1}`, `unknown field "extra"`},
+		{"no node", `{"boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2}`, "node: required"},
+		{"zero seq", `{"node":"n","boot":"b","seq":0,"full":true,"resyncSeconds":30,"heartbeatSeconds":2}`, "seq"},
+		{"a middleware without name", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2,"middlewares":[{"config":{"circuitId":"c","metricsPath":"/metrics"}}]}`, "middlewares[0].name"},
+		{"an invalid config", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2,"middlewares":[{"name":"m@etcd","config":{"circuitId":"c","metricsPath":"/metrics","labels":{"bad-name":"x"}}}]}`, "middlewares[0].config.labels.bad-name"},
+		{"removals in a full push", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2,"removed":["x"]}`, "removed"},
+		{"trailing data", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2} {}`, "trailing"},
+		{"no heartbeat", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30}`, "heartbeatSeconds: must be positive"},
+		{"heartbeat 0", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":0}`, "heartbeatSeconds: must be positive"},
+		{"a negative heartbeat", `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":-1}`, "heartbeatSeconds: must be positive"},
 	}
 	for _, test := range testCases {
 		t.Run(test.desc, func(t *testing.T) {
@@ -85,21 +88,25 @@ func TestApplySequence(t *testing.T) {
 		updates[1].Full || updates[1].NewBoot || names(updates[1]) != "c -a" {
 		t.Fatalf("updates: %+v", updates)
 	}
-	// A restarted Traefik (new boot) replaces its old state with a full push.
+	// A restarted Traefik (new boot) replaces its old state with a full
+	// push, once the old process has missed two heartbeats (2 s each).
 	restarted := push(true, 1, "z")
 	restarted.Boot = "b2"
-	if err := s.Apply(restarted, now); err != nil {
+	if err := s.Apply(restarted, now.Add(4*time.Second)); !errors.Is(err, pluginsync.ErrNodeHeld) {
+		t.Fatalf("a new boot while the old one is alive: %v, want ErrNodeHeld", err)
+	}
+	restartedAt := now.Add(4*time.Second + time.Millisecond)
+	if err := s.Apply(restarted, restartedAt); err != nil {
 		t.Fatal(err)
 	}
-	if u := s.Drain(); len(u) != 1 || !u[0].Full || !u[0].NewBoot || names(u[0]) != "z -" {
+	if u := s.Drain(); len(u) != 1 || !u[0].Full || !u[0].NewBoot || names(u[0]) != "z -" || !u[0].Since.Equal(restartedAt) {
 		t.Fatalf("after restart: %+v", u)
 	}
-	// Silent for three resync intervals (no heartbeats promised): forgotten,
-	// as an update that empties its set.
-	if gone := s.Expire(now.Add(89 * time.Second)); len(gone) != 0 {
+	// Silent for five heartbeats: forgotten, as an update that empties its set.
+	if gone := s.Expire(restartedAt.Add(10 * time.Second)); len(gone) != 0 {
 		t.Fatalf("expired early: %+v", gone)
 	}
-	if gone := s.Expire(now.Add(91 * time.Second)); len(gone) != 1 || !gone[0].Full || len(gone[0].Live) != 0 || s.Nodes() != 0 {
+	if gone := s.Expire(restartedAt.Add(10*time.Second + time.Millisecond)); len(gone) != 1 || !gone[0].Full || len(gone[0].Live) != 0 || s.Nodes() != 0 {
 		t.Fatalf("expire: %+v, left %d", gone, s.Nodes())
 	}
 }
@@ -145,7 +152,7 @@ func TestHeartbeatKeepsAliveAndRevealsARestartedSidecar(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	full, _ := json.Marshal(push(true, 1, "bai_sd_a@etcd", "bai_sd_b@etcd"))
 	f.Add(full)
-	f.Add([]byte(`{"node":"n","boot":"b","seq":2,"full":false,"resyncSeconds":30,"middlewares":[],"removed":["x"]}`))
+	f.Add([]byte(`{"node":"n","boot":"b","seq":2,"full":false,"resyncSeconds":30,"heartbeatSeconds":2,"middlewares":[],"removed":["x"]}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"middlewares":[{"config":{"routes":[{"url":"http://[::1"}]}}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -176,5 +183,48 @@ func TestSyncNormalizesPushedLists(t *testing.T) {
 	cfg := got.Middlewares[0].Config
 	if strings.Join(cfg.SessionIDs, ",") != "s-10,s-2" || cfg.Routes[0].RouteID != "r-1" || cfg.Routes[1].URL != "http://10.0.1.22:8000/" {
 		t.Fatalf("decoded lists: sessions %q, routes %+v", cfg.SessionIDs, cfg.Routes)
+	}
+}
+
+// TestDecodeErrorsNeverQuoteAValue: a refused push is answered and logged
+// with its error, so the error names the field and says what is wrong,
+// never the value: a route URL's password, a token mistyped into a field, a
+// number's literal, a time, an unknown field's name beyond a bound.
+func TestDecodeErrorsNeverQuoteAValue(t *testing.T) {
+	const marker = "s3cr3t"
+	head := `{"node":"n","boot":"b","seq":1,"full":true,"resyncSeconds":30,"heartbeatSeconds":2,"middlewares":[`
+	mw := func(config string) string {
+		return head + `{"name":"m@etcd","since":"2024-01-01T00:00:00Z","config":{"circuitId":"c","metricsPath":"/metrics",` + config + `}}]}`
+	}
+	testCases := []struct {
+		desc, body, wantErr string
+	}{
+		{"a route URL with a password", mw(`"routes":[{"url":"http://u:` + marker + `@10.0.0.1:70000/"}]`), "middlewares[0].config.routes[0].url: port out of range"},
+		{"a route URL that does not parse", mw(`"routes":[{"url":"http://u:` + marker + `@[::1"}]`), "middlewares[0].config.routes[0].url: not a URL"},
+		{"a metricsPort that is a string", mw(`"metricsPort":"` + marker + `"`), "middlewares.config.metricsPort: a JSON string where int belongs"},
+		{"a metricsPort too large for an int", mw(`"metricsPort":1` + strings.Repeat("0", 40)), "middlewares.config.metricsPort: a JSON number where int belongs"},
+		{"a metrics path that is not a path", mw(`"metricsPath":"` + marker + `"`), "middlewares[0].config.metricsPath: must start with /"},
+		{"a time that is not one", head + `{"name":"m@etcd","since":"` + marker + `","config":{"circuitId":"c"}}]}`, "push body: not valid JSON"},
+		{"not JSON", head + marker + `]}`, "push body: not valid JSON (at byte"},
+		{"an unknown field with a long name", `{"node":"n","` + marker + strings.Repeat("x", 1000) + `":1}`, `push body: unknown field "s3cr3t`},
+	}
+	for _, test := range testCases {
+		t.Run(test.desc, func(t *testing.T) {
+			_, err := pluginsync.Decode([]byte(test.body))
+			if err == nil || !strings.Contains(err.Error(), test.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, test.wantErr)
+			}
+			msg := err.Error()
+			if test.desc == "an unknown field with a long name" {
+				// A field's name is a key, not a value; it is named, bounded.
+				if len(msg) > 120 {
+					t.Errorf("error of %d bytes: %q", len(msg), msg)
+				}
+				return
+			}
+			if strings.Contains(msg, marker) || strings.Contains(msg, "0000000000") {
+				t.Errorf("error %q quotes the value", msg)
+			}
+		})
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
 
 // Metric names traefik-sd reads from Traefik.
@@ -201,7 +203,8 @@ func (st *parseState) line(p *Parser, line []byte) {
 func (st *parseState) broken(err string) {
 	st.res.Broken++
 	if st.res.FirstError == "" {
-		st.res.FirstError = fmt.Sprintf("line %d: %s", st.lineNo, err)
+		// Logged: bounded, and a server URL's userinfo in a label redacted.
+		st.res.FirstError = redact.Text(fmt.Sprintf("line %d: %s", st.lineNo, err))
 	}
 }
 
@@ -229,7 +232,7 @@ func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string
 		value = rest[:i] // a timestamp may follow
 	}
 	if !isNumber(value) {
-		return fmt.Sprintf("%s: expected a value, found %q", name, clip(value))
+		return fmt.Sprintf("%s: expected a value, found %q", clip(name), clip(value))
 	}
 	switch {
 	case bytes.Equal(name, serverUpName):
@@ -294,7 +297,7 @@ func skipLabels(s []byte) (int, string) {
 			i++
 		}
 		if i+1 >= len(s) || s[i] != '=' || s[i+1] != '"' {
-			return 0, fmt.Sprintf("expected =\" after label %q", s[start:i])
+			return 0, fmt.Sprintf("expected =\" after label %q", clip(s[start:i]))
 		}
 		i += 2
 		for ; i < len(s) && s[i] != '"'; i++ {

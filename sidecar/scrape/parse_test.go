@@ -177,3 +177,19 @@ func TestParseReaderBoundsLinesAndBodies(t *testing.T) {
 		t.Error("a body over the limit was accepted")
 	}
 }
+
+// TestTheFirstBrokenLineIsDescribedBounded: the first broken line is logged;
+// its description is bounded however long the name or label it quotes, and
+// a server URL's userinfo in it is redacted.
+func TestTheFirstBrokenLineIsDescribedBounded(t *testing.T) {
+	for _, line := range []string{
+		strings.Repeat("n", 100000) + " not-a-value\n",
+		"m{" + strings.Repeat("l", 100000) + " x\n",
+		`m{="http://u:s3cr3t@h/"} 1` + "\n",
+	} {
+		res := scrape.NewParser().Parse([]byte(line))
+		if res.Broken != 1 || len(res.FirstError) > 300 || strings.Contains(res.FirstError, "s3cr3t") {
+			t.Errorf("broken %d, first error (%d bytes) %.300q", res.Broken, len(res.FirstError), res.FirstError)
+		}
+	}
+}

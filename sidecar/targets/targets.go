@@ -395,6 +395,12 @@ func (b *builder) router(out []Target, name string) []Target {
 			metricsPort = strconv.Itoa(sd.MetricsPort)
 		}
 		for k, v := range sd.Labels {
+			// Validation refuses these (plugin.Config.Validate, for etcd and
+			// pushes alike); a configuration that skipped it still may not
+			// override what traefik-sd or Prometheus set (job, instance).
+			if plugin.IsReservedLabel(k) || !plugin.IsLabelName(k) {
+				continue
+			}
 			extra = append(extra, Label{k, v})
 		}
 		routeByURL = make(map[string]plugin.Route, len(sd.Routes))

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
 
 // Router statuses as Traefik reports them.
@@ -71,15 +73,41 @@ func (j routerJSON) router() (Router, error) {
 	}
 	switch {
 	case j.Name == "" || !strings.Contains(j.Name, "@"):
-		return Router{}, fmt.Errorf("name %q: want name@provider", j.Name)
+		return Router{}, fmt.Errorf("name %q: want name@provider", redact.Text(redact.Cut(j.Name, 128)))
 	case j.Status != StatusEnabled && j.Status != StatusWarning && j.Status != StatusDisabled:
-		return Router{}, fmt.Errorf("router %s: status %q: want enabled, warning or disabled", j.Name, j.Status)
+		return Router{}, fmt.Errorf("router %s: status %q: want enabled, warning or disabled", redact.Cut(j.Name, 256), redact.Cut(j.Status, 64))
 	}
-	r := Router{Name: j.Name, Status: j.Status, Errors: j.Error, Service: Qualify(j.Service, provider)}
+	r := Router{Name: j.Name, Status: j.Status, Errors: redactErrors(j.Error), Service: Qualify(j.Service, provider)}
 	for _, m := range j.Middlewares {
 		r.Middlewares = append(r.Middlewares, Qualify(m, provider))
 	}
 	return r, nil
+}
+
+// maxErrors bounds the errors kept of one router.
+const maxErrors = 8
+
+// redactErrors is what the sidecar keeps of Traefik's errors for a router,
+// which it logs and shows on its status page: each redacted (redact.Text:
+// a URL's userinfo, the values of secret-named keys; Traefik repeats a
+// middleware's own error word for word, and that may quote its
+// configuration) and bounded, at most maxErrors of them.
+func redactErrors(errs []string) []string {
+	if len(errs) == 0 {
+		return nil
+	}
+	n := len(errs)
+	if n > maxErrors {
+		n = maxErrors
+	}
+	out := make([]string, 0, n+1)
+	for _, e := range errs[:n] {
+		out = append(out, redact.Text(e))
+	}
+	if len(errs) > n {
+		out = append(out, fmt.Sprintf("(%d more)", len(errs)-n))
+	}
+	return out
 }
 
 // Qualify adds @provider to a reference that has none: Traefik resolves an
@@ -112,7 +140,7 @@ func (c *Client) get(ctx context.Context, path string, into interface{}) (http.H
 		return h, err
 	}
 	if err := json.Unmarshal(raw, into); err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
+		return nil, fmt.Errorf("GET %s: %s", path, redact.JSONError(err))
 	}
 	return h, nil
 }
@@ -138,7 +166,7 @@ func (c *Client) getRaw(ctx context.Context, path string) ([]byte, http.Header, 
 		return nil, resp.Header, ErrNotFound
 	case resp.StatusCode != http.StatusOK:
 		msg, _ := io.ReadAll(io.LimitReader(body, 512))
-		return nil, nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, redact.Text(strings.TrimSpace(string(msg))))
 	}
 	raw, err := io.ReadAll(body)
 	if err != nil {
@@ -164,7 +192,7 @@ func (c *Client) Router(ctx context.Context, name string) (Router, error) {
 func DecodeRouter(body []byte) (Router, error) {
 	var j routerJSON
 	if err := json.Unmarshal(body, &j); err != nil {
-		return Router{}, fmt.Errorf("router answer: %w", err)
+		return Router{}, fmt.Errorf("router answer: %s", redact.JSONError(err))
 	}
 	return j.router()
 }
@@ -220,7 +248,7 @@ func (c *Client) routers(ctx context.Context, unchanged []byte) (rs []Router, di
 	for i, raw := range pages {
 		var js []routerJSON
 		if err := json.Unmarshal(raw, &js); err != nil {
-			return nil, nil, fmt.Errorf("GET /api/http/routers page %d: %w", i+1, err)
+			return nil, nil, fmt.Errorf("GET /api/http/routers page %d: %s", i+1, redact.JSONError(err))
 		}
 		for _, j := range js {
 			r, err := j.router()

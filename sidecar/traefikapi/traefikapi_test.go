@@ -148,7 +148,7 @@ func TestClientRefusesWhatItCannotTrust(t *testing.T) {
 	}{
 		{desc: "unknown status", body: `{"name":"r@etcd","status":"maybe"}`, want: `status "maybe"`},
 		{desc: "unqualified name", body: `{"name":"r","status":"enabled"}`, want: `name "r"`},
-		{desc: "not JSON", body: `<html>`, want: "invalid character"},
+		{desc: "not JSON", body: `<html>`, want: "not valid JSON"},
 	}
 	for _, test := range testCases {
 		t.Run(test.desc, func(t *testing.T) {
@@ -168,6 +168,55 @@ func TestClientRefusesWhatItCannotTrust(t *testing.T) {
 	defer srv.Close()
 	if _, err := (&traefikapi.Client{Base: srv.URL, HTTP: srv.Client()}).Routers(context.Background()); err == nil || !strings.Contains(err.Error(), "b@etcd") {
 		t.Errorf("a listing with a bad router: %v", err)
+	}
+}
+
+// TestTraefiksErrorsAreRedacted: Traefik repeats a middleware's error word
+// for word, and that may quote its configuration; the sidecar logs these
+// errors and shows them on its status page. What it keeps of them is
+// redacted (a URL's userinfo, the value of a secret-named key) and bounded;
+// what names the problem stays. An error answer's body is redacted too.
+func TestTraefiksErrorsAreRedacted(t *testing.T) {
+	const marker = "s3cr3t"
+	answer := map[string]interface{}{
+		"name": "r@etcd", "status": "disabled", "error": []string{
+			"middleware \"auth@file\": forwardAuth: Get \"http://admin:" + marker + "@10.0.0.9/verify\": dial tcp: refused",
+			`plugin: failed to create middleware: invalid config &{Token:` + marker + ` URL:http://x/}`,
+			`plugin: {"apiKey":"` + marker + `","password":"` + marker + `"}`,
+			strings.Repeat("long error ", 500),
+		},
+	}
+	body, _ := json.Marshal(answer)
+	r, err := traefikapi.DecodeRouter(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(r.Errors, "\n")
+	if strings.Contains(joined, marker) {
+		t.Errorf("a secret survived in Traefik's errors:\n%s", joined)
+	}
+	for _, keep := range []string{`middleware "auth@file": forwardAuth`, "http://admin:xxxxx@10.0.0.9/verify", "Token:xxxxx URL:http://x/", `"apiKey":"xxxxx"`} {
+		if !strings.Contains(joined, keep) {
+			t.Errorf("the errors lost %q:\n%s", keep, joined)
+		}
+	}
+	if n := len(r.Errors[3]); n > 1100 {
+		t.Errorf("an error kept at %d bytes", n)
+	}
+
+	many := map[string]interface{}{"name": "r@etcd", "status": "disabled", "error": make([]string, 100)}
+	body, _ = json.Marshal(many)
+	if r, err := traefikapi.DecodeRouter(body); err != nil || len(r.Errors) > 9 || r.Errors[len(r.Errors)-1] != "(92 more)" {
+		t.Errorf("100 errors kept as %d: %v (%v)", len(r.Errors), r.Errors[len(r.Errors)-1], err)
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		http.Error(rw, `{"message":"bad credentials: token=`+marker+`"}`, http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	_, err = (&traefikapi.Client{Base: srv.URL, HTTP: srv.Client()}).Router(context.Background(), "r@etcd")
+	if err == nil || strings.Contains(err.Error(), marker) || !strings.Contains(err.Error(), "500") {
+		t.Errorf("an error answer: %v", err)
 	}
 }
 
