@@ -13,7 +13,7 @@ LDFLAGS   := -X github.com/traefik-sd/traefik-sd/sidecar/version.Version=$(VERSI
              -X github.com/traefik-sd/traefik-sd/sidecar/version.Revision=$(REVISION)
 FUZZTIME  ?= 100000x
 
-.PHONY: all build deps test unit e2e fuzz bench bench-report demo vet vendor clean plugin-zip
+.PHONY: all build deps test unit e2e fuzz bench bench-report demo vet vendor clean plugin-zip image dist release-test
 
 all: build
 
@@ -30,12 +30,12 @@ vet:
 	cd plugin/interpreted && $(GO) vet ./...
 
 unit: vet
-	$(GO) test -race -count=1 -timeout 15m ./plugin/... ./sidecar/... ./internal/... ./examples/... ./e2e/cmd/benchreport
+	$(GO) test -race -count=1 -timeout 15m ./plugin/... ./sidecar/... ./internal/... ./examples/... ./scripts/... ./packaging/ ./e2e/cmd/benchreport
 	# The plugin under Yaegi: a module of its own, so that the plugin's
 	# module requires no Yaegi (Traefik's catalog refuses it).
 	cd plugin/interpreted && $(GO) test -race -count=1 -timeout 10m ./...
 
-test: deps build unit fuzz e2e
+test: deps build unit fuzz e2e release-test
 
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
@@ -67,10 +67,34 @@ plugin-zip:
 	@mkdir -p bin
 	$(GO) run ./e2e/cmd/pluginzip -version $(PLUGIN_VERSION) -o bin/traefik-sd-$(PLUGIN_VERSION).zip
 
+# The sidecar's image (Containerfile: static binary, CA certificates, user
+# 65532, no shell) built with buildah, no daemon, into local storage as
+# $(IMAGE):$(VERSION) and $(IMAGE):latest; examples/kubernetes.yaml runs
+# $(IMAGE):latest. `make image IMAGE=registry.example/traefik-sd`, then
+# `buildah --storage-driver vfs push registry.example/traefik-sd:latest`.
+IMAGE      ?= localhost/traefik-sd
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+image:
+	@VERSION='$(VERSION)' REVISION='$(REVISION)' LDFLAGS='$(LDFLAGS)' IMAGE='$(IMAGE)' IMAGE_ARCH='$(IMAGE_ARCH)' \
+		GO='$(GO)' bash scripts/image.sh
+
+# Release artifacts into $(DIST)/ (emptied first), named after git describe:
+# static binaries for linux/amd64 and linux/arm64, the plugin's module zip
+# and its experimental.plugins entry with the hash, and SHA256SUMS.
+DIST ?= dist
+dist:
+	@VERSION='$(VERSION)' LDFLAGS='$(LDFLAGS)' DIST='$(DIST)' GO='$(GO)' bash scripts/dist.sh
+
+# make image and make dist, each run by a test that checks what it made
+# (packaging/): the image's config and exported file system, run as its
+# user; exactly the artifacts, their sums, versions and architectures.
+release-test: deps
+	$(GO) test -tags release -count=1 -timeout 20m -v ./packaging/
+
 vendor:
 	GOFLAGS= $(GO) mod tidy
 	GOFLAGS= $(GO) mod vendor
 	cd plugin/interpreted && GOFLAGS= $(GO) mod tidy && GOFLAGS= $(GO) mod vendor
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the demo run: etcd, Prometheus,
-# redis-server, redis-sentinel and Chromium from Debian, Traefik built from its Go module. Idempotent: a second run only checks.
+# redis-server, redis-sentinel, Chromium, buildah and systemd (systemd-analyze) from Debian, Traefik built from its Go module. Idempotent: a second run only checks.
 # Traefik is cached outside the checkout (DEPS_CACHE, default
 # ~/.cache/traefik-sd) because building it takes minutes and a fresh clone
 # must not pay that twice.
@@ -17,6 +17,8 @@ command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)   # the Sentinel failover test
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # the status page's test
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)   # verifies examples/traefik-sd.service
+command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)     # make image, without a daemon
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -51,7 +53,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x "$TRAEFIK_BIN" ]; then
-  echo "install-deps: building Traefik $TRAEFIK_VERSION into $TRAEFIK_BIN (a few minutes, once)" >&2
+  . "$(dirname "$0")/progress.sh"
+  echo "install-deps: building Traefik $TRAEFIK_VERSION into $TRAEFIK_BIN, once" >&2
   mkdir -p "$CACHE"
   work=$(mktemp -d)
   trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
@@ -61,7 +64,10 @@ if [ ! -x "$TRAEFIK_BIN" ]; then
   [ -n "$dir" ] || { echo "install-deps: go mod download of traefik failed" >&2; exit 1; }
   cp -r "$dir" "$work/traefik"
   chmod -R u+w "$work/traefik"
-  (cd "$work/traefik" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$TRAEFIK_BIN.tmp" ./cmd/traefik)
+  # -v: a line per package compiled, which progress_run counts.
+  GOFLAGS=-mod=mod CGO_ENABLED=0 PROGRESS_LOG="$work/build.log" PROGRESS_TOTAL=2500 progress_run install-deps "building Traefik $TRAEFIK_VERSION" \
+    "about 5 minutes on 2 idle cores, up to 25 on a busy machine" \
+    go build -C "$work/traefik" -v -trimpath -o "$TRAEFIK_BIN.tmp" ./cmd/traefik
   mv "$TRAEFIK_BIN.tmp" "$TRAEFIK_BIN"
 fi
 echo "$TRAEFIK_BIN"

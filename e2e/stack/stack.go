@@ -72,6 +72,12 @@ type Options struct {
 	// TCPPort adds a TCP entry point portproxy_<port> on that port, for
 	// TCP circuits in port mode (as Backend.AI's workers have).
 	TCPPort int
+	// TraefikAuth serves Traefik's API only through a router with a
+	// basicAuth middleware (api.insecure off), and its /metrics only on an
+	// entry point of its own over TLS, asking for a client certificate and
+	// the same basic auth; the sidecar gets the credentials, the CA and a
+	// client certificate (traefikauth.go).
+	TraefikAuth bool
 }
 
 // Stack is the running set of programs.
@@ -90,6 +96,13 @@ type Stack struct {
 	// and session ids.
 	CoordinatorAPI *coordinator.API
 	CoordinatorURL string
+
+	// TraefikMetricsURL is the /metrics the sidecar scrapes: on TraefikAPI,
+	// or with Options.TraefikAuth on its own HTTPS entry point.
+	TraefikMetricsURL string
+	// TraefikAuth is what Options.TraefikAuth made: certificates and the
+	// password file.
+	TraefikAuth *TraefikAuth
 
 	EntryURL      string // Traefik's domainproxy entry point
 	TraefikAPI    string // Traefik's traefik entry point: API, ping, /metrics
@@ -186,6 +199,10 @@ func (s *Stack) startTraefik(t testbed.T, opts Options) {
 	if s.Registry != nil {
 		static = strings.Replace(static, TraefikPlugin, fmt.Sprintf(TraefikRegistryPlugin, ModulePath, s.Registry.Version, s.Registry.Hash), 1)
 	}
+	s.TraefikMetricsURL = s.TraefikAPI + "/metrics"
+	if opts.TraefikAuth {
+		static = s.guardTraefik(t, dir, static)
+	}
 	testbed.Must(t, os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o644), "traefik.yml")
 	s.Traefik = testbed.Start(t, &testbed.Process{
 		Name: "traefik",
@@ -279,6 +296,9 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	if s.Redis != nil {
 		extra = append(extra, "--backendai.redis.address="+s.Redis.Address, "--backendai.heartbeat=1s")
 	}
+	if s.TraefikAuth != nil {
+		extra = append(extra, s.TraefikAuth.SidecarArgs(s.TraefikAPI)...)
+	}
 	s.Sidecar = testbed.Start(t, &testbed.Process{
 		Name: "traefik-sd",
 		Path: testbed.Binary(t, "SIDECAR_BIN", "traefik-sd"),
@@ -287,7 +307,7 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 			"--etcd.endpoints=" + endpoints,
 			"--worker.authority=" + Authority,
 			"--worker.node=node-a",
-			"--traefik.metricsURL=" + s.TraefikAPI + "/metrics",
+			"--traefik.metricsURL=" + s.TraefikMetricsURL,
 			"--traefik.scrapeInterval=500ms",
 			"--etcd.progressInterval=1s",
 			"--etcd.requestTimeout=3s",

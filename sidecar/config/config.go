@@ -190,6 +190,20 @@ type Traefik struct {
 	Target         string         `description:"host:port Prometheus scrapes for Traefik (default: from metricsURL)." json:"target,omitempty"`
 	ScrapeInterval types.Duration `description:"How often Traefik's metrics are read." json:"scrapeInterval,omitempty"`
 	Provider       string         `description:"Name of Traefik's etcd provider in references (name@provider)." json:"provider,omitempty"`
+	Auth           TraefikAuth    `description:"Credentials sent with every request to Traefik's API and /metrics, for a Traefik that serves them through a router with authentication." json:"auth,omitempty"`
+	TLS            *TLS           `description:"TLS to Traefik's API and /metrics, for https URLs: the CA of Traefik's certificate, a client certificate if its entry point asks for one; read at start." json:"tls,omitempty"`
+}
+
+// TraefikAuth is what authenticates the sidecar to Traefik: a basic-auth
+// user and password (Traefik's basicAuth middleware), or a bearer token
+// (what a forwardAuth in front of the API checks). The same go to the API
+// and to /metrics: one Traefik.
+type TraefikAuth struct {
+	Username     string `description:"Basic-auth user sent to Traefik's API and /metrics (with password; not with token)." json:"username,omitempty"`
+	Password     string `description:"Basic-auth password sent to Traefik (with username)." json:"password,omitempty"`
+	PasswordFile string `description:"File holding the basic-auth password sent to Traefik (instead of password); read at start and on SIGHUP." json:"passwordFile,omitempty"`
+	Token        string `description:"Bearer token sent to Traefik's API and /metrics (Authorization: Bearer; not with username)." json:"token,omitempty"`
+	TokenFile    string `description:"File holding the bearer token sent to Traefik (instead of token); read at start and on SIGHUP." json:"tokenFile,omitempty"`
 }
 
 // Plugin configures the push endpoint.
@@ -351,6 +365,9 @@ func (c *Configuration) Complete() error {
 		}
 		c.Traefik.APIURL = strings.TrimSuffix(c.Traefik.APIURL, "/")
 	}
+	if err := c.completeTraefikAuth(); err != nil {
+		return err
+	}
 	if time.Duration(c.Traefik.APISweep) < time.Second {
 		return fmt.Errorf("--traefik.apiSweep %s: at least 1s", time.Duration(c.Traefik.APISweep))
 	}
@@ -479,6 +496,8 @@ func (c *Configuration) secrets() []secret {
 		{"--backendai.redis.password", &c.BackendAI.Redis.Password, c.BackendAI.Redis.PasswordFile},
 		{"--backendai.redis.sentinelPassword", &c.BackendAI.Redis.SentinelPassword, c.BackendAI.Redis.SentinelPasswordFile},
 		{"--backendai.coordinatorToken", &c.BackendAI.CoordinatorToken, c.BackendAI.CoordinatorTokenFile},
+		{"--traefik.auth.password", &c.Traefik.Auth.Password, c.Traefik.Auth.PasswordFile},
+		{"--traefik.auth.token", &c.Traefik.Auth.Token, c.Traefik.Auth.TokenFile},
 	}
 }
 
@@ -514,6 +533,52 @@ func (c *Configuration) ReadSecrets() (changed []string, err error) {
 	}
 	c.secretsRead = true
 	return changed, nil
+}
+
+// completeTraefikAuth checks the credentials and TLS sent to Traefik; the
+// password and token files were read with the other secrets.
+func (c *Configuration) completeTraefikAuth() error {
+	a, t := c.Traefik.Auth, c.Traefik.TLS
+	basic, bearer := a.Username != "" || a.Password != "", a.Token != ""
+	if !basic && !bearer && t == nil {
+		return nil
+	}
+	if c.Traefik.APIURL == "" {
+		return errors.New("--traefik.auth.* and --traefik.tls.*: set --traefik.apiURL or --traefik.metricsURL, to which they are sent")
+	}
+	switch {
+	case basic && bearer:
+		return errors.New("--traefik.auth.username (basic auth) and --traefik.auth.token (bearer): give one")
+	case a.Password != "" && a.Username == "":
+		return errors.New("--traefik.auth.password (or passwordFile) needs --traefik.auth.username")
+	case a.Username != "" && a.Password == "":
+		return errors.New("--traefik.auth.username needs --traefik.auth.password or --traefik.auth.passwordFile")
+	case strings.Contains(a.Username, ":"):
+		return errors.New("--traefik.auth.username: no colon (basic auth cannot carry one in the user)")
+	}
+	for name, v := range map[string]string{"--traefik.auth.username": a.Username, "--traefik.auth.password": a.Password, "--traefik.auth.token": a.Token} {
+		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return fmt.Errorf("%s: no control characters or line breaks (it goes into a request header)", name)
+		}
+	}
+	if basic || bearer {
+		// Go's client sends a URL's userinfo as basic auth, which the
+		// options would then overwrite: one place for the credentials.
+		for name, raw := range map[string]string{"--traefik.apiURL": c.Traefik.APIURL, "--traefik.metricsURL": c.Traefik.MetricsURL} {
+			if u, err := url.Parse(raw); err == nil && u.User != nil {
+				return fmt.Errorf("%s has credentials in it, and --traefik.auth.* is set: give one", name)
+			}
+		}
+	}
+	if t != nil {
+		if (t.Cert == "") != (t.Key == "") {
+			return errors.New("--traefik.tls.cert and --traefik.tls.key go together")
+		}
+		if !strings.HasPrefix(c.Traefik.APIURL, "https:") && !strings.HasPrefix(c.Traefik.MetricsURL, "https:") {
+			return errors.New("--traefik.tls.*: only used over https; neither --traefik.apiURL nor --traefik.metricsURL is an https URL")
+		}
+	}
+	return nil
 }
 
 // completeRedis checks the Redis store's options; its password files

@@ -57,6 +57,10 @@ type Daemon struct {
 	ready     atomic.Bool
 	addr      net.Addr
 
+	// traefikAuth carries every request to Traefik's API and /metrics,
+	// with --traefik.auth.* and over --traefik.tls.*.
+	traefikAuth *traefikapi.Auth
+
 	// Each outside party's state, so that a loss and a return are logged
 	// once each, not on every attempt.
 	apiFailing, coordFailing, scrapeFailing, etcdFailing bool
@@ -94,11 +98,33 @@ func (d *Daemon) applySecrets() {
 	}
 	pw := d.cfg.BackendAI.Redis.Password
 	d.redisPassword.Store(&pw)
+	d.setTraefikCredentials()
+}
+
+// setTraefikCredentials hands --traefik.auth.* to the transport every
+// request to Traefik goes through.
+func (d *Daemon) setTraefikCredentials() {
+	a := d.cfg.Traefik.Auth
+	d.traefikAuth.SetCredentials(traefikapi.Credentials{Username: a.Username, Password: a.Password, Token: a.Token})
+}
+
+// traefikTLS reads --traefik.tls.* into that transport, before any request.
+func (d *Daemon) traefikTLS() error {
+	if d.cfg.Traefik.TLS == nil {
+		return nil
+	}
+	tc, err := d.cfg.Traefik.TLS.ClientConfig("--traefik")
+	if err != nil {
+		return err
+	}
+	d.traefikAuth.Base.(*http.Transport).TLSClientConfig = tc
+	return nil
 }
 
 // ReloadSecrets re-reads every …File secret (on SIGHUP) and uses the new
 // values from the next request or connection on: the push and read
-// credentials, the coordinator's token and the Redis password; and the
+// credentials, the coordinator's token, the Redis password and what is sent
+// to Traefik's API and /metrics (--traefik.auth.*); and the
 // server's TLS certificate, key and client CA, served from the next
 // handshake on (a file that does not read keeps the ones in use). etcd's
 // passwords are taken at the next start (its client keeps its session), and
@@ -157,6 +183,8 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		metrics:   metrics.New(),
 		pub:       publish.New(),
 		plugins:   pluginsync.NewStore(),
+		// TLS is read in Run, which can fail before it serves.
+		traefikAuth: traefikapi.NewAuth(nil),
 		engine: engine.New(engine.Options{
 			Targets:         opts,
 			Etcd:            !cfg.PluginOnly(),
@@ -170,9 +198,10 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 	if cfg.Plugin.MaxSessions > 0 {
 		d.plugins.SetMaxSessions(cfg.Plugin.MaxSessions)
 	}
+	d.setTraefikCredentials()
 	if cfg.Traefik.APIURL != "" {
 		d.api = &traefikapi.Watcher{
-			Client:        &traefikapi.Client{Base: cfg.Traefik.APIURL, HTTP: &http.Client{Timeout: 10 * time.Second}},
+			Client:        &traefikapi.Client{Base: cfg.Traefik.APIURL, HTTP: d.traefikAuth.Client(10 * time.Second)},
 			SweepInterval: time.Duration(cfg.Traefik.APISweep),
 		}
 	}
@@ -209,6 +238,9 @@ type sources struct {
 
 // Run serves until ctx is done, then stops everything it started and waits for it.
 func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
+	if err := d.traefikTLS(); err != nil {
+		return err
+	}
 	var client *clientv3.Client
 	if !d.cfg.PluginOnly() {
 		var err error
@@ -276,7 +308,7 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	}
 	if d.cfg.Traefik.MetricsURL != "" {
 		src.scrapes = make(chan scrape.Outcome, 1)
-		s := &scrape.Scraper{URL: d.cfg.Traefik.MetricsURL, Interval: time.Duration(d.cfg.Traefik.ScrapeInterval), Client: &http.Client{}}
+		s := &scrape.Scraper{URL: d.cfg.Traefik.MetricsURL, Interval: time.Duration(d.cfg.Traefik.ScrapeInterval), Client: d.traefikAuth.Client(0)}
 		run(func() { s.Run(ctx, src.scrapes) })
 	}
 	if d.api != nil {

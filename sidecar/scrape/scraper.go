@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
 
 // Scraper fetches Traefik's /metrics on an interval.
@@ -76,7 +78,8 @@ func (s *Scraper) fetch(ctx context.Context) (Result, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Result{}, fmt.Errorf("%s: %s", s.URL, resp.Status)
+		// A 401 or 403 is Traefik refusing the credentials (--traefik.auth.*).
+		return Result{}, fmt.Errorf("%s: %s", redact.URL(s.URL), resp.Status)
 	}
 	limit := s.MaxBytes
 	if limit <= 0 {
@@ -85,7 +88,7 @@ func (s *Scraper) fetch(ctx context.Context) (Result, error) {
 	res, err := s.parser.ParseReader(resp.Body, limit)
 	if err != nil {
 		// A half-read body would mark every unread server as healthy.
-		return Result{}, fmt.Errorf("%s: %w", s.URL, err)
+		return Result{}, fmt.Errorf("%s: %w", redact.URL(s.URL), err)
 	}
 	return res, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	"github.com/traefik-sd/traefik-sd/sidecar/daemon"
+	"github.com/traefik-sd/traefik-sd/sidecar/sdnotify"
 	"github.com/traefik-sd/traefik-sd/sidecar/version"
 	"github.com/traefik/paerser/cli"
 )
@@ -43,7 +45,23 @@ func main() {
 				d.ReloadSecrets()
 			}
 		}()
-		return d.Run(ctx, nil)
+		// Under systemd (Type=notify, examples/traefik-sd.service) the
+		// start completes at READY=1: once the API listens, when "traefik-sd
+		// started" is logged, and not once /readyz is ready, which waits for
+		// etcd and Traefik (a unit ordered after this one, or etcd down,
+		// must not hold the start until it times out).
+		started := make(chan net.Addr, 1)
+		go func() {
+			select {
+			case addr := <-started:
+				notify(log, "READY=1\nSTATUS=serving on "+addr.String())
+			case <-ctx.Done():
+				return
+			}
+			<-ctx.Done()
+			notify(log, "STOPPING=1")
+		}()
+		return d.Run(ctx, started)
 	})
 	if err := cli.Execute(cmd); err != nil {
 		// paerser wraps every error in "command <name> error: …"; the
@@ -53,6 +71,14 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "traefik-sd:", err)
 		os.Exit(1)
+	}
+}
+
+// notify tells systemd the state, when it runs the sidecar as a
+// Type=notify unit; elsewhere it does nothing.
+func notify(log *slog.Logger, state string) {
+	if _, err := sdnotify.Notify(state); err != nil {
+		log.Warn("telling systemd the state failed", "state", strings.ReplaceAll(state, "\n", " "), "error", err)
 	}
 }
 
