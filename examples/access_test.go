@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/traefik-sd/traefik-sd/sidecar/config"
-	"github.com/traefik/paerser/cli"
 	"gopkg.in/yaml.v3"
 )
 
@@ -38,16 +36,7 @@ func TestExamplesCarryAndSendCredentials(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.ReplaceAll(text, secrets, tmp+"/")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	var completeErr error
-	cmd := config.Command(cfg, func() error { completeErr = cfg.Complete(); return nil })
-	saved := os.Args
-	os.Args = []string{"traefik-sd", "--configFile=" + file}
-	err = cli.Execute(cmd)
-	os.Args = saved
-	if err == nil {
-		err = completeErr
-	}
+	cfg, err := loadArgs([]string{"--configFile=" + file})
 	if err != nil {
 		t.Fatalf("traefik-sd.yml does not load: %v", err)
 	}

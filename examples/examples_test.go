@@ -302,16 +302,7 @@ func TestKubernetesPodIsDeployable(t *testing.T) {
 		args = append(args, a)
 	}
 	// The sidecar's own loader, as the container would run it.
-	cfg := config.Default()
-	var completeErr error
-	cmd := config.Command(cfg, func() error { completeErr = cfg.Complete(); return nil })
-	saved := os.Args
-	os.Args = append([]string{"traefik-sd"}, args...)
-	err = cli.Execute(cmd)
-	os.Args = saved
-	if err == nil {
-		err = completeErr
-	}
+	cfg, err := loadArgs(args)
 	if err != nil {
 		t.Fatalf("the traefik-sd container's arguments do not load: %v\n%s", err, strings.Join(args, "\n"))
 	}
@@ -503,4 +494,20 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// loadArgs loads a command line through the sidecar's own loader, as the
+// binary would at start: every flag known, every value that makes sense.
+func loadArgs(args []string) (*config.Configuration, error) {
+	cfg := config.Default()
+	var completeErr error
+	cmd := config.Command(cfg, func() error { completeErr = cfg.Complete(); return nil })
+	saved := os.Args
+	os.Args = append([]string{"traefik-sd"}, args...)
+	err := cli.Execute(cmd)
+	os.Args = saved
+	if err == nil {
+		err = completeErr
+	}
+	return cfg, err
 }

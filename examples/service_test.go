@@ -12,7 +12,6 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
-	"github.com/traefik/paerser/cli"
 )
 
 // unitFile is a systemd unit: each section's keys, in order, with every
@@ -189,16 +188,7 @@ func TestSystemdUnitIsDeployable(t *testing.T) {
 			t.Errorf("LoadCredential=%s:… is used by no argument", id)
 		}
 	}
-	cfg := config.Default()
-	var completeErr error
-	cmd := config.Command(cfg, func() error { completeErr = cfg.Complete(); return nil })
-	saved := os.Args
-	os.Args = append([]string{"traefik-sd"}, args...)
-	err = cli.Execute(cmd)
-	os.Args = saved
-	if err == nil {
-		err = completeErr
-	}
+	cfg, err := loadArgs(args)
 	if err != nil {
 		t.Fatalf("the unit's command line does not load: %v\n%s", err, strings.Join(args, "\n"))
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -19,6 +20,19 @@ import (
 // localhost, and a client certificate, all signed by the CA.
 type Certs struct {
 	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
+// MutualTLS is a server's TLS configuration with the server certificate,
+// requiring a client certificate the CA signed.
+func (c Certs) MutualTLS(t T) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
+	Must(t, err, "server certificate")
+	ca, err := os.ReadFile(c.CA)
+	Must(t, err, "CA")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
 }
 
 // GenerateCerts writes a fresh CA and its certificates into dir.

@@ -110,18 +110,7 @@ func interpretedNew(tb testing.TB, sidecarURL string) func(ctx context.Context, 
 
 // interpretedNewWith is interpretedNew with the interpreter's options.
 func interpretedNewWith(tb testing.TB, sidecarURL string, opts interp.Options) func(ctx context.Context, next http.Handler, name string) (http.Handler, error) {
-	i := newInterpreterWith(tb, false, opts)
-	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
-		tb.Fatalf("yaegi could not import the plugin: %v", err)
-	}
-	fnNew, err := i.Eval("plugin.New")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	fnCreate, err := i.Eval("plugin.CreateConfig")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	fnNew, fnCreate := loadPlugin(tb, opts)
 	return func(ctx context.Context, next http.Handler, name string) (http.Handler, error) {
 		cfg := fnCreate.Call(nil)[0]
 		cfg.Elem().FieldByName("CircuitID").SetString("c-bench")
@@ -243,18 +232,7 @@ func TestOnlyFailuresReachTraefiksErrorLog(t *testing.T) {
 // interpretedNewFields loads the plugin as interpretedNewWith does; the New
 // it returns sets the config's string fields named in fields.
 func interpretedNewFields(tb testing.TB, opts interp.Options) func(ctx context.Context, name string, fields map[string]string) error {
-	i := newInterpreterWith(tb, false, opts)
-	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
-		tb.Fatalf("yaegi could not import the plugin: %v", err)
-	}
-	fnNew, err := i.Eval("plugin.New")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	fnCreate, err := i.Eval("plugin.CreateConfig")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	fnNew, fnCreate := loadPlugin(tb, opts)
 	return func(ctx context.Context, name string, fields map[string]string) error {
 		cfg := fnCreate.Call(nil)[0]
 		for field, value := range fields {
@@ -535,4 +513,23 @@ func decodeAsTraefik(vConfig reflect.Value, conf map[string]any) error {
 		return err
 	}
 	return decoder.Decode(conf)
+}
+
+// loadPlugin interprets the plugin as Traefik does and returns its New and
+// CreateConfig.
+func loadPlugin(tb testing.TB, opts interp.Options) (fnNew, fnCreate reflect.Value) {
+	tb.Helper()
+	i := newInterpreterWith(tb, false, opts)
+	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
+		tb.Fatalf("yaegi could not import the plugin: %v", err)
+	}
+	fnNew, err := i.Eval("plugin.New")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fnCreate, err = i.Eval("plugin.CreateConfig")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fnNew, fnCreate
 }

@@ -199,14 +199,7 @@ func TestSourcesCompose(t *testing.T) {
 // TestSecretsFromFiles: every secret has a …File variant (a mounted
 // Secret); a re-read picks up a rotated value; giving both is refused.
 func TestSecretsFromFiles(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, v string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, t.TempDir())
 	cfg, err := load(t, "--worker.authority=w",
 		"--plugin.tokenFile="+write("push", "push-1\n"),
 		"--server.readTokenFile="+write("read", "read-1"),
@@ -327,5 +320,17 @@ func TestREADMEListsEveryOption(t *testing.T) {
 		if !strings.Contains(string(readme), "| `--"+o.Flag+"` | `"+o.Env+"` |") {
 			t.Errorf("the README's options table lacks --%s (%s)", o.Flag, o.Env)
 		}
+	}
+}
+
+// fileWriter writes files (secrets, say) into dir and returns each one's
+// path.
+func fileWriter(t *testing.T, dir string) func(name, v string) string {
+	return func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }

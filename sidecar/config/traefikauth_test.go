@@ -13,13 +13,7 @@ import (
 // is refused with the option's name.
 func TestTraefikAuthOptions(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, v string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	base := []string{"--worker.authority=w", "--traefik.metricsURL=https://127.0.0.1:8443/metrics", "--traefik.apiURL=http://127.0.0.1:8080"}
 
 	cfg, err := load(t, append(base, "--traefik.auth.username=sd", "--traefik.auth.passwordFile="+write("pw", "pw-1\n"),

@@ -363,44 +363,6 @@ func (e *env) sidecarMetric(_ *testing.T, series string) string {
 	return testbed.Metric(context.Background(), e.base+"/metrics", series)
 }
 
-// logBuffer collects a sidecar's log for a test to read while it runs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count tells how many lines hold s.
-func (b *logBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, line := range strings.Split(b.buf.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// lines returns the lines that hold s.
-func (b *logBuffer) lines(s string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, line := range strings.Split(b.buf.String(), "\n") {
-		if strings.Contains(line, s) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // TestCompactionAndEtcdRestartConverge: etcd is killed; once the sidecar
 // has seen it go, it still serves its last good set. etcd restarts while the
 // sidecar is cut off from it (a proxy between them), circuits change and

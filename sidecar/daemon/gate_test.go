@@ -176,7 +176,7 @@ var types100ms = types.Duration(100 * time.Millisecond)
 // not once per answer; the last good answer stands; and its return is logged
 // once too.
 func TestABadAnswerOfTraefiksAPIIsCountedAndLoggedOnce(t *testing.T) {
-	log := &logBuffer{}
+	log := &testbed.LogBuffer{}
 	e := startEnvLogging(t, "worker-badapi", func(cfg *config.Configuration) {
 		cfg.Traefik.APISweep = types.Duration(time.Second) // a listing every second, so answers keep coming
 	}, log)
@@ -194,8 +194,8 @@ func TestABadAnswerOfTraefiksAPIIsCountedAndLoggedOnce(t *testing.T) {
 		n, err := strconv.Atoi(m)
 		return err == nil && n >= 3, m
 	})
-	if n := log.count(failed); n != 1 || !strings.Contains(log.lines(failed), `status \"sleeping\"`) {
-		t.Errorf("the failure logged %d times, want once, naming the status:\n%s", n, log.lines(failed))
+	if n := log.Count(failed); n != 1 || !strings.Contains(log.Lines(failed), `status \"sleeping\"`) {
+		t.Errorf("the failure logged %d times, want once, naming the status:\n%s", n, log.Lines(failed))
 	}
 	if status, got := e.routesNow(); status != http.StatusOK || got != interactiveLine {
 		t.Errorf("the last good answer did not stand: %d\n%s", status, got)
@@ -203,7 +203,7 @@ func TestABadAnswerOfTraefiksAPIIsCountedAndLoggedOnce(t *testing.T) {
 
 	e.traefik.answerBadly("")
 	testbed.Eventually(t, 30*time.Second, "the return logged", func() (bool, string) {
-		return log.count(back) > 0, log.lines(back)
+		return log.Count(back) > 0, log.Lines(back)
 	})
 	// A second listing after the return: still one line of each.
 	ok := e.sidecarMetric(t, `traefik_sd_traefik_api_answers_total{result="sweep"}`)
@@ -211,7 +211,7 @@ func TestABadAnswerOfTraefiksAPIIsCountedAndLoggedOnce(t *testing.T) {
 		m := e.sidecarMetric(t, `traefik_sd_traefik_api_answers_total{result="sweep"}`)
 		return m != ok && m != "", ok + " -> " + m
 	})
-	if nf, nb := log.count(failed), log.count(back); nf != 1 || nb != 1 {
-		t.Errorf("logged %d failures and %d returns, want one each:\n%s\n%s", nf, nb, log.lines(failed), log.lines(back))
+	if nf, nb := log.Count(failed), log.Count(back); nf != 1 || nb != 1 {
+		t.Errorf("logged %d failures and %d returns, want one each:\n%s\n%s", nf, nb, log.Lines(failed), log.Lines(back))
 	}
 }

@@ -33,7 +33,7 @@ func TestNoSecretReachesTheStatusPageOrTheLog(t *testing.T) {
 		http.Error(rw, `{"message":"starting; token=`+marker+`"}`, http.StatusServiceUnavailable)
 	}))
 	defer api.Close()
-	log := &logBuffer{}
+	log := &testbed.LogBuffer{}
 	e := startEnvLogging(t, "worker-secret", func(cfg *config.Configuration) {
 		cfg.Traefik.APIURL = strings.Replace(api.URL, "http://", "http://admin:"+marker+"@", 1)
 		cfg.Plugin.StartGrace = types.Duration(time.Second)
@@ -61,19 +61,19 @@ func TestNoSecretReachesTheStatusPageOrTheLog(t *testing.T) {
 			strings.Contains(page, "10.0.0.9/verify"), page
 	})
 	testbed.Eventually(t, 30*time.Second, "the log tells the same", func() (bool, string) {
-		return log.count("10.0.0.9/verify") > 0 && log.count("metricsPort: not an integer") > 0 &&
-			log.count("port out of range") > 0 && log.count("Traefik's API answers again") > 0, log.lines("")
+		return log.Count("10.0.0.9/verify") > 0 && log.Count("metricsPort: not an integer") > 0 &&
+			log.Count("port out of range") > 0 && log.Count("Traefik's API answers again") > 0, log.Lines("")
 	})
 	if strings.Contains(page, marker) {
 		t.Errorf("the status page holds the secret:\n%s", page)
 	}
-	if lines := log.lines(marker); lines != "" {
+	if lines := log.Lines(marker); lines != "" {
 		t.Errorf("the log holds the secret:\n%s", lines)
 	}
-	if !strings.Contains(page, "admin:xxxxx@10.0.0.9") || log.count("admin:xxxxx@10.0.0.9") == 0 {
-		t.Errorf("Traefik's error is not shown redacted; the log:\n%s", log.lines("10.0.0.9"))
+	if !strings.Contains(page, "admin:xxxxx@10.0.0.9") || log.Count("admin:xxxxx@10.0.0.9") == 0 {
+		t.Errorf("Traefik's error is not shown redacted; the log:\n%s", log.Lines("10.0.0.9"))
 	}
-	if n := log.count("admin:xxxxx@127.0.0.1"); n == 0 {
-		t.Errorf("the log does not name --traefik.apiURL, redacted:\n%s", log.lines("traefik"))
+	if n := log.Count("admin:xxxxx@127.0.0.1"); n == 0 {
+		t.Errorf("the log does not name --traefik.apiURL, redacted:\n%s", log.Lines("traefik"))
 	}
 }

@@ -2,8 +2,6 @@ package daemon_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -53,13 +51,7 @@ func TestTraefikCredentialsReachTraefikAndRotateOnSIGHUP(t *testing.T) {
 		}
 		_, _ = rw.Write([]byte("traefik_config_last_reload_success 1.7e9\n"))
 	}))
-	serverCert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
-	testbed.Must(t, err, "server certificate")
-	caPEM, err := os.ReadFile(certs.CA)
-	testbed.Must(t, err, "CA")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.TLS = certs.MutualTLS(t)
 	srv.StartTLS()
 	defer srv.Close()
 
@@ -77,7 +69,7 @@ func TestTraefikCredentialsReachTraefikAndRotateOnSIGHUP(t *testing.T) {
 	cfg.Traefik.TLS = &config.TLS{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey}
 	testbed.Must(t, cfg.Complete(), "config")
 
-	log := &logBuffer{}
+	log := &testbed.LogBuffer{}
 	d := daemon.New(cfg, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan net.Addr, 1)
@@ -125,13 +117,13 @@ func TestTraefikCredentialsReachTraefikAndRotateOnSIGHUP(t *testing.T) {
 		return answered[0].Load() > api && answered[1].Load() > scrapes, counts()
 	})
 	testbed.Eventually(t, 10*time.Second, "the log tells of the outage's end", func() (bool, string) {
-		return log.count("Traefik's /metrics answers again") > 0 && log.count("Traefik's API answers again") > 0, log.lines("")
+		return log.Count("Traefik's /metrics answers again") > 0 && log.Count("Traefik's API answers again") > 0, log.Lines("")
 	})
-	if log.count("401 Unauthorized") == 0 || log.count("--traefik.auth.password") == 0 {
-		t.Errorf("the log does not name the refusal and the re-read secret:\n%s", log.lines(""))
+	if log.Count("401 Unauthorized") == 0 || log.Count("--traefik.auth.password") == 0 {
+		t.Errorf("the log does not name the refusal and the re-read secret:\n%s", log.Lines(""))
 	}
 	for _, pw := range []string{"pw-one", "pw-two"} {
-		if lines := log.lines(pw); strings.TrimSpace(lines) != "" {
+		if lines := log.Lines(pw); strings.TrimSpace(lines) != "" {
 			t.Errorf("the log holds a password:\n%s", lines)
 		}
 	}

@@ -120,7 +120,7 @@ func serveLoopback(t *testing.T, s *server.Server, tlsOn bool) string {
 // connections open from 127.0.0.1, a third is answered 429 at once,
 // counted and logged; once one of the two closes, a new one is served.
 func TestConnectionsPerIPAreBounded(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testbed.LogBuffer{}
 	s := newServer(func(s *server.Server) {
 		s.MaxConnsPerIP = 2
 		s.Log = slog.New(slog.NewTextHandler(logs, nil))
@@ -158,7 +158,7 @@ func TestConnectionsPerIPAreBounded(t *testing.T) {
 // handshakes are each counted, and logged at most once a second per kind;
 // the next line says how many were held back.
 func TestRefusalsAreLoggedAtMostOnceASecond(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testbed.LogBuffer{}
 	h := newHarness(t, func(s *server.Server) {
 		s.SetCredentials(server.Credentials{PushToken: "s3cret"})
 		s.Log = slog.New(slog.NewTextHandler(logs, nil))
@@ -181,7 +181,7 @@ func TestRefusalsAreLoggedAtMostOnceASecond(t *testing.T) {
 	}
 
 	// Plain HTTP to the HTTPS port: a failed handshake each.
-	tlsLogs := &lockedBuffer{}
+	tlsLogs := &testbed.LogBuffer{}
 	certs := testbed.GenerateCerts(t, t.TempDir())
 	s := newServer(func(s *server.Server) { s.Log = slog.New(slog.NewTextHandler(tlsLogs, nil)) })
 	if err := s.LoadTLS(certs.ServerCert, certs.ServerKey, ""); err != nil {

@@ -13,11 +13,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
@@ -155,26 +155,8 @@ func validPush(seq uint64, full bool) []byte {
 	return b
 }
 
-// lockedBuffer is a log sink the server's goroutines may write at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestPushAnswers(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testbed.LogBuffer{}
 	h := newHarness(t, func(s *server.Server) {
 		s.SetCredentials(server.Credentials{PushToken: "s3cret"})
 		s.Log = slog.New(slog.NewTextHandler(logs, nil))

@@ -2,11 +2,8 @@ package traefikapi_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -113,13 +110,7 @@ func TestCredentialsGoWithEveryRequestToTraefik(t *testing.T) {
 	t.Run("client certificate", func(t *testing.T) {
 		certs := testbed.GenerateCerts(t, t.TempDir())
 		srv := httptest.NewUnstartedServer(guardedTraefik(func(req *http.Request) bool { return true }))
-		serverCert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
-		testbed.Must(t, err, "server certificate")
-		pem, err := os.ReadFile(certs.CA)
-		testbed.Must(t, err, "CA")
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+		srv.TLS = certs.MutualTLS(t)
 		srv.StartTLS()
 		defer srv.Close()
 
