@@ -50,7 +50,8 @@ type Route struct {
 // under .../middlewares/<name>/plugin/<plugin key>/. Traefik matches keys to
 // fields ignoring case, so the coordinator may write them in lower case.
 type Config struct {
-	// CircuitID is the AppProxy circuit this router serves. Required.
+	// CircuitID is the AppProxy circuit this router serves; a plain
+	// Traefik's routers have none.
 	CircuitID string `json:"circuitId"`
 	// WorkerAuthority is the AppProxy worker's authority (worker_<authority>).
 	WorkerAuthority string `json:"workerAuthority,omitempty"`
@@ -156,8 +157,10 @@ func (c *Config) check() (timing, error) {
 }
 
 func (c *Config) checkFields() error {
-	if strings.TrimSpace(c.CircuitID) == "" {
-		return errors.New("circuitId: required")
+	// A plain Traefik's router names no circuit; a Backend.AI middleware
+	// that names its worker or sessions and not its circuit is half written.
+	if strings.TrimSpace(c.CircuitID) == "" && (c.WorkerAuthority != "" || len(c.SessionIDs) > 0) {
+		return errors.New("circuitId: required with workerAuthority or sessionIds")
 	}
 	if !utf8.ValidString(c.CircuitID) {
 		return errors.New("circuitId: not valid UTF-8")

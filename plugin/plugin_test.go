@@ -157,13 +157,25 @@ func TestCreateConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestAnEmptyConfigIsAPlainTraefiksMiddleware: `plugin: {traefik-sd: {}}`
+// is enough; a router that is no Backend.AI circuit has no circuit id.
+func TestAnEmptyConfigIsAPlainTraefiksMiddleware(t *testing.T) {
+	if err := plugin.CreateConfig().Validate(); err != nil {
+		t.Fatalf("the defaults alone are refused: %v", err)
+	}
+}
+
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	testCases := []struct {
 		desc    string
 		change  func(c *plugin.Config)
 		wantErr string
 	}{
-		{desc: "no circuit id", change: func(c *plugin.Config) { c.CircuitID = " " }, wantErr: "circuitId: required"},
+		{desc: "a worker without its circuit (half written)", change: func(c *plugin.Config) { c.CircuitID, c.WorkerAuthority = "", "worker-1" },
+			wantErr: "circuitId: required with workerAuthority or sessionIds"},
+		{desc: "sessions without their circuit", change: func(c *plugin.Config) { c.CircuitID, c.SessionIDs = " ", []string{"s1"} },
+			wantErr: "circuitId: required with workerAuthority or sessionIds"},
+		{desc: "circuit id not UTF-8", change: func(c *plugin.Config) { c.CircuitID = "\xff" }, wantErr: "circuitId: not valid UTF-8"},
 		{desc: "label name with a dash", change: func(c *plugin.Config) { c.Labels["team-name"] = "x" }, wantErr: "labels.team-name"},
 		{desc: "label name with __ prefix", change: func(c *plugin.Config) { c.Labels["__address__"] = "x" }, wantErr: "labels.__address__"},
 		{desc: "label that overrides an identity", change: func(c *plugin.Config) { c.Labels["circuit_id"] = "x" }, wantErr: "reserved"},

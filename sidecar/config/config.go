@@ -178,17 +178,17 @@ type TLS struct {
 
 // Worker identifies the AppProxy worker and this Traefik node.
 type Worker struct {
-	Authority string `description:"AppProxy worker authority (required)." json:"authority,omitempty"`
+	Authority string `description:"AppProxy worker authority; required with etcd or a ServiceDiscovery store (a plain Traefik has none)." json:"authority,omitempty"`
 	Node      string `description:"This Traefik node's id; HA nodes share an authority (default: host name)." json:"node,omitempty"`
 }
 
 // Traefik says where Traefik's metrics are.
 type Traefik struct {
-	MetricsURL     string         `description:"URL the sidecar scrapes for server health, e.g. http://127.0.0.1:8080/metrics." json:"metricsURL,omitempty"`
+	MetricsURL     string         `description:"URL the sidecar scrapes for server health, e.g. http://127.0.0.1:8080/metrics; unset (an OTLP-only Traefik), health comes from the serverStatus of Traefik's API." json:"metricsURL,omitempty"`
 	APIURL         string         `description:"Base URL of Traefik's API (its traefik entry point), asked which routers Traefik serves (default: scheme and host of metricsURL)." json:"apiURL,omitempty"`
 	APISweep       types.Duration `description:"How often every router is listed from Traefik's API; a change asks about the routers it touched at once." json:"apiSweep,omitempty"`
 	Target         string         `description:"host:port Prometheus scrapes for Traefik (default: from metricsURL)." json:"target,omitempty"`
-	ScrapeInterval types.Duration `description:"How often Traefik's metrics are read." json:"scrapeInterval,omitempty"`
+	ScrapeInterval types.Duration `description:"How often Traefik's metrics are read, and its services listed when they are needed (no etcd, no metricsURL, or TCP routers with routes.all)." json:"scrapeInterval,omitempty"`
 	Provider       string         `description:"Name of Traefik's etcd provider in references (name@provider)." json:"provider,omitempty"`
 	Auth           TraefikAuth    `description:"Credentials sent with every request to Traefik's API and /metrics, for a Traefik that serves them through a router with authentication." json:"auth,omitempty"`
 	TLS            *TLS           `description:"TLS to Traefik's API and /metrics, for https URLs: the CA of Traefik's certificate, a client certificate if its entry point asks for one; read at start." json:"tls,omitempty"`
@@ -226,7 +226,10 @@ type AppProxy struct {
 
 // Routes selects the published circuits.
 type Routes struct {
-	All bool `description:"Publish the servers of every HTTP circuit, not only those whose router has the traefik-sd middleware." json:"all,omitempty"`
+	All bool `description:"Publish the servers of every HTTP circuit, not only those whose router has the traefik-sd middleware; without etcd, of every router Traefik's API lists." json:"all,omitempty"`
+	// KeepDown: a down server stays a target, so that its scrape fails
+	// (up == 0) instead of the target vanishing.
+	KeepDown bool `description:"Keep a server Traefik reports down as a target, labelled __meta_traefik_server_health=\"down\", instead of withdrawing it." json:"keepDown,omitempty"`
 }
 
 // Server configures the HTTP API.
@@ -287,8 +290,11 @@ func Command(cfg *Configuration, run func() error) *cli.Command {
 
 // Complete fills derived defaults and checks every option; errors name it.
 func (c *Configuration) Complete() error {
-	if strings.TrimSpace(c.Worker.Authority) == "" {
-		return errors.New("--worker.authority is required (the AppProxy worker's authority, e.g. worker-1)")
+	// A plain Traefik without etcd has no AppProxy worker: the authority
+	// names Backend.AI's keys (the etcd root key, ServiceDiscovery entries).
+	etcd := !c.etcdOff && len(c.Etcd.Endpoints) > 0
+	if strings.TrimSpace(c.Worker.Authority) == "" && (etcd || c.BackendAI.Redis.Enabled() || len(c.BackendAI.Etcd.Endpoints) > 0) {
+		return errors.New("--worker.authority is required with etcd or a ServiceDiscovery store (the AppProxy worker's authority, e.g. worker-1)")
 	}
 	for name, v := range map[string]string{"--worker.authority": c.Worker.Authority, "--worker.node": c.Worker.Node} {
 		if strings.ContainsAny(v, "/ \t\r\n") || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -377,9 +383,6 @@ func (c *Configuration) Complete() error {
 	if c.PluginOnly() {
 		if c.Traefik.APIURL == "" {
 			return errors.New("--etcd.endpoints is empty (no etcd): --traefik.apiURL or --traefik.metricsURL is required, since Traefik's API then names the routers")
-		}
-		if c.Routes.All {
-			return errors.New("--routes.all needs etcd: without it only circuits with the traefik-sd middleware are known")
 		}
 	}
 	for name, target := range map[string]string{

@@ -334,3 +334,26 @@ func fileWriter(t *testing.T, dir string) func(name, v string) string {
 		return p
 	}
 }
+
+// TestAPlainTraefikNeedsNoBackendAI: without etcd and without a
+// ServiceDiscovery store nothing names a worker, so no authority is asked
+// for, and --routes.all lists what Traefik's API lists; either store, or
+// etcd, still needs the authority its keys are named by.
+func TestAPlainTraefikNeedsNoBackendAI(t *testing.T) {
+	cfg, err := load(t, "--etcd.endpoints=", "--traefik.apiURL=http://127.0.0.1:8080", "--routes.all", "--routes.keepDown")
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if !cfg.PluginOnly() || !cfg.Routes.All || !cfg.Routes.KeepDown || cfg.Worker.Authority != "" || cfg.Traefik.MetricsURL != "" {
+		t.Errorf("got %+v", cfg)
+	}
+	for _, args := range [][]string{
+		{"--traefik.apiURL=http://127.0.0.1:8080"}, // etcd by default
+		{"--etcd.endpoints=", "--traefik.apiURL=http://127.0.0.1:8080", "--backendai.redis.address=r:6379"},
+		{"--etcd.endpoints=", "--traefik.apiURL=http://127.0.0.1:8080", "--backendai.etcd.endpoints=127.0.0.1:2379"},
+	} {
+		if _, err := load(t, args...); err == nil || !strings.Contains(err.Error(), "--worker.authority") {
+			t.Errorf("%v: got %v, want --worker.authority required", args, err)
+		}
+	}
+}

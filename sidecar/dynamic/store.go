@@ -2,9 +2,12 @@ package dynamic
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -13,14 +16,18 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
 
-// Kind is the kind of an HTTP configuration object.
+// Kind is the kind of a configuration object.
 type Kind string
 
-// The kinds traefik-sd decodes. Other kinds and protocols are ignored.
+// The kinds traefik-sd decodes: HTTP routers, services and middlewares, and
+// TCP routers and services (Traefik has no TCP plugin middleware). Other
+// kinds and protocols are ignored.
 const (
 	Routers     Kind = "routers"
 	Services    Kind = "services"
 	Middlewares Kind = "middlewares"
+	TCPRouters  Kind = "tcp/routers"
+	TCPServices Kind = "tcp/services"
 )
 
 // Backend.AI's plugin keys (BACKENDAI.md).
@@ -35,7 +42,12 @@ type ObjectID struct {
 	Name string
 }
 
-func (id ObjectID) String() string { return "http/" + string(id.Kind) + "/" + id.Name }
+func (id ObjectID) String() string {
+	if id.Kind == TCPRouters || id.Kind == TCPServices {
+		return string(id.Kind) + "/" + id.Name
+	}
+	return "http/" + string(id.Kind) + "/" + id.Name
+}
 
 // Store is the decoded HTTP configuration below one root key. It is not safe
 // for concurrent use: one goroutine (the etcd watcher's consumer) owns it.
@@ -48,6 +60,8 @@ type Store struct {
 	Routers     map[string]*Router
 	Services    map[string]*Service
 	Middlewares map[string]*Middleware
+	TCPRouters  map[string]*Router
+	TCPServices map[string]*Service
 	// Errors holds the objects that could not be decoded, with the reason.
 	Errors map[ObjectID]error
 }
@@ -62,6 +76,8 @@ func NewStore(pluginName string) *Store {
 		Routers:     map[string]*Router{},
 		Services:    map[string]*Service{},
 		Middlewares: map[string]*Middleware{},
+		TCPRouters:  map[string]*Router{},
+		TCPServices: map[string]*Service{},
 		Errors:      map[ObjectID]error{},
 	}
 }
@@ -71,7 +87,15 @@ func NewStore(pluginName string) *Store {
 // not allocate: it runs for every key of every listing.
 func SplitKey(rel string) (id ObjectID, sub string, ok bool) {
 	i := strings.IndexByte(rel, '/')
-	if i < 0 || !strings.EqualFold(rel[:i], "http") {
+	if i < 0 {
+		return ObjectID{}, "", false
+	}
+	tcp := false
+	switch p := rel[:i]; {
+	case strings.EqualFold(p, "http"):
+	case strings.EqualFold(p, "tcp"):
+		tcp = true
+	default:
 		return ObjectID{}, "", false
 	}
 	rest := rel[i+1:]
@@ -83,9 +107,15 @@ func SplitKey(rel string) (id ObjectID, sub string, ok bool) {
 	switch k := rest[:j]; {
 	case strings.EqualFold(k, string(Routers)):
 		kind = Routers
+		if tcp {
+			kind = TCPRouters
+		}
 	case strings.EqualFold(k, string(Services)):
 		kind = Services
-	case strings.EqualFold(k, string(Middlewares)):
+		if tcp {
+			kind = TCPServices
+		}
+	case strings.EqualFold(k, string(Middlewares)) && !tcp:
 		kind = Middlewares
 	default:
 		return ObjectID{}, "", false
@@ -286,6 +316,10 @@ func (s *Store) decode(id ObjectID) bool {
 		return setIfChanged(s.Routers, id.Name, value)
 	case Services:
 		return setIfChanged(s.Services, id.Name, value)
+	case TCPRouters:
+		return setIfChanged(s.TCPRouters, id.Name, value)
+	case TCPServices:
+		return setIfChanged(s.TCPServices, id.Name, value)
 	default:
 		return setIfChanged(s.Middlewares, id.Name, value)
 	}
@@ -333,7 +367,7 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, er
 		}
 	}
 	switch id.Kind {
-	case Routers:
+	case Routers, TCPRouters:
 		r := &Router{}
 		if err := kv.Decode(pairsOf(obj, ""), r); err != nil {
 			return nil, err
@@ -348,6 +382,19 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, er
 			for i, srv := range svc.LoadBalancer.Servers {
 				if err := plugin.CheckServerURL(srv.URL); err != nil {
 					return nil, fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
+				}
+			}
+		}
+		return svc, nil
+	case TCPServices:
+		svc := &Service{}
+		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
+			return nil, err
+		}
+		if svc.LoadBalancer != nil {
+			for i, srv := range svc.LoadBalancer.Servers {
+				if err := checkAddress(srv.Address); err != nil {
+					return nil, fmt.Errorf("loadBalancer/servers/[%d]/address: %w", i, err)
 				}
 			}
 		}
@@ -408,6 +455,18 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 		m.AppProxy.App = circuit.App
 	}
 	return m, nil
+}
+
+// checkAddress accepts a TCP server's host:port, as Traefik dials it.
+func checkAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("port out of range")
+	}
+	return nil
 }
 
 func nonEmpty(ids []string) []string {

@@ -20,7 +20,10 @@ func TestSplitKey(t *testing.T) {
 	}{
 		{"router key", "http/routers/bai_router_x/rule", dynamic.ObjectID{Kind: dynamic.Routers, Name: "bai_router_x"}, "rule", true},
 		{"kind in upper case", "HTTP/Services/s/loadBalancer/servers/0/url", dynamic.ObjectID{Kind: dynamic.Services, Name: "s"}, "loadBalancer/servers/0/url", true},
-		{"tcp is not read", "tcp/routers/r/rule", dynamic.ObjectID{}, "", false},
+		{"a TCP router", "tcp/routers/r/rule", dynamic.ObjectID{Kind: dynamic.TCPRouters, Name: "r"}, "rule", true},
+		{"a TCP service", "TCP/services/s/loadBalancer/servers/0/address", dynamic.ObjectID{Kind: dynamic.TCPServices, Name: "s"}, "loadBalancer/servers/0/address", true},
+		{"TCP middlewares are not read", "tcp/middlewares/m/ipAllowList/sourceRange/0", dynamic.ObjectID{}, "", false},
+		{"udp is not read", "udp/routers/r/service", dynamic.ObjectID{}, "", false},
 		{"object without keys", "http/routers/r", dynamic.ObjectID{}, "", false},
 		{"other kinds", "http/serversTransports/t/x", dynamic.ObjectID{}, "", false},
 	}
@@ -31,6 +34,41 @@ func TestSplitKey(t *testing.T) {
 				t.Errorf("got %v %q %v", id, sub, ok)
 			}
 		})
+	}
+}
+
+// TestTCPObjectsAsBackendAIWritesThem: a TCP circuit in port mode
+// (testdata/coordinator/backendai-keys.json), and a bad address voids its
+// service alone.
+func TestTCPObjectsAsBackendAIWritesThem(t *testing.T) {
+	s := dynamic.NewStore("traefik-sd")
+	for k, v := range map[string]string{
+		"tcp/routers/bai_router_ce8f/entrypoints/0":                    "portproxy_10223",
+		"tcp/routers/bai_router_ce8f/rule":                             "ClientIP(`10.1.2.3/32`)",
+		"tcp/routers/bai_router_ce8f/service":                          "bai_service_ce8f",
+		"tcp/services/bai_service_ce8f/loadBalancer/servers/0/address": "10.0.1.12:2200",
+		"tcp/services/bad/loadBalancer/servers/0/address":              "10.0.1.12",
+	} {
+		id, sub, ok := dynamic.SplitKey(k)
+		if !ok {
+			t.Fatalf("%s not read", k)
+		}
+		s.Put(id, sub, v)
+	}
+	_, errs := s.Commit()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "tcp/services/bad") || !strings.Contains(errs[0].Error(), "address") {
+		t.Fatalf("errors: %v", errs)
+	}
+	r := s.TCPRouters["bai_router_ce8f"]
+	if r == nil || r.Service != "bai_service_ce8f" || len(r.EntryPoints) != 1 || r.EntryPoints[0] != "portproxy_10223" {
+		t.Fatalf("router: %+v", r)
+	}
+	svc := s.TCPServices["bai_service_ce8f"]
+	if svc == nil || svc.LoadBalancer == nil || len(svc.LoadBalancer.Servers) != 1 || svc.LoadBalancer.Servers[0].Address != "10.0.1.12:2200" {
+		t.Fatalf("service: %+v", svc)
+	}
+	if len(s.Routers)+len(s.Services) != 0 {
+		t.Fatal("a TCP object read as an HTTP one")
 	}
 }
 

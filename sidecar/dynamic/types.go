@@ -29,9 +29,11 @@ type LoadBalancer struct {
 	HealthCheck *HealthCheck
 }
 
-// Server is one backend. Traefik reports its health under this exact URL.
+// Server is one backend: an HTTP server's URL or a TCP server's address.
+// Traefik reports its health under exactly this string.
 type Server struct {
-	URL string
+	URL     string
+	Address string
 }
 
 // HealthCheck tells that Traefik checks the servers, so their health is known.

@@ -58,6 +58,12 @@ type Options struct {
 	// once, with its route and session ids, instead of gaining labels a
 	// moment later (a new series in Prometheus).
 	AskCoordinator bool
+	// ListServices is true when Traefik's services are listed (Services):
+	// without etcd they hold the routers' servers, and the first set waits
+	// for them. HealthFromAPI takes server health from their serverStatus,
+	// for a Traefik whose /metrics is not read.
+	ListServices  bool
+	HealthFromAPI bool
 }
 
 // Engine is the one owner of the combined state. Not safe for concurrent
@@ -91,6 +97,13 @@ type Engine struct {
 	// services holds the etcd services that exist: a router's status in
 	// Traefik depends on its service existing, not on its servers.
 	services map[string]bool
+
+	// serviceView and listing are Traefik's services as last listed;
+	// apiHealth, their servers' health when /metrics is not read.
+	serviceView    serviceView
+	listing        []traefikapi.Service
+	apiHealth      *apiHealth
+	servicesListed bool
 }
 
 type pendingChange struct {
@@ -118,6 +131,9 @@ func New(opts Options, start time.Time) *Engine {
 	if opts.Etcd {
 		e.store = dynamic.NewStore(opts.PluginName)
 	}
+	if opts.HealthFromAPI {
+		e.apiHealth = newAPIHealth()
+	}
 	return e
 }
 
@@ -133,6 +149,9 @@ type Result struct {
 	AskMiddlewares []string
 	RemindRouters  []string
 	Sweep          bool
+	// AskServices lists Traefik's services again soon: a router names a
+	// service the last listing did not hold.
+	AskServices bool
 	// DecodeErrors are etcd objects that could not be decoded.
 	DecodeErrors []error
 	// PushDelays are etcd changes of a traefik-sd middleware now shown
@@ -142,8 +161,13 @@ type Result struct {
 
 func (e *Engine) inputs() targets.Inputs {
 	in := targets.Inputs{Store: e.store, Traefik: e.traefik}
+	if e.serviceView != nil {
+		in.Services = e.serviceView
+	}
 	if e.health != nil {
 		in.Health = e.health
+	} else if e.apiHealth != nil {
+		in.Health = e.apiHealth
 	}
 	if e.routes != nil {
 		in.Routes = e.routes
@@ -214,6 +238,12 @@ func (e *Engine) Etcd(batches []watch.Batch) Result {
 		asks = touched
 	}
 	res.AskRouters = asks
+	for _, id := range changed {
+		// Traefik's TCP routers are listed with its services, not asked one by one.
+		if id.Kind == dynamic.TCPRouters || id.Kind == dynamic.TCPServices {
+			res.AskServices = e.opts.ListServices
+		}
+	}
 	res.Changed = e.changed
 	return res
 }
@@ -309,8 +339,9 @@ func (e *Engine) Routers(u traefikapi.Update) Result {
 		return res
 	}
 	if !u.Same {
-		if names := e.traefik.routersChanged(u); len(names) > 0 {
+		if names := e.traefik.routersChanged(u, isHTTPRouter); len(names) > 0 {
 			e.update(targets.Changes{Routers: names})
+			res.AskServices = e.unlistedService(names)
 		}
 	}
 	if u.Sweep {
@@ -327,6 +358,25 @@ func (e *Engine) Routers(u traefikapi.Update) Result {
 	}
 	res.Changed = e.changed
 	return res
+}
+
+func isHTTPRouter(name string) bool { return !strings.HasPrefix(name, targets.TCPKey("")) }
+
+// unlistedService tells whether, without etcd, one of these routers names
+// a service Traefik's last listing did not hold: a new router, whose
+// servers are in the next listing.
+func (e *Engine) unlistedService(routers []string) bool {
+	if e.opts.Etcd || !e.opts.ListServices {
+		return false
+	}
+	for _, name := range routers {
+		if r, ok := e.traefik.routers[name]; ok && r.Service != "" {
+			if _, listed := e.serviceView[r.Service]; !listed {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Scrape applies a successful scrape of Traefik's /metrics.
@@ -387,7 +437,8 @@ func (e *Engine) Ready(now time.Time) bool {
 	api := !e.opts.AskTraefik || e.swept || graceOver
 	// The first set waits for the coordinator to name what etcd listed.
 	coordinator := !e.opts.AskCoordinator || (e.answered && e.idsDue.IsZero()) || graceOver
-	e.ready = plugin && api && coordinator
+	services := !e.opts.ListServices || e.servicesListed || graceOver
+	e.ready = plugin && api && coordinator && services
 	if e.ready {
 		e.changed = true // the first set is published as soon as it may be
 	}
@@ -600,13 +651,15 @@ func (v *traefikView) apply(u pluginsync.Update) []string {
 }
 
 // routersChanged applies an answer of Traefik's API and returns the routers
-// whose state changed.
-func (v *traefikView) routersChanged(u traefikapi.Update) []string {
+// whose state changed. A sweep replaces the routers mine selects: HTTP
+// routers come from one listing, TCP ones from another.
+func (v *traefikView) routersChanged(u traefikapi.Update, mine func(string) bool) []string {
 	var changed []string
 	seen := make(map[string]bool, len(u.Routers))
 	for _, r := range u.Routers {
 		seen[r.Name] = true
-		st := targets.RouterState{Served: r.Served(), Service: r.Service, Middlewares: r.Middlewares}
+		st := targets.RouterState{Served: r.Served(), Service: r.Service, Middlewares: r.Middlewares,
+			Rule: r.Rule, EntryPoints: r.EntryPoints}
 		if !st.Served {
 			st.Error = strings.Join(r.Errors, "; ")
 			if st.Error == "" {
@@ -625,7 +678,7 @@ func (v *traefikView) routersChanged(u traefikapi.Update) []string {
 	if u.Sweep {
 		gone = nil
 		for name := range v.routers {
-			if !seen[name] {
+			if !seen[name] && mine(name) {
 				gone = append(gone, name)
 			}
 		}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/retry"
 )
 
 // IDs are what the coordinator knows of one route.
@@ -263,23 +265,37 @@ func (p *Poller) Kick() {
 // the engine keeps the last good table, the daemon counts and logs failures.
 func (p *Poller) Run(ctx context.Context, out chan<- Answer) {
 	p.init()
-	ticker := time.NewTicker(p.Interval)
-	defer ticker.Stop()
+	backoff := retry.Capped(p.Interval)
+	wait := time.NewTimer(p.Interval)
+	defer wait.Stop()
 	for {
 		asked := time.Now()
 		t, err := p.Client.Fetch(ctx)
 		if err != nil && ctx.Err() != nil {
 			return
 		}
+		next := p.Interval - time.Since(asked)
+		if err != nil {
+			next = backoff.Failed()
+		} else {
+			backoff.Succeeded()
+		}
 		select {
 		case out <- Answer{Table: t, Err: err, Asked: asked}:
 		case <-ctx.Done():
 			return
 		}
+		if !wait.Stop() {
+			select {
+			case <-wait.C:
+			default:
+			}
+		}
+		wait.Reset(max(next, 0))
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-wait.C:
 		case <-p.kick:
 			select {
 			case <-ctx.Done():

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/retry"
 )
 
 // Scraper fetches Traefik's /metrics on an interval.
@@ -34,20 +36,29 @@ func (s *Scraper) Run(ctx context.Context, out chan<- Outcome) {
 	if s.parser == nil {
 		s.parser = NewParser()
 	}
-	ticker := time.NewTicker(s.Interval)
-	defer ticker.Stop()
+	backoff := retry.Capped(s.Interval)
+	next := time.NewTimer(0)
+	defer next.Stop()
 	for {
+		select {
+		case <-next.C:
+		case <-ctx.Done():
+			return
+		}
+		start := time.Now()
 		o := s.Once(ctx)
+		wait := s.Interval - time.Since(start)
+		if o.Err != nil {
+			wait = backoff.Failed()
+		} else {
+			backoff.Succeeded()
+		}
 		select {
 		case out <- o:
 		case <-ctx.Done():
 			return
 		}
-		select {
-		case <-ticker.C:
-		case <-ctx.Done():
-			return
-		}
+		next.Reset(max(wait, 0))
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/retry"
 )
 
 // Write is one entry to write whole; Old is what this writer last wrote
@@ -78,9 +80,10 @@ func (w *Writer) Run(ctx context.Context, updates <-chan []targets.Target) {
 	w.registered, w.written, w.want = map[string]float64{}, map[string]Entry{}, map[string]Entry{}
 	heartbeat := time.NewTicker(w.Heartbeat)
 	defer heartbeat.Stop()
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
+	again := time.NewTimer(time.Hour)
+	again.Stop()
+	defer again.Stop()
+	var backoff retry.Backoff
 	defer w.withdraw()
 	for {
 		select {
@@ -90,7 +93,7 @@ func (w *Writer) Run(ctx context.Context, updates <-chan []targets.Target) {
 			w.SetTargets(ts)
 		case <-heartbeat.C:
 			w.written = map[string]Entry{} // rewrite every entry whole, with a fresh heartbeat
-		case <-retry.C:
+		case <-again.C:
 		}
 		err := w.Sync(ctx)
 		switch {
@@ -100,9 +103,12 @@ func (w *Writer) Run(ctx context.Context, updates <-chan []targets.Target) {
 			if w.OnError != nil {
 				w.OnError(err)
 			}
-			retry.Reset(2 * time.Second)
-		case w.OnWritten != nil:
-			w.OnWritten()
+			again.Reset(backoff.Failed())
+		default:
+			backoff.Succeeded()
+			if w.OnWritten != nil {
+				w.OnWritten()
+			}
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 )
@@ -86,46 +85,38 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 	mark := func(id dynamic.ObjectID) {
 		b.readers[id].each(func(r string) { dirty[r] = true })
 	}
+	defs := definitionsOf(b.opts, in)
 	if ch.All {
 		for name := range b.routers {
 			dirty[name] = true
 		}
-		if in.Store != nil {
-			for name := range in.Store.Routers {
-				dirty[name+"@"+b.opts.Provider] = true
-			}
-		} else if in.Traefik != nil {
-			for _, name := range in.Traefik.Routers() {
-				dirty[name] = true
-			}
+		for _, name := range defs.routers() {
+			dirty[name] = true
 		}
 	}
 	for _, id := range ch.Objects {
-		if id.Kind == dynamic.Routers {
+		switch id.Kind {
+		case dynamic.Routers:
 			dirty[id.Name+"@"+b.opts.Provider] = true
+		case dynamic.TCPRouters:
+			dirty[tcpPrefix+id.Name+"@"+b.opts.Provider] = true
 		}
 		mark(id)
 	}
-	// Health and live middlewares are read under the qualified name; with
-	// etcd, through the etcd object of the same name.
-	local := func(kind, fallback dynamic.Kind, ref string) dynamic.ObjectID {
-		if name, provider, _ := strings.Cut(ref, "@"); in.Store != nil && provider == b.opts.Provider {
-			return dynamic.ObjectID{Kind: kind, Name: name}
-		}
-		return dynamic.ObjectID{Kind: fallback, Name: ref}
-	}
+	// Health and live middlewares are named qualified; routers read them
+	// as their definitions hold them.
 	for _, svc := range ch.Services {
-		mark(local(dynamic.Services, readHealth, svc))
+		mark(defs.input(dynamic.Services, svc))
 	}
 	for _, m := range ch.Live {
-		mark(local(dynamic.Middlewares, readLive, m))
+		mark(defs.input(dynamic.Middlewares, m))
 	}
 	for _, r := range ch.Routers {
 		dirty[r] = true // keyed by its own name, as the builder keys routers
 	}
 	names := make([]string, 0, len(dirty))
 	for name := range dirty {
-		b.rebuild(in, name)
+		b.rebuild(in, defs, name)
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -165,7 +156,7 @@ func (b *Builder) Dropped() map[string]int {
 	return d
 }
 
-func (b *Builder) rebuild(in Inputs, name string) {
+func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
 	old := b.routers[name]
 	if old != nil {
 		for _, id := range old.reads {
@@ -174,7 +165,7 @@ func (b *Builder) rebuild(in Inputs, name string) {
 			}
 		}
 	}
-	bl := &builder{opts: b.opts, in: in}
+	bl := &builder{opts: b.opts, in: in, defs: defs}
 	if old != nil {
 		bl.before = old.targets
 	}

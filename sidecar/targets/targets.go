@@ -6,6 +6,7 @@ package targets
 import (
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +61,10 @@ type Options struct {
 	TraefikScheme      string
 	WorkerTarget       string
 	CoordinatorTarget  string
+	// KeepDown publishes a server Traefik reports down too, with
+	// __meta_traefik_server_health="down", for users who would rather see
+	// up == 0 than a target that vanished.
+	KeepDown bool
 	// MaxTargets bounds the route targets published (0: no bound); routers
 	// past it, in name order, are left out and counted.
 	MaxTargets int
@@ -107,6 +112,23 @@ type RouterState struct {
 	// Service and Middlewares are its references, qualified.
 	Service     string
 	Middlewares []string
+	// Rule and EntryPoints name its hosts and entry points
+	// (__meta_traefik_* labels).
+	Rule        string
+	EntryPoints []string
+}
+
+// Services are Traefik's services as its API lists them, by qualified
+// name: without etcd, they hold each router's servers.
+type Services interface {
+	Service(name string) (ServiceDef, bool)
+}
+
+// ServiceDef is a service's servers (URLs, as configured) or the services
+// it sends to (qualified).
+type ServiceDef struct {
+	Servers  []string
+	Children []string
 }
 
 // Inputs are the sources a target set is built from.
@@ -119,8 +141,10 @@ type Inputs struct {
 	// Traefik serves its router and, for a traefik-sd circuit, runs its
 	// middleware. Nil publishes what etcd holds, ungated.
 	Traefik Traefik
-	Health  Health
-	Routes  RouteInfo
+	// Services hold each router's servers when Store is nil.
+	Services Services
+	Health   Health
+	Routes   RouteInfo
 	// HoldUnnamed leaves out a server that Routes does not name and that
 	// its router did not publish before: the coordinator is being asked
 	// again after an etcd change, and a target published now would change
@@ -237,40 +261,13 @@ type builder struct {
 	notServed *NotServed
 	// before are the router's targets as last built, for HoldUnnamed.
 	before []Target
-	// exists is set once the router is found in its source (etcd, or
-	// Traefik without etcd).
+	// exists is set once the router is found in its definitions.
 	exists bool
+	defs   definitions
 }
-
-// Kinds of inputs beside etcd's objects, for the reverse index. With etcd
-// none is recorded: a live middleware or a service's health is found through
-// the etcd object of the same name, which the router already read, and a
-// router's own changes rebuild it by name. Each entry costs a map per router,
-// which at 200,000 targets is megabytes.
-const (
-	readLive   dynamic.Kind = "live"   // without etcd: a middleware's live instance, by qualified name
-	readHealth dynamic.Kind = "health" // without etcd: the health of a service's servers, by qualified name
-)
 
 func (b *builder) read(kind dynamic.Kind, name string) {
 	b.reads = append(b.reads, dynamic.ObjectID{Kind: kind, Name: name})
-}
-
-func (b *builder) middleware(name string) *dynamic.Middleware {
-	b.read(dynamic.Middlewares, name)
-	return b.in.Store.Middlewares[name]
-}
-
-func (b *builder) service(name string) *dynamic.Service {
-	b.read(dynamic.Services, name)
-	return b.in.Store.Services[name]
-}
-
-func (b *builder) live(ref string) *plugin.Config {
-	if b.in.Store == nil {
-		b.read(readLive, ref)
-	}
-	return b.in.Traefik.Live(ref)
 }
 
 // local resolves a reference, as etcd holds it (qualified or not), to an
@@ -292,97 +289,63 @@ func qualify(ref, provider string) string {
 	return ref + "@" + provider
 }
 
-// routerSpec is a router's references, from etcd (as written, qualified
-// or not: qualifying every one would cost an allocation each) or from
-// Traefik (qualified).
+// routerSpec is a router as its definitions hold it: its references, as
+// written (etcd, qualified or not: qualifying every one would cost an
+// allocation each) or qualified (Traefik's API), and what the
+// __meta_traefik_* labels name.
 type routerSpec struct {
+	tcp         bool
 	service     string
 	middlewares []string
+	rule        string
+	entryPoints []string
+}
+
+// identity is what a router's middlewares say about it: the traefik-sd
+// middleware's configuration (and its reference), and the ids Backend.AI's
+// own middlewares carry.
+type identity struct {
+	sd    *plugin.Config
+	sdRef string
+	id    dynamic.AppProxyIdentity
 }
 
 // router builds the targets of one router, named name@provider.
 func (b *builder) router(out []Target, name string) []Target {
-	local, provider, _ := strings.Cut(name, "@")
-	var spec routerSpec
-	if b.in.Store != nil {
-		if provider != b.opts.Provider {
-			return out
-		}
-		r := b.in.Store.Routers[local]
-		if r == nil {
-			return out
-		}
-		b.exists = true
-		spec = routerSpec{service: r.Service, middlewares: r.Middlewares}
-	} else {
-		r, known := b.in.Traefik.Router(name)
-		if !known {
-			return out
-		}
-		b.exists = true
-		spec = routerSpec{service: r.Service, middlewares: r.Middlewares}
-	}
-
-	var sd *plugin.Config
-	sdRef := ""
-	var id dynamic.AppProxyIdentity
-	for _, ref := range spec.middlewares {
-		if b.in.Store == nil {
-			// Without etcd, the plugin's own report names its middleware.
-			if cfg := b.live(ref); cfg != nil && sd == nil {
-				sd, sdRef = cfg, ref
-			}
-			continue
-		}
-		mwName, ok := b.local(ref)
-		if !ok {
-			continue
-		}
-		m := b.middleware(mwName)
-		if m == nil {
-			continue
-		}
-		if m.SD != nil && sd == nil {
-			sd, sdRef = m.SD, ref // qualified only if Traefik's view is asked
-		}
-		if m.AppProxy != nil {
-			if id.CircuitID == "" {
-				id.CircuitID = m.AppProxy.CircuitID
-			}
-			if len(id.SessionIDs) == 0 {
-				id.SessionIDs = m.AppProxy.SessionIDs
-			}
-			if id.App == "" {
-				id.App = m.AppProxy.App
-			}
-		}
-	}
-	if sd == nil && !(b.opts.RoutesAll && b.in.Store != nil) {
+	spec, ok := b.defs.router(b, name)
+	if !ok {
 		return out
 	}
-	circuitID := id.CircuitID
-	if sd != nil {
+	b.exists = true
+	who := b.defs.identity(b, spec)
+	sd := who.sd
+	if sd == nil && !b.opts.RoutesAll {
+		return out
+	}
+	circuitID := who.id.CircuitID
+	if sd != nil && sd.CircuitID != "" {
 		circuitID = sd.CircuitID
 	}
 	if circuitID == "" {
-		circuitID = strings.TrimPrefix(local, "bai_router_")
-		if circuitID == local {
-			return out // not a circuit: nothing says which
+		// Backend.AI names a circuit's router bai_router_<circuit id>; any
+		// other router is published without one.
+		local, _, _ := strings.Cut(strings.TrimPrefix(name, tcpPrefix), "@")
+		if id, ok := strings.CutPrefix(local, "bai_router_"); ok {
+			circuitID = id
 		}
 	}
-	if b.in.Store != nil {
-		if svc, ok := b.local(spec.service); ok && b.service(svc) == nil {
-			if b.in.Traefik != nil {
-				b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonNoRoutes}
-			}
-			return out
+	servers, hasService := b.defs.servers(b, spec, sd, circuitID)
+	if !hasService {
+		if b.in.Traefik != nil {
+			b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonNoRoutes}
 		}
+		return out
 	}
-	if !b.served(name, sd, sdRef, circuitID) {
+	if !b.served(name, sd, who.sdRef, circuitID) {
 		return out
 	}
 
-	sessions := id.SessionIDs
+	sessions := who.id.SessionIDs
 	metricsPath, metricsPort := "/metrics", ""
 	var extra []Label
 	var routeByURL map[string]plugin.Route
@@ -408,50 +371,27 @@ func (b *builder) router(out []Target, name string) []Target {
 			routeByURL[strings.TrimSuffix(rt.URL, "/")] = rt
 		}
 	}
-
-	var servers []server
-	if b.in.Store != nil {
-		if svc, ok := b.local(spec.service); ok {
-			servers = b.servers(svc, 0, map[string]bool{})
-		}
-	} else {
-		// Without etcd the servers are the middleware's routes or, where
-		// it lists none (Backend.AI's middleware carries identity only),
-		// those the coordinator gave Traefik for the circuit. Traefik
-		// reports their health under the router's service.
-		for _, rt := range sd.Routes {
-			servers = append(servers, server{service: spec.service, url: rt.URL})
-		}
-		if len(servers) == 0 && b.in.Routes != nil {
-			for _, u := range b.in.Routes.Servers(circuitID) {
-				servers = append(servers, server{service: spec.service, url: u})
-			}
-		}
-	}
-	lastService := ""
+	meta := routerMeta(name, spec)
 	for _, srv := range servers {
-		if b.in.Store == nil && srv.service != lastService {
-			b.read(readHealth, srv.service)
-			lastService = srv.service
-		}
-		if b.in.Health != nil && b.in.Health.Down(srv.service, srv.url) {
+		down := b.in.Health != nil && b.in.Health.Down(srv.healthKey(), srv.url)
+		if down && !b.opts.KeepDown {
 			continue
 		}
-		u, err := url.Parse(srv.url)
-		if err != nil || u.Hostname() == "" {
+		host, ownPort, scheme, ok := srv.endpoint()
+		if !ok {
 			continue
 		}
 		port := metricsPort
 		if port == "" {
-			port = serverPort(u)
+			port = ownPort
 		}
-		sessionID, routeID, endpointID, app := "", "", "", id.App
+		sessionID, routeID, endpointID, app := "", "", "", who.id.App
 		if rt, ok := routeByURL[strings.TrimSuffix(srv.url, "/")]; ok {
 			sessionID, routeID = rt.SessionID, rt.RouteID
 		}
-		address := net.JoinHostPort(u.Hostname(), port)
-		if b.in.Routes != nil {
-			ids, ok := b.in.Routes.Lookup(circuitID, net.JoinHostPort(u.Hostname(), serverPort(u)))
+		address := net.JoinHostPort(host, port)
+		if b.in.Routes != nil && circuitID != "" {
+			ids, ok := b.in.Routes.Lookup(circuitID, net.JoinHostPort(host, ownPort))
 			if !ok && b.in.HoldUnnamed && !b.published(address) {
 				continue
 			}
@@ -468,26 +408,102 @@ func (b *builder) router(out []Target, name string) []Target {
 		if sessionID == "" && len(sessions) == 1 {
 			sessionID = sessions[0]
 		}
-		labels := append([]Label{
-			{"service_group", GroupRoute},
-			{"circuit_id", circuitID},
-			{"session_id", sessionID},
-			{"route_id", routeID},
-			{"worker_authority", b.opts.WorkerAuthority},
-			{"app", app},
-			{"endpoint_id", endpointID},
-			{"traefik_router", name},
-			{"traefik_service", srv.service},
-		}, extra...)
+		health := "up"
+		if down {
+			health = "down"
+		}
+		labels := make([]Label, 0, 9+len(meta)+3+len(extra)+2)
+		labels = append(labels,
+			Label{"service_group", GroupRoute},
+			Label{"circuit_id", circuitID},
+			Label{"session_id", sessionID},
+			Label{"route_id", routeID},
+			Label{"worker_authority", b.opts.WorkerAuthority},
+			Label{"app", app},
+			Label{"endpoint_id", endpointID},
+			Label{"traefik_router", meta[0].Value},
+			Label{"traefik_service", srv.service},
+		)
+		labels = append(labels, meta...)
+		serverLabel := "__meta_traefik_server_url"
+		if spec.tcp {
+			serverLabel = "__meta_traefik_server_address"
+		}
+		labels = append(labels,
+			Label{"__meta_traefik_service", srv.service},
+			Label{serverLabel, srv.url},
+			Label{"__meta_traefik_server_health", health},
+		)
+		labels = append(labels, extra...)
 		if metricsPath != "/metrics" {
 			labels = append(labels, Label{"__metrics_path__", metricsPath})
 		}
-		if u.Scheme == "https" {
+		if scheme == "https" {
 			labels = append(labels, Label{"__scheme__", "https"})
 		}
 		out = append(out, Target{Address: address, Labels: labels})
 	}
 	return out
+}
+
+// routerMeta are the router's __meta_traefik_* labels, shared by its
+// targets. Lists follow Prometheus's convention (",a,b,"), so that a
+// relabelling regex can match one element with ".*,a,.*".
+func routerMeta(name string, spec routerSpec) []Label {
+	name = strings.TrimPrefix(name, tcpPrefix)
+	_, provider, _ := strings.Cut(name, "@")
+	protocol := "http"
+	if spec.tcp {
+		protocol = "tcp"
+	}
+	return []Label{
+		{"__meta_traefik_router", name},
+		{"__meta_traefik_router_protocol", protocol},
+		{"__meta_traefik_router_provider", provider},
+		{"__meta_traefik_router_entrypoints", promList(spec.entryPoints)},
+		{"__meta_traefik_router_rule_hosts", promList(RuleHosts(spec.rule))},
+	}
+}
+
+func promList(items []string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return "," + strings.Join(items, ",") + ","
+}
+
+// RuleHosts lists the hosts a router's rule names in Host(...) matchers,
+// in order, each once: Host(`a`) || Host(`b`, `c`). HostRegexp and HostSNI
+// are not hosts.
+func RuleHosts(rule string) []string {
+	var hosts []string
+	for rest := rule; ; {
+		i := strings.Index(rest, "Host(")
+		if i < 0 {
+			return hosts
+		}
+		// HostHeader(, HostRegexp( and HostSNI( do not match "Host(";
+		// a longer matcher name ending in Host( (say "XHost(") is not one.
+		prefixed := i > 0 && isNameByte(rest[i-1])
+		rest = rest[i+len("Host("):]
+		end := strings.IndexByte(rest, ')')
+		if end < 0 {
+			return hosts
+		}
+		if !prefixed {
+			for _, arg := range strings.Split(rest[:end], ",") {
+				h := strings.Trim(strings.TrimSpace(arg), "`\"'")
+				if h != "" && !slices.Contains(hosts, h) {
+					hosts = append(hosts, h)
+				}
+			}
+		}
+		rest = rest[end+1:]
+	}
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }
 
 // published tells whether the router's last build had a target at address.
@@ -513,7 +529,7 @@ func (b *builder) served(name string, sd *plugin.Config, sdRef, circuitID string
 		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonNotLoaded}
 	case !r.Served:
 		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonDisabled, Error: r.Error}
-	case sd != nil && b.live(qualify(sdRef, b.opts.Provider)) == nil:
+	case sd != nil && b.defs.live(b, qualify(sdRef, b.opts.Provider)) == nil:
 		b.notServed = &NotServed{Router: name, CircuitID: circuitID, Reason: ReasonPluginNotLive}
 	default:
 		return true
@@ -523,49 +539,40 @@ func (b *builder) served(name string, sd *plugin.Config, sdRef, circuitID string
 
 type server struct {
 	service string // the load-balancer service that holds it, qualified, as Traefik reports health
-	url     string
+	url     string // an HTTP server's URL, or a TCP server's address
+	tcp     bool
+}
+
+// tcpPrefix keys TCP routers and services apart from HTTP ones of the same
+// name, wherever both meet: the builder's routers, Traefik's view, health.
+const tcpPrefix = "tcp:"
+
+// TCPKey is how a TCP router or service is keyed among HTTP ones.
+func TCPKey(name string) string { return tcpPrefix + name }
+
+// healthKey is the service whose health names this server.
+func (s server) healthKey() string {
+	if s.tcp {
+		return tcpPrefix + s.service
+	}
+	return s.service
+}
+
+// endpoint is the server's host and port, and its scheme (HTTP).
+func (s server) endpoint() (host, port, scheme string, ok bool) {
+	if s.tcp {
+		host, port, err := net.SplitHostPort(s.url)
+		return host, port, "", err == nil && host != "" && port != ""
+	}
+	u, err := url.Parse(s.url)
+	if err != nil || u.Hostname() == "" {
+		return "", "", "", false
+	}
+	return u.Hostname(), serverPort(u), u.Scheme, true
 }
 
 // maxDepth bounds service nesting; Traefik refuses cycles, etcd may still hold one.
 const maxDepth = 8
-
-func (b *builder) servers(name string, depth int, seen map[string]bool) []server {
-	if depth > maxDepth || seen[name] {
-		return nil
-	}
-	svc := b.service(name)
-	if svc == nil {
-		return nil
-	}
-	seen[name] = true
-	defer delete(seen, name)
-	var out []server
-	switch {
-	case svc.LoadBalancer != nil:
-		for _, s := range svc.LoadBalancer.Servers {
-			if s.URL != "" {
-				out = append(out, server{service: name + "@" + b.opts.Provider, url: s.URL})
-			}
-		}
-	case svc.Weighted != nil:
-		for _, w := range svc.Weighted.Services {
-			if child, ok := b.local(qualify(w.Name, b.opts.Provider)); ok {
-				out = append(out, b.servers(child, depth+1, seen)...)
-			}
-		}
-	case svc.Failover != nil:
-		for _, ref := range []string{svc.Failover.Service, svc.Failover.Fallback} {
-			if child, ok := b.local(qualify(ref, b.opts.Provider)); ok {
-				out = append(out, b.servers(child, depth+1, seen)...)
-			}
-		}
-	case svc.Mirroring != nil:
-		if child, ok := b.local(qualify(svc.Mirroring.Service, b.opts.Provider)); ok {
-			out = append(out, b.servers(child, depth+1, seen)...)
-		}
-	}
-	return out
-}
 
 func serverPort(u *url.URL) string {
 	if p := u.Port(); p != "" {

@@ -41,6 +41,8 @@ func TestBuildFromBackendAIFixtures(t *testing.T) {
 			down: downSet{"bai_service_9f0c7f0e-8a1b-4c3d-8e5f-3f0f2a9e6c8e@etcd http://10.0.1.22:8000/": true},
 		},
 		{desc: "TCP circuit publishes nothing", fixtures: []string{"etcd/tcp.kv"}, golden: "traefik-only.json"},
+		// Traefik has no TCP plugin middleware: --routes.all publishes them.
+		{desc: "TCP circuit with routes.all", fixtures: []string{"etcd/tcp.kv"}, routesAll: true, golden: "tcp-routes-all.json"},
 		{desc: "weighted service", fixtures: []string{"etcd/weighted.kv"}, golden: "weighted.json"},
 		{desc: "keys in mixed case", fixtures: []string{"etcd/mixed-case.kv"}, golden: "mixed-case.json"},
 		{desc: "malformed objects are skipped alone", fixtures: []string{"etcd/malformed.kv"}, golden: "malformed.json", wantErrs: 5},
@@ -116,5 +118,22 @@ func TestServiceCycleIsBounded(t *testing.T) {
 	}
 	if routes != 1 { // only canary's server remains
 		t.Errorf("got %d route targets through a cycle, want 1", routes)
+	}
+}
+
+func TestRuleHostsAreTheHostMatchersArguments(t *testing.T) {
+	for rule, want := range map[string]string{
+		"Host(`a.example`)": "a.example",
+		"Host(`a.example`) || Host(`b.example`, `a.example`)":              "a.example b.example",
+		"Host(\"q.example\") && PathPrefix(`/x`)":                          "q.example",
+		"HostRegexp(`^.+\\.example$`) || HostSNI(`*`)":                     "",
+		"XHost(`no.example`) && Host(`yes.example`)":                       "yes.example",
+		"(Host(`jupyter-6a1f.example.proxy.backend.ai`)) && Method(`GET`)": "jupyter-6a1f.example.proxy.backend.ai",
+		"Host(`unclosed.example`":                                          "",
+		"":                                                                 "",
+	} {
+		if got := strings.Join(targets.RuleHosts(rule), " "); got != want {
+			t.Errorf("%s: got %q, want %q", rule, got, want)
+		}
 	}
 }

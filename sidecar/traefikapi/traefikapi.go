@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/retry"
 )
 
 // Router statuses as Traefik reports them.
@@ -43,18 +45,15 @@ type Router struct {
 	Errors      []string
 	Service     string
 	Middlewares []string
+	// Rule and EntryPoints are as Traefik reports them, for the
+	// __meta_traefik_* labels.
+	Rule        string
+	EntryPoints []string
 }
 
 // Served tells whether Traefik routes requests with it: a warning (for
 // example a TLS option it could not apply) still serves.
 func (r Router) Served() bool { return r.Status == StatusEnabled || r.Status == StatusWarning }
-
-// Equal compares two answers.
-func (r Router) Equal(o Router) bool {
-	return r.Name == o.Name && r.Status == o.Status && r.Service == o.Service &&
-		strings.Join(r.Errors, "\x00") == strings.Join(o.Errors, "\x00") &&
-		strings.Join(r.Middlewares, "\x00") == strings.Join(o.Middlewares, "\x00")
-}
 
 // routerJSON is the part of Traefik's router representation read here.
 type routerJSON struct {
@@ -64,6 +63,8 @@ type routerJSON struct {
 	Error       []string `json:"error"`
 	Service     string   `json:"service"`
 	Middlewares []string `json:"middlewares"`
+	Rule        string   `json:"rule"`
+	EntryPoints []string `json:"entryPoints"`
 }
 
 func (j routerJSON) router() (Router, error) {
@@ -77,7 +78,8 @@ func (j routerJSON) router() (Router, error) {
 	case j.Status != StatusEnabled && j.Status != StatusWarning && j.Status != StatusDisabled:
 		return Router{}, fmt.Errorf("router %s: status %q: want enabled, warning or disabled", redact.Cut(j.Name, 256), redact.Cut(j.Status, 64))
 	}
-	r := Router{Name: j.Name, Status: j.Status, Errors: redactErrors(j.Error), Service: Qualify(j.Service, provider)}
+	r := Router{Name: j.Name, Status: j.Status, Errors: redactErrors(j.Error), Service: Qualify(j.Service, provider),
+		Rule: j.Rule, EntryPoints: j.EntryPoints}
 	for _, m := range j.Middlewares {
 		r.Middlewares = append(r.Middlewares, Qualify(m, provider))
 	}
@@ -221,45 +223,60 @@ func (c *Client) Routers(ctx context.Context) ([]Router, error) {
 // the same): then it decodes nothing and reports same. It returns the
 // pages' digest.
 func (c *Client) routers(ctx context.Context, unchanged []byte) (rs []Router, digest []byte, err error) {
+	pages, digest, err := c.list(ctx, "/api/http/routers")
+	if err != nil || (unchanged != nil && bytes.Equal(digest, unchanged)) {
+		return nil, digest, err
+	}
+	rs, err = decodePages(pages, "/api/http/routers", routerJSON.router)
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
+	return rs, digest, nil
+}
+
+// list reads every page of a listing and hashes them: Traefik names the
+// next page in X-Next-Page, and 1 after the last.
+func (c *Client) list(ctx context.Context, path string) (pages [][]byte, digest []byte, err error) {
 	perPage := c.PerPage
 	if perPage <= 0 {
 		perPage = 1000
 	}
-	var pages [][]byte
 	h := sha256.New()
 	for page := 1; ; {
-		raw, hdr, err := c.getRaw(ctx, "/api/http/routers?per_page="+strconv.Itoa(perPage)+"&page="+strconv.Itoa(page))
+		raw, hdr, err := c.getRaw(ctx, path+"?per_page="+strconv.Itoa(perPage)+"&page="+strconv.Itoa(page))
 		if err != nil {
 			return nil, nil, err
 		}
 		pages = append(pages, raw)
 		_, _ = h.Write(raw)
-		// Traefik names the next page in X-Next-Page, and 1 after the last.
 		next, err := strconv.Atoi(hdr.Get("X-Next-Page"))
 		if err != nil || next <= page {
 			break
 		}
 		page = next
 	}
-	digest = h.Sum(nil)
-	if unchanged != nil && bytes.Equal(digest, unchanged) {
-		return nil, digest, nil
-	}
+	return pages, h.Sum(nil), nil
+}
+
+// decodePages decodes a listing's pages; one object that cannot be read
+// fails the whole listing, which replaces everything known.
+func decodePages[J any, T any](pages [][]byte, path string, decode func(J) (T, error)) ([]T, error) {
+	var out []T
 	for i, raw := range pages {
-		var js []routerJSON
+		var js []J
 		if err := json.Unmarshal(raw, &js); err != nil {
-			return nil, nil, fmt.Errorf("GET /api/http/routers page %d: %s", i+1, redact.JSONError(err))
+			return nil, fmt.Errorf("GET %s page %d: %s", path, i+1, redact.JSONError(err))
 		}
 		for _, j := range js {
-			r, err := j.router()
+			v, err := decode(j)
 			if err != nil {
-				return nil, nil, fmt.Errorf("GET /api/http/routers page %d: %w", i+1, err)
+				return nil, fmt.Errorf("GET %s page %d: %w", path, i+1, err)
 			}
-			rs = append(rs, r)
+			out = append(out, v)
 		}
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
-	return rs, digest, nil
+	return out, nil
 }
 
 // Update is what one round of questions found.
@@ -420,6 +437,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Update) {
 	}
 	nextSweep := time.Time{} // at once
 	var lastSweep time.Time
+	backoff := retry.Capped(w.SweepInterval)
 	tick := time.NewTimer(0)
 	defer tick.Stop()
 	for {
@@ -447,9 +465,10 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Update) {
 			lastSweep = now
 			if u.Err == nil {
 				nextSweep = now.Add(w.SweepInterval)
+				backoff.Succeeded()
 			} else {
 				// Traefik may be restarting: try again soon, not a whole interval later.
-				nextSweep = now.Add(time.Second)
+				nextSweep = now.Add(backoff.Failed())
 			}
 		} else if len(routers)+len(middlewares) > 0 {
 			u = w.ask(ctx, routers, middlewares)

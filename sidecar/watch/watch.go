@@ -22,6 +22,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/retry"
 )
 
 // Event is one key change, with the key relative to the prefix.
@@ -78,8 +80,6 @@ type Watcher struct {
 	Ranges []string
 	// Timeout bounds each list call.
 	Timeout time.Duration
-	// MaxBackoff caps the wait between failed attempts.
-	MaxBackoff time.Duration
 	// ProgressInterval is how often a quiet watch is asked for progress.
 	ProgressInterval time.Duration
 	// PageSize and SplitEvery override the listing sizes (tests).
@@ -94,11 +94,7 @@ type Watcher struct {
 
 // Run follows the prefix until ctx is done. Every send also selects on ctx.
 func (w *Watcher) Run(ctx context.Context, out chan<- Report) {
-	backoff := 100 * time.Millisecond
-	maxBackoff := w.MaxBackoff
-	if maxBackoff <= 0 {
-		maxBackoff = 5 * time.Second
-	}
+	var backoff retry.Backoff
 	report := func(s Status) {
 		select {
 		case out <- Report{Status: &s}:
@@ -112,20 +108,17 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Report) {
 				return
 			}
 			report(Status{Err: fmt.Errorf("listing %s: %w", w.Prefix, err)})
-			sleep(ctx, backoff)
-			if backoff *= 2; backoff > maxBackoff {
-				backoff = maxBackoff
-			}
+			sleep(ctx, backoff.Failed())
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff.Succeeded()
 		report(Status{Connected: true, Revision: rev})
 		err = w.follow(ctx, rev, out)
 		if ctx.Err() != nil {
 			return
 		}
 		report(Status{Err: err, Relist: true, Compacted: errors.Is(err, errCompacted)})
-		sleep(ctx, backoff)
+		sleep(ctx, backoff.Failed())
 	}
 }
 
