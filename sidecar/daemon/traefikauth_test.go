@@ -117,7 +117,10 @@ func TestTraefikCredentialsReachTraefikAndRotateOnSIGHUP(t *testing.T) {
 		return answered[0].Load() > api && answered[1].Load() > scrapes, counts()
 	})
 	testbed.Eventually(t, 10*time.Second, "the log tells of the outage's end", func() (bool, string) {
-		return log.Count("Traefik's /metrics answers again") > 0 && log.Count("Traefik's API answers again") > 0, log.Lines("")
+		// Without etcd the services' listing asks the API too, and may be
+		// the one whose return is logged.
+		api := log.Count("Traefik's API answers again") + log.Count("Traefik's API lists its services again")
+		return log.Count("Traefik's /metrics answers again") > 0 && api > 0, log.Lines("")
 	})
 	if log.Count("401 Unauthorized") == 0 || log.Count("--traefik.auth.password") == 0 {
 		t.Errorf("the log does not name the refusal and the re-read secret:\n%s", log.Lines(""))

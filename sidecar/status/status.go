@@ -1,7 +1,7 @@
 // Package status renders the sidecar's state as one HTML page for a person:
 // what is published, since when, and why anything etcd holds is not. The
-// daemon fills a Snapshot after every change; the page is rendered from
-// the latest one on request, on the server's goroutines.
+// daemon builds a Snapshot on request, on the server's goroutines, and the
+// page is rendered from it there.
 package status
 
 import (
@@ -15,7 +15,7 @@ import (
 type Target struct {
 	Address string
 	Labels  [][2]string // name, value; sorted by name
-	Since   time.Time   // first published
+	Since   time.Time   // first seen in the set
 }
 
 // Circuit is the route targets of one circuit.
