@@ -13,7 +13,7 @@ LDFLAGS   := -X github.com/traefik-sd/traefik-sd/sidecar/version.Version=$(VERSI
              -X github.com/traefik-sd/traefik-sd/sidecar/version.Revision=$(REVISION)
 FUZZTIME  ?= 100000x
 
-.PHONY: all build deps test unit e2e fuzz bench bench-report demo vet vendor clean plugin-zip image dist release-test
+.PHONY: all build deps test unit e2e fuzz bench bench-report demo demo-plain vet vendor clean plugin-zip image dist release-test
 
 all: build
 
@@ -59,6 +59,12 @@ demo: deps build
 	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" SIDECAR_BIN="$(CURDIR)/$(BIN)" \
 		ETCD_BIN="$$(bash scripts/etcd-from-module.sh | tail -n 1)" \
 		$(GO) run ./e2e/cmd/demo
+
+# The same in front of a plain Traefik: its file provider, no etcd, no
+# Backend.AI; the sidecar reads routers and services from Traefik's API.
+demo-plain: deps build
+	TRAEFIK_BIN="$$(bash scripts/install-deps.sh | tail -n 1)" SIDECAR_BIN="$(CURDIR)/$(BIN)" \
+		$(GO) run ./e2e/cmd/demoplain
 
 # The plugin's module zip, as the Go module proxy (and Traefik's plugin
 # registry) serves it, and the hash experimental.plugins wants.

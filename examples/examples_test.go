@@ -511,3 +511,46 @@ func loadArgs(args []string) (*config.Configuration, error) {
 	}
 	return cfg, err
 }
+
+// TestREADMEPackageTableListsEveryPackage: every package with code of its
+// own (this module's, tests aside) has a row in the README's package table,
+// so that a newcomer finds each one's job there.
+func TestREADMEPackageTableListsEveryPackage(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(readme), "| package | job |")
+	if start < 0 {
+		t.Fatal("the README has no package table")
+	}
+	end := strings.Index(string(readme)[start:], "\n\n")
+	table := string(readme)[start : start+end]
+	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() || path == ".." {
+			return nil
+		}
+		if d.Name() == "vendor" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil {
+			return filepath.SkipDir // another module (the plugin under Yaegi)
+		}
+		code, _ := filepath.Glob(filepath.Join(path, "*.go"))
+		own := false
+		for _, f := range code {
+			own = own || !strings.HasSuffix(f, "_test.go")
+		}
+		pkg := filepath.ToSlash(strings.TrimPrefix(path, "../"))
+		if own && pkg != "examples" && !strings.Contains(table, "`"+pkg+"`") {
+			t.Errorf("the README's package table has no row for %s", pkg)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
