@@ -243,6 +243,16 @@ func (c *Config) equal(o *Config) bool {
 	return true
 }
 
+// Described is the configuration as the sidecar keeps it, whether etcd
+// holds it or a push reports it: what describes targets, normalized,
+// without the plugin's own settings (where and how it pushes), so that the
+// two compare equal.
+func (c Config) Described() Config {
+	c.SidecarURL, c.Token, c.RemovalDelay, c.ResyncInterval = "", "", "", ""
+	c.Normalize()
+	return c
+}
+
 // Normalize sorts the lists so that two configs with the same content compare
 // equal: Traefik's KV decoding delivers lists in key text order (0, 1, 10, 2…).
 func (c *Config) Normalize() {

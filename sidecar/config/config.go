@@ -46,6 +46,13 @@ type Configuration struct {
 	secretsRead bool
 }
 
+// ListsServices tells whether Traefik's services are listed: without etcd
+// they hold each router's servers, without /metrics their health, and with
+// --routes.all the listing brings Traefik's TCP routers.
+func (c *Configuration) ListsServices() bool {
+	return c.Traefik.APIURL != "" && (c.PluginOnly() || c.Traefik.MetricsURL == "" || c.Routes.All)
+}
+
 // PluginOnly tells whether the sidecar runs without etcd.
 func (c *Configuration) PluginOnly() bool { return len(c.Etcd.Endpoints) == 0 }
 

@@ -27,10 +27,10 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
-	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
 	"github.com/traefik-sd/traefik-sd/sidecar/server"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
@@ -94,7 +94,7 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		traefikAuth: traefikapi.NewAuth(nil),
 		engine: engine.New(engine.Options{
 			Targets:         opts,
-			ListServices:    listServices(cfg),
+			ListServices:    cfg.ListsServices(),
 			HealthFromAPI:   cfg.Traefik.MetricsURL == "" && cfg.Traefik.APIURL != "",
 			Etcd:            !cfg.PluginOnly(),
 			PluginName:      cfg.Plugin.Name,
@@ -118,7 +118,7 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 			SweepInterval: time.Duration(cfg.Traefik.APISweep),
 		}
 	}
-	if listServices(cfg) {
+	if cfg.ListsServices() {
 		d.services = traefikapi.NewPoller(&traefikapi.Client{Base: cfg.Traefik.APIURL, HTTP: d.traefikAuth.Client(10 * time.Second)},
 			time.Duration(cfg.Traefik.ScrapeInterval), cfg.PluginOnly() || cfg.Traefik.MetricsURL == "", cfg.Routes.All)
 	}
@@ -133,13 +133,6 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		}
 	}
 	return d
-}
-
-// listServices tells whether Traefik's services are listed: without etcd
-// they hold each router's servers, without /metrics their health, and with
-// --routes.all the listing brings Traefik's TCP routers.
-func listServices(cfg *config.Configuration) bool {
-	return cfg.Traefik.APIURL != "" && (cfg.PluginOnly() || cfg.Traefik.MetricsURL == "" || cfg.Routes.All)
 }
 
 // notServedSettle is how long a circuit etcd holds may stay unserved by
@@ -211,49 +204,32 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 		etcd = &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Ranges: d.cfg.Etcd.Ranges, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
 			ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval)}
 	}
-	// One line per source: a nil one does not run.
-	src := sources{
-		serveErr: make(chan error, 1),
-		etcd:     start(ctx, run, etcd != nil, 64, etcd.Run),
-		scrapes:  start(ctx, run, d.scraper != nil, 1, d.scraper.Run),
-		routers:  start(ctx, run, d.api != nil, 4, d.api.Run),
-		answers:  start(ctx, run, d.coord != nil, 1, d.coord.Run),
-		services: start(ctx, run, d.services != nil, 1, d.services.Run),
-	}
+	// One line per source: one that is off does not run.
+	messages := make(chan source.Reported)
+	feedEtcd(ctx, run, etcd, messages)
+	feed(ctx, run, true, d.plugins.Run, messages)
+	feed(ctx, run, d.scraper != nil, d.scraper.Run, messages)
+	feed(ctx, run, d.api != nil, d.api.Run, messages)
+	feed(ctx, run, d.services != nil, d.services.Run, messages)
+	feed(ctx, run, d.coord != nil, d.coord.Run, messages)
+	serveErr := make(chan error, 1)
 	run(func() {
 		// The bound per client address comes first, before a TLS handshake.
 		served := api.Listener(ln, d.cfg.Server.TLSCert == "")
 		if d.cfg.Server.TLSCert != "" {
 			served = tls.NewListener(served, api.TLSConfig())
 		}
-		src.serveErr <- httpd.Serve(served)
+		serveErr <- httpd.Serve(served)
 	})
 	d.startServiceDiscovery(ctx, run, stores)
 
 	if started != nil {
 		started <- d.addr
 	}
-	mode := "etcd"
-	if d.cfg.PluginOnly() {
-		mode = "plugin-only (no etcd)"
-	}
-	d.log.Info("traefik-sd started", "address", d.addr.String(), "mode", mode, "rootKey", d.cfg.Etcd.RootKey,
-		"traefikAPI", redact.URL(d.cfg.Traefik.APIURL), "authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
-	if d.api == nil {
-		d.log.Warn("neither --traefik.apiURL nor --traefik.metricsURL is set: routers Traefik disabled cannot be told apart, so only the plugin's pushes gate what is published")
-	}
-	d.warnOpenAccess()
-	err = d.loop(ctx, src)
+	d.startedLog()
+	err = d.loop(ctx, messages, serveErr)
 	cancel()
 	_ = httpd.Shutdown()
 	wg.Wait()
 	return err
-}
-
-// warnOpenAccess says, at start, what anyone who reaches a non-loopback
-// address may do without credentials.
-func (d *Daemon) warnOpenAccess() {
-	for _, w := range d.cfg.AccessWarnings() {
-		d.log.Warn(w, "address", d.cfg.Address)
-	}
 }

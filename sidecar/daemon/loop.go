@@ -7,38 +7,73 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
-	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
-	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
-	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
 )
 
-// sources are the channels the loop reads; a nil channel is a source that
-// does not run.
-type sources struct {
-	etcd     chan watch.Report
-	scrapes  chan scrape.Outcome
-	routers  chan traefikapi.Update
-	answers  chan routeinfo.Answer
-	services chan traefikapi.Listing
-	serveErr chan error
+// feed runs a source when on and hands each message it sends to the loop,
+// on the one channel every source shares.
+func feed[T source.Reported](ctx context.Context, run func(func()), on bool, poll func(context.Context, chan<- T), to chan<- source.Reported) {
+	if !on {
+		return
+	}
+	ch := make(chan T, 1)
+	run(func() { poll(ctx, ch) })
+	run(func() {
+		for {
+			select {
+			case m := <-ch:
+				select {
+				case to <- m:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
 }
 
-// start runs a source's poll when on and returns the channel it reports
-// on; off, it returns nil, which the loop's select never picks.
-func start[T any](ctx context.Context, run func(func()), on bool, buffer int, poll func(context.Context, chan<- T)) chan T {
-	if !on {
-		return nil
+// feedEtcd is feed for the etcd watch, which sends a report per watch
+// response: each is handed on with every one already queued behind it, so
+// that a burst of changes is applied, and rendered, once.
+func feedEtcd(ctx context.Context, run func(func()), w *watch.Watcher, to chan<- source.Reported) {
+	if w == nil {
+		return
 	}
-	ch := make(chan T, buffer)
-	run(func() { poll(ctx, ch) })
-	return ch
+	ch := make(chan source.EtcdReport, 64)
+	run(func() { w.Run(ctx, ch) })
+	run(func() {
+		for {
+			var burst source.EtcdReports
+			select {
+			case r := <-ch:
+				burst = append(burst, r)
+			case <-ctx.Done():
+				return
+			}
+			for queued := true; queued; {
+				select {
+				case r := <-ch:
+					burst = append(burst, r)
+				default:
+					queued = false
+				}
+			}
+			select {
+			case to <- burst:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
 }
 
 // loop is the one goroutine that reads and changes the engine. After each
 // input it publishes the set and stores a view of its state for the status
 // page, so that no reader ever waits on it or it on them.
-func (d *Daemon) loop(ctx context.Context, src sources) error {
+func (d *Daemon) loop(ctx context.Context, messages <-chan source.Reported, serveErr <-chan error) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -46,32 +81,13 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-src.serveErr:
+		case err := <-serveErr:
 			if err != nil {
 				return fmt.Errorf("serving: %w", err)
 			}
 			return nil
-		case r := <-src.etcd:
-			d.etcdReports(r, src.etcd)
-		case <-d.plugins.Ready():
-			updates := d.plugins.Drain()
-			d.pluginsStarted(updates)
-			d.handle(d.engine.Pushes(updates), time.Time{})
-		case o := <-src.scrapes:
-			if d.scraped(o) {
-				d.handle(d.engine.Scrape(o.Result), time.Time{})
-			}
-		case u := <-src.routers:
-			d.traefikAnswered(u)
-			d.handle(d.engine.Routers(u), time.Time{})
-		case l := <-src.services:
-			d.servicesListed(l)
-			d.handle(d.engine.Services(l), time.Time{})
-		case a := <-src.answers:
-			if !d.coordinatorAnswered(a) {
-				a.Table = nil // counted and logged; the last good table stays
-			}
-			d.handle(d.engine.Coordinator(a), time.Time{})
+		case m := <-messages:
+			d.take(m)
 		case now := <-tick.C:
 			input = d.housekeeping(now)
 			if now.Sub(d.sinceAt) >= sinceEvery {
@@ -82,36 +98,26 @@ func (d *Daemon) loop(ctx context.Context, src sources) error {
 	}
 }
 
-// etcdReports applies a watch report and every one already queued behind
-// it, so that a burst renders once.
-func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
-	var batches []watch.Batch
-	take := func(r watch.Report) {
-		if r.Status != nil {
-			d.watchStatus(*r.Status)
-		} else {
-			batches = append(batches, *r.Batch)
-		}
-	}
-	take(r)
-	for queued := true; queued; {
-		select {
-		case r = <-more:
-			take(r)
-		default:
-			queued = false
-		}
-	}
-	if len(batches) == 0 {
+// take applies one source's message: the observer counts and logs it,
+// the engine applies it, and what the engine asks goes to the sources.
+func (d *Daemon) take(m source.Reported) {
+	apply := d.observe(m)
+	if !apply {
 		return
 	}
-	d.etcdListed(batches)
-	last := batches[len(batches)-1]
-	res := d.engine.Etcd(batches)
-	d.etcdDecoded(res)
-	if res.Changed && d.coord != nil {
-		d.coord.Kick()
+	if a, ok := m.(source.Routes); ok && a.Err != nil {
+		a.Table = nil // counted and logged; the last good table stays
+		m = a
 	}
+	res := d.engine.Apply(m)
+	etcd, isEtcd := m.(source.EtcdReports)
+	if !isEtcd {
+		d.handle(res, time.Time{})
+		return
+	}
+	d.etcdDecoded(res)
+	batches := etcd.Batches()
+	last := batches[len(batches)-1]
 	d.handle(res, last.Received)
 	// Set last, so that a revision shown is one applied and published.
 	d.revision = last.Revision
@@ -123,14 +129,17 @@ func (d *Daemon) etcdReports(r watch.Report, more <-chan watch.Report) {
 func (d *Daemon) handle(res engine.Result, received time.Time) {
 	now := time.Now()
 	if d.api != nil {
-		d.api.Ask(res.AskRouters, res.AskMiddlewares, now)
-		d.api.Remind(res.RemindRouters, now)
-		if res.Sweep {
+		d.api.Ask(res.Ask.Routers, res.Ask.Middlewares, now)
+		d.api.Remind(res.Ask.Remind, now)
+		if res.Ask.Sweep {
 			d.api.Sweep()
 		}
 	}
-	if res.AskServices && d.services != nil {
+	if res.Ask.Services && d.services != nil {
 		d.services.Kick()
+	}
+	if res.Ask.Coordinator && d.coord != nil {
+		d.coord.Kick()
 	}
 	for _, delay := range res.PushDelays {
 		d.metrics.EtcdToPluginPush.Observe(delay.Seconds())

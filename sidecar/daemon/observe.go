@@ -12,6 +12,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
 	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
@@ -46,6 +47,37 @@ func (d *Daemon) outage(failing *bool, err error, lost, back string, attrs ...an
 type redactedURL string
 
 func (u redactedURL) LogValue() slog.Value { return slog.StringValue(redact.URL(string(u))) }
+
+// observe counts and logs one source's message (each source's loss and
+// return through outage); it tells whether the engine should apply it.
+func (d *Daemon) observe(m source.Reported) bool {
+	switch m := m.(type) {
+	case source.EtcdReports:
+		for _, r := range m {
+			if r.Status != nil {
+				d.watchStatus(*r.Status)
+			}
+		}
+		batches := m.Batches()
+		if len(batches) == 0 {
+			return false
+		}
+		d.etcdListed(batches)
+	case source.PushBatch:
+		d.pluginsStarted(m)
+	case source.Scrape:
+		return d.scraped(m)
+	case source.Routers:
+		d.traefikAnswered(m)
+	case source.Services:
+		d.servicesListed(m)
+	case source.Routes:
+		// A failed answer is applied too, without its table: it still ends
+		// the wait of the servers held for the coordinator.
+		d.coordinatorAnswered(m)
+	}
+	return true
+}
 
 // errNoAnswer stands in for a stale watch's error should it come without
 // one: a loss must never read as a return.
@@ -236,4 +268,21 @@ func (d *Daemon) coordinatorAnswered(a routeinfo.Answer) bool {
 		}
 	}
 	return true
+}
+
+// startedLog says, once serving, how the sidecar runs, and what anyone who
+// reaches a non-loopback address may do without credentials.
+func (d *Daemon) startedLog() {
+	mode := "etcd"
+	if d.cfg.PluginOnly() {
+		mode = "plugin-only (no etcd)"
+	}
+	d.log.Info("traefik-sd started", "address", d.addr.String(), "mode", mode, "rootKey", d.cfg.Etcd.RootKey,
+		"traefikAPI", redact.URL(d.cfg.Traefik.APIURL), "authority", d.cfg.Worker.Authority, "node", d.cfg.Worker.Node)
+	if d.api == nil {
+		d.log.Warn("neither --traefik.apiURL nor --traefik.metricsURL is set: routers Traefik disabled cannot be told apart, so only the plugin's pushes gate what is published")
+	}
+	for _, w := range d.cfg.AccessWarnings() {
+		d.log.Warn(w, "address", d.cfg.Address)
+	}
 }

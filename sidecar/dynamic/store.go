@@ -416,10 +416,8 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
-		cfg.Normalize()
-		// The sidecar's own settings are not the plugin's to decide.
-		cfg.SidecarURL, cfg.Token, cfg.RemovalDelay, cfg.ResyncInterval = "", "", "", ""
-		m.SD = cfg
+		described := cfg.Described()
+		m.SD = &described
 	}
 	if pairs := pairsOf(obj, "plugin/"+appProxyGoPlugin+"/"); len(pairs) > 0 {
 		var goCfg struct {

@@ -210,10 +210,10 @@ func TestRoutesAllWithoutEtcdPublishesEveryRouterTraefikServes(t *testing.T) {
 func TestANewRoutersServiceIsListedAtOnce(t *testing.T) {
 	e := plainEngine(t, plainOptions(false))
 	e.Services(listing(t0, lb("s1@file", 0, "http://10.0.0.1:80"), lb("s2@file", 0), lb("s3@file", 0), traefikapi.Service{Name: "w@file"}))
-	if res := e.Routers(traefikapi.Update{Routers: []traefikapi.Router{fileRouter("r1@file", "s1@file", "sd@file")}}); res.AskServices {
+	if res := e.Routers(traefikapi.Update{Routers: []traefikapi.Router{fileRouter("r1@file", "s1@file", "sd@file")}}); res.Ask.Services {
 		t.Error("asked for a listing about a known service")
 	}
-	if res := e.Routers(traefikapi.Update{Routers: []traefikapi.Router{fileRouter("r5@file", "s5@file", "sd@file")}}); !res.AskServices {
+	if res := e.Routers(traefikapi.Update{Routers: []traefikapi.Router{fileRouter("r5@file", "s5@file", "sd@file")}}); !res.Ask.Services {
 		t.Error("a router with an unlisted service did not ask for a listing")
 	}
 }
@@ -242,7 +242,7 @@ func TestTCPRoutersWithRoutesAll(t *testing.T) {
 					b.Events = append(b.Events, watch.Event{Key: k, Value: v})
 				}
 				sort.Slice(b.Events, func(i, j int) bool { return b.Events[i].Key < b.Events[j].Key })
-				if res := e.Etcd([]watch.Batch{b}); !res.AskServices {
+				if res := e.Etcd([]watch.Batch{b}); !res.Ask.Services {
 					t.Error("a TCP router written to etcd did not ask for Traefik's listing")
 				}
 				if got := plainRoutes(e); got != "" {

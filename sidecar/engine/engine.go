@@ -1,17 +1,20 @@
 // Package engine combines what the sources report into the target set. It
-// does no I/O and keeps no clock of its own: every input is a plain value
-// (an etcd batch, the plugin's pushes, a scrape of Traefik's /metrics, an
-// answer of Traefik's API, the coordinator's route table) and every time is
-// passed in, so that each rule is tested with values alone.
+// does no I/O, calls no source and keeps no clock of its own: every input is
+// a message of package source (an etcd batch, the plugin's pushes, a scrape
+// of Traefik's /metrics, Traefik's routers and services, the coordinator's
+// route table), every time is passed in, and what it wants asked goes out in
+// its Result, so that each rule is tested with values alone.
 //
 // The rules, in the order they apply:
 //   - etcd says what a circuit is: its router, service, servers and ids.
-//     Without etcd, the plugin's pushes say it (the middleware's routes).
+//     Without etcd, Traefik's API says it, whatever its provider: routers,
+//     and their servers from its services.
 //   - Traefik's own view says whether it is published: the router must be
 //     one Traefik's API reports enabled and, for a traefik-sd circuit, the
 //     plugin must report its middleware live. Traefik calls the plugin's New
 //     before it parses a router's rule, so a push alone proves nothing.
-//   - Traefik's /metrics says which servers are down; they are left out.
+//   - Traefik's /metrics (or, without it, its services' serverStatus) says
+//     which servers are down; they are left out (or kept, marked down).
 //   - The coordinator's API names the route and session of each server.
 package engine
 
@@ -27,12 +30,8 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
-	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
-	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
-	"github.com/traefik-sd/traefik-sd/sidecar/scrape"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
-	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
-	"github.com/traefik-sd/traefik-sd/sidecar/watch"
 )
 
 // Options configure an engine.
@@ -72,8 +71,8 @@ type Engine struct {
 	opts    Options
 	store   *dynamic.Store
 	traefik *traefikView
-	health  *scrape.Result
-	routes  *routeinfo.Table
+	health  *source.Health
+	routes  *source.RouteTable
 	builder *targets.Builder
 	// idsDue is when etcd first changed a service since the coordinator
 	// last answered a question asked after such a change; zero when no
@@ -101,7 +100,7 @@ type Engine struct {
 	// serviceView and listing are Traefik's services as last listed;
 	// apiHealth, their servers' health when /metrics is not read.
 	serviceView    serviceView
-	listing        []traefikapi.Service
+	listing        []source.Service
 	apiHealth      *apiHealth
 	servicesListed bool
 }
@@ -137,26 +136,58 @@ func New(opts Options, start time.Time) *Engine {
 	return e
 }
 
-// Result is what one input changed, and what the daemon should do about it.
+// Result is what one input changed, and what should be asked because of it.
 type Result struct {
 	// Changed: the target set may differ; publish it if ready.
 	Changed bool
-	// AskRouters and AskMiddlewares are for Traefik's API: what this input
-	// may have changed in Traefik's view. RemindRouters are routers Traefik
-	// did not hold at its last listing, to ask about unless already asked.
-	// Sweep asks for every router (a Traefik process restarted).
-	AskRouters     []string
-	AskMiddlewares []string
-	RemindRouters  []string
-	Sweep          bool
-	// AskServices lists Traefik's services again soon: a router names a
-	// service the last listing did not hold.
-	AskServices bool
+	// Ask is what the sources should be asked; the engine calls none.
+	Ask Questions
 	// DecodeErrors are etcd objects that could not be decoded.
 	DecodeErrors []error
 	// PushDelays are etcd changes of a traefik-sd middleware now shown
 	// running by a push: how long Traefik took to load them.
 	PushDelays []time.Duration
+}
+
+// Questions are what an input makes worth asking the sources, as one value.
+type Questions struct {
+	// Routers and Middlewares are for Traefik's API: what this input may
+	// have changed in Traefik's view. Remind are routers Traefik did not
+	// hold at its last listing, to ask about unless already asked. Sweep
+	// asks for every router (a Traefik process restarted).
+	Routers     []string
+	Middlewares []string
+	Remind      []string
+	Sweep       bool
+	// Services lists Traefik's services again soon: a router names a
+	// service the last listing did not hold, or etcd changed a TCP router.
+	Services bool
+	// Coordinator asks the coordinator again soon: etcd changed what it names.
+	Coordinator bool
+}
+
+// Apply takes one source's message. A failure changes nothing: the last
+// good answer stands (a failed coordinator's answer still ends the wait of
+// the servers it was asked about, see Coordinator).
+func (e *Engine) Apply(m source.Reported) Result {
+	switch m := m.(type) {
+	case source.EtcdReports:
+		return e.Etcd(m.Batches())
+	case source.PushBatch:
+		return e.Pushes(m)
+	case source.Scrape:
+		if m.Err != nil {
+			return Result{}
+		}
+		return e.Scrape(m.Result)
+	case source.Routers:
+		return e.Routers(m)
+	case source.Services:
+		return e.Services(m)
+	case source.Routes:
+		return e.Coordinator(m)
+	}
+	return Result{}
 }
 
 func (e *Engine) inputs() targets.Inputs {
@@ -185,7 +216,7 @@ func (e *Engine) update(ch targets.Changes) []string {
 }
 
 // Etcd applies watch batches, in order, then rebuilds once.
-func (e *Engine) Etcd(batches []watch.Batch) Result {
+func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 	var res Result
 	if e.store == nil || len(batches) == 0 {
 		return res
@@ -237,19 +268,20 @@ func (e *Engine) Etcd(batches []watch.Batch) Result {
 		// Traefik's API (the watcher turns a long list into one).
 		asks = touched
 	}
-	res.AskRouters = asks
+	res.Ask.Routers = asks
 	for _, id := range changed {
 		// Traefik's TCP routers are listed with its services, not asked one by one.
 		if id.Kind == dynamic.TCPRouters || id.Kind == dynamic.TCPServices {
-			res.AskServices = e.opts.ListServices
+			res.Ask.Services = e.opts.ListServices
 		}
 	}
+	res.Ask.Coordinator = e.opts.AskCoordinator && e.changed
 	res.Changed = e.changed
 	return res
 }
 
 // Pushes applies the plugin's updates, in the order they were accepted.
-func (e *Engine) Pushes(updates []pluginsync.Update) Result {
+func (e *Engine) Pushes(updates []source.Pushes) Result {
 	var res Result
 	changed := map[string]bool{}
 	for _, u := range updates {
@@ -257,7 +289,7 @@ func (e *Engine) Pushes(updates []pluginsync.Update) Result {
 			e.synced = true
 		}
 		if u.NewBoot {
-			res.Sweep = true
+			res.Ask.Sweep = true
 		}
 		for _, name := range e.traefik.apply(u) {
 			changed[name] = true
@@ -277,7 +309,7 @@ func (e *Engine) Pushes(updates []pluginsync.Update) Result {
 	}
 	sort.Strings(names)
 	e.update(targets.Changes{Live: names})
-	res.AskMiddlewares = names
+	res.Ask.Middlewares = names
 	res.Changed = e.changed
 	return res
 }
@@ -333,7 +365,7 @@ func (e *Engine) matchPending(m plugin.LiveMiddleware, at time.Time) (time.Durat
 
 // Routers applies an answer of Traefik's API. A failed round changes
 // nothing: the last answer stands until Traefik answers again.
-func (e *Engine) Routers(u traefikapi.Update) Result {
+func (e *Engine) Routers(u source.Routers) Result {
 	var res Result
 	if u.Err != nil {
 		return res
@@ -341,7 +373,7 @@ func (e *Engine) Routers(u traefikapi.Update) Result {
 	if !u.Same {
 		if names := e.traefik.routersChanged(u, isHTTPRouter); len(names) > 0 {
 			e.update(targets.Changes{Routers: names})
-			res.AskServices = e.unlistedService(names)
+			res.Ask.Services = e.unlistedService(names)
 		}
 	}
 	if u.Sweep {
@@ -351,10 +383,10 @@ func (e *Engine) Routers(u traefikapi.Update) Result {
 		// recheck schedule, rather than wait a whole sweep interval.
 		for router, ns := range e.builder.NotServed() {
 			if ns.Reason == targets.ReasonNotLoaded {
-				res.RemindRouters = append(res.RemindRouters, router)
+				res.Ask.Remind = append(res.Ask.Remind, router)
 			}
 		}
-		sort.Strings(res.RemindRouters)
+		sort.Strings(res.Ask.Remind)
 	}
 	res.Changed = e.changed
 	return res
@@ -380,7 +412,7 @@ func (e *Engine) unlistedService(routers []string) bool {
 }
 
 // Scrape applies a successful scrape of Traefik's /metrics.
-func (e *Engine) Scrape(r scrape.Result) Result {
+func (e *Engine) Scrape(r source.Health) Result {
 	prev := e.health
 	e.health = &r
 	var changed []string
@@ -396,14 +428,14 @@ func (e *Engine) Scrape(r scrape.Result) Result {
 }
 
 // Routes applies the coordinator's route table.
-func (e *Engine) Routes(t *routeinfo.Table) Result { return e.Coordinator(routeinfo.Answer{Table: t}) }
+func (e *Engine) Routes(t *source.RouteTable) Result { return e.Coordinator(source.Routes{Table: t}) }
 
 // Coordinator applies an answer of the coordinator: a new route table, or
 // a failure, which keeps the last one. An answer asked after the etcd
 // change that made ids due ends the wait of the servers it held back,
 // named or not: a coordinator that fails or never names a server does not
 // keep it out.
-func (e *Engine) Coordinator(a routeinfo.Answer) Result {
+func (e *Engine) Coordinator(a source.Routes) Result {
 	released := false
 	if !e.idsDue.IsZero() && !a.Asked.Before(e.idsDue) {
 		e.idsDue, released = time.Time{}, true
@@ -601,7 +633,7 @@ func (v *traefikView) liveCount() int {
 
 // apply takes one update and returns the middlewares whose live
 // configuration, as Live answers it, changed.
-func (v *traefikView) apply(u pluginsync.Update) []string {
+func (v *traefikView) apply(u source.Pushes) []string {
 	affected := map[string]bool{}
 	old := v.nodes[u.Node]
 	if u.Full {
@@ -653,7 +685,7 @@ func (v *traefikView) apply(u pluginsync.Update) []string {
 // routersChanged applies an answer of Traefik's API and returns the routers
 // whose state changed. A sweep replaces the routers mine selects: HTTP
 // routers come from one listing, TCP ones from another.
-func (v *traefikView) routersChanged(u traefikapi.Update, mine func(string) bool) []string {
+func (v *traefikView) routersChanged(u source.Routers, mine func(string) bool) []string {
 	var changed []string
 	seen := make(map[string]bool, len(u.Routers))
 	for _, r := range u.Routers {

@@ -198,16 +198,16 @@ func TestACircuitIsPublishedOnlyWhileTraefikServesItsRouterAndRunsItsMiddleware(
 	if got := routes(e); got != "" {
 		t.Fatalf("published before Traefik loaded the circuit:\n%s", got)
 	}
-	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
-		t.Errorf("an etcd change must ask Traefik about its router, asked %v", res.AskRouters)
+	if strings.Join(res.Ask.Routers, ",") != "bai_router_c1@etcd" {
+		t.Errorf("an etcd change must ask Traefik about its router, asked %v", res.Ask.Routers)
 	}
 
 	res = e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, c)})
 	if got := routes(e); got != "" {
 		t.Fatalf("published on a push alone (Traefik calls New before it parses the rule):\n%s", got)
 	}
-	if strings.Join(res.AskMiddlewares, ",") != "bai_sd_c1@etcd" {
-		t.Errorf("a push must ask Traefik about its middleware's routers, asked %v", res.AskMiddlewares)
+	if strings.Join(res.Ask.Middlewares, ",") != "bai_sd_c1@etcd" {
+		t.Errorf("a push must ask Traefik about its middleware's routers, asked %v", res.Ask.Middlewares)
 	}
 
 	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
@@ -299,8 +299,8 @@ func TestAProcessGoneSilentWithdrawsOnlyWhatNoOtherServes(t *testing.T) {
 	if got, want := routes(e), both(b); got != want {
 		t.Fatalf("after traefik-0 went silent:\n%s\nwant\n%s", got, want)
 	}
-	if strings.Join(res.AskMiddlewares, ",") != "bai_sd_a@etcd" {
-		t.Errorf("changed middlewares: %v (b is still live in traefik-1)", res.AskMiddlewares)
+	if strings.Join(res.Ask.Middlewares, ",") != "bai_sd_a@etcd" {
+		t.Errorf("changed middlewares: %v (b is still live in traefik-1)", res.Ask.Middlewares)
 	}
 }
 
@@ -399,17 +399,17 @@ func TestRoutersTraefikHasNotLoadedAreAskedAgainAfterASweep(t *testing.T) {
 	e := newEngine(t, opts, t0)
 	c := circuit("c1", false)
 	res := e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
-	if strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
-		t.Errorf("the first listing asked about %v", res.AskRouters)
+	if strings.Join(res.Ask.Routers, ",") != "bai_router_c1@etcd" {
+		t.Errorf("the first listing asked about %v", res.Ask.Routers)
 	}
 	// Traefik, starting beside the sidecar, has loaded nothing yet.
 	res = e.Routers(traefikapi.Update{Sweep: true})
-	if strings.Join(res.RemindRouters, ",") != "bai_router_c1@etcd" {
-		t.Errorf("a sweep without an etcd router must ask about it again, reminded %v", res.RemindRouters)
+	if strings.Join(res.Ask.Remind, ",") != "bai_router_c1@etcd" {
+		t.Errorf("a sweep without an etcd router must ask about it again, reminded %v", res.Ask.Remind)
 	}
 	e.Routers(answer(router(c, traefikapi.StatusEnabled)))
-	if res = e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}}); len(res.RemindRouters) != 0 {
-		t.Errorf("asked again about a router Traefik serves: %v", res.RemindRouters)
+	if res = e.Routers(traefikapi.Update{Sweep: true, Routers: []traefikapi.Router{router(c, traefikapi.StatusEnabled)}}); len(res.Ask.Remind) != 0 {
+		t.Errorf("asked again about a router Traefik serves: %v", res.Ask.Remind)
 	}
 }
 
@@ -434,8 +434,8 @@ func TestOnlyChangesThatCanMoveARoutersStatusAskTraefik(t *testing.T) {
 			services.Events = append(services.Events, ev)
 		}
 	}
-	if res := e.Etcd([]watch.Batch{services}); !res.Changed || len(res.AskRouters) != 0 {
-		t.Errorf("a route change: changed %v, asked %v (servers do not move a router's status)", res.Changed, res.AskRouters)
+	if res := e.Etcd([]watch.Batch{services}); !res.Changed || len(res.Ask.Routers) != 0 {
+		t.Errorf("a route change: changed %v, asked %v (servers do not move a router's status)", res.Changed, res.Ask.Routers)
 	}
 	// The service going does.
 	var gone watch.Batch
@@ -444,8 +444,8 @@ func TestOnlyChangesThatCanMoveARoutersStatusAskTraefik(t *testing.T) {
 			gone.Events = append(gone.Events, ev)
 		}
 	}
-	if res := e.Etcd([]watch.Batch{gone}); strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
-		t.Errorf("the service deleted: asked %v", res.AskRouters)
+	if res := e.Etcd([]watch.Batch{gone}); strings.Join(res.Ask.Routers, ",") != "bai_router_c1@etcd" {
+		t.Errorf("the service deleted: asked %v", res.Ask.Routers)
 	}
 	// So does a middleware the router names.
 	var mw watch.Batch
@@ -455,8 +455,8 @@ func TestOnlyChangesThatCanMoveARoutersStatusAskTraefik(t *testing.T) {
 		}
 	}
 	mw.Events = append(mw.Events, watch.Event{Key: "http/middlewares/bai_sd_c1/plugin/traefik-sd/metricspath", Value: "/stats"})
-	if res := e.Etcd([]watch.Batch{mw}); strings.Join(res.AskRouters, ",") != "bai_router_c1@etcd" {
-		t.Errorf("its middleware changed: asked %v", res.AskRouters)
+	if res := e.Etcd([]watch.Batch{mw}); strings.Join(res.Ask.Routers, ",") != "bai_router_c1@etcd" {
+		t.Errorf("its middleware changed: asked %v", res.Ask.Routers)
 	}
 }
 

@@ -5,13 +5,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
-	"github.com/traefik-sd/traefik-sd/sidecar/traefikapi"
 )
 
 // serviceView is Traefik's services as its API last listed them: without
 // etcd, each router's servers.
-type serviceView map[string]traefikapi.Service
+type serviceView map[string]source.Service
 
 func (v serviceView) Service(name string) (targets.ServiceDef, bool) {
 	s, ok := v[name]
@@ -61,7 +61,7 @@ func (h *apiHealth) Down(service, serverURL string) bool {
 
 // apply reads a listing taken at at; it returns the services whose down
 // servers changed.
-func (h *apiHealth) apply(services []traefikapi.Service, at time.Time) []string {
+func (h *apiHealth) apply(services []source.Service, at time.Time) []string {
 	var changed []string
 	seen := make(map[string]bool, len(services))
 	for _, svc := range services {
@@ -75,7 +75,7 @@ func (h *apiHealth) apply(services []traefikapi.Service, at time.Time) []string 
 				s = &serverHealth{}
 			}
 			switch {
-			case st == traefikapi.ServerDown:
+			case st == source.ServerDown:
 				moved = moved || !s.down
 				s.down, s.upSince = true, time.Time{}
 			case s.down && s.upSince.IsZero():
@@ -117,7 +117,7 @@ func (h *apiHealth) apply(services []traefikapi.Service, at time.Time) []string 
 // Services applies a listing of Traefik's services: without etcd, the
 // routers' servers; without /metrics, their health. A failed listing
 // changes nothing: the last one stands.
-func (e *Engine) Services(l traefikapi.Listing) Result {
+func (e *Engine) Services(l source.Services) Result {
 	if l.Err != nil {
 		return Result{}
 	}
@@ -125,7 +125,7 @@ func (e *Engine) Services(l traefikapi.Listing) Result {
 	var changed []string
 	if !l.Same {
 		// TCP routers and services are keyed apart from HTTP ones.
-		all := make([]traefikapi.Service, 0, len(l.Services)+len(l.TCPServices))
+		all := make([]source.Service, 0, len(l.Services)+len(l.TCPServices))
 		all = append(all, l.Services...)
 		for _, s := range l.TCPServices {
 			s.Name = targets.TCPKey(s.Name)
@@ -156,8 +156,8 @@ func (e *Engine) Services(l traefikapi.Listing) Result {
 
 // tcpRoutersChanged replaces the TCP routers with a listing of them and
 // returns those whose state changed (keyed targets.TCPKey).
-func (v *traefikView) tcpRoutersChanged(routers []traefikapi.Router) []string {
-	u := traefikapi.Update{Sweep: true}
+func (v *traefikView) tcpRoutersChanged(routers []source.Router) []string {
+	u := source.Routers{Sweep: true}
 	for _, r := range routers {
 		r.Name = targets.TCPKey(r.Name)
 		u.Routers = append(u.Routers, r)

@@ -6,6 +6,7 @@ package pluginsync
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
 // ErrNeedFull answers a delta that does not follow the last accepted push of
@@ -93,12 +95,14 @@ func Decode(body []byte) (plugin.Push, error) {
 		if m.Name == "" || len(m.Name) > maxNameLen {
 			return p, fmt.Errorf("middlewares[%d].name: required, at most 1024 bytes", i)
 		}
+		// A push carries no plugin settings (where and how it pushes):
+		// check the rest as New does.
 		cfg := m.Config
 		cfg.SidecarURL, cfg.RemovalDelay, cfg.ResyncInterval = plugin.DefaultSidecarURL, plugin.DefaultRemovalDelay, plugin.DefaultResyncInterval
 		if err := cfg.Validate(); err != nil {
 			return p, fmt.Errorf("middlewares[%d].config.%w", i, err)
 		}
-		m.Config.Normalize()
+		m.Config = m.Config.Described()
 	}
 	for i, name := range p.Removed {
 		if name == "" || len(name) > maxNameLen {
@@ -108,24 +112,8 @@ func Decode(body []byte) (plugin.Push, error) {
 	return p, nil
 }
 
-// Update is what one accepted push, or a process gone silent, changes.
-type Update struct {
-	Node string
-	// Full replaces everything known of Node with Live; otherwise Live is
-	// upserted and Removed dropped.
-	Full    bool
-	Live    []plugin.LiveMiddleware
-	Removed []string
-	// NewBoot: the first push of this process (a Traefik that started or
-	// restarted, or a sidecar that did), so everything it serves may differ.
-	NewBoot bool
-	// Since is when this process's session began: its boot's first
-	// accepted full push. Where processes disagree about a middleware, the
-	// oldest session's configuration counts.
-	Since time.Time
-	// Received is when the push arrived.
-	Received time.Time
-}
+// Update is the message of the plugin's pushes (package source).
+type Update = source.Pushes
 
 // Store keeps the sessions of the Traefik processes that push. Safe for
 // concurrent use: the HTTP handlers apply pushes, the loop drains updates.
@@ -270,4 +258,25 @@ func (s *Store) Sessions() []Session {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out
+}
+
+// Run hands the loop the accepted pushes until ctx is done: each time some
+// are queued, all of them, in the order they were accepted.
+func (s *Store) Run(ctx context.Context, out chan<- source.PushBatch) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Ready():
+		}
+		updates := s.Drain()
+		if len(updates) == 0 {
+			continue
+		}
+		select {
+		case out <- updates:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

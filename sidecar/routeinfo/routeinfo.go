@@ -14,95 +14,22 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/retry"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
-// IDs are what the coordinator knows of one route.
-type IDs struct {
-	SessionID  string
-	RouteID    string
-	EndpointID string
-	App        string
-}
-
-// Table maps a circuit and a kernel's host:port to its IDs.
-type Table struct {
-	routes map[string]IDs
-	// servers are each circuit's server URLs in route_info order, as the
-	// coordinator writes them into Traefik's service.
-	servers map[string][]string
-	// skipped says, for each route that cannot be joined, which and why.
-	skipped []string
-}
-
-// Skipped names the routes of the answer that cannot be joined (a null
-// kernel_host, a port out of range), each with its circuit and index.
-func (t *Table) Skipped() []string {
-	if t == nil {
-		return nil
-	}
-	return t.skipped
-}
-
-// Lookup returns the IDs of the route of circuitID at hostPort.
-func (t *Table) Lookup(circuitID, hostPort string) (IDs, bool) {
-	if t == nil {
-		return IDs{}, false
-	}
-	ids, ok := t.routes[circuitID+"\x00"+hostPort]
-	return ids, ok
-}
-
-// Servers lists the server URLs the coordinator gives Traefik for a circuit
-// (Circuit.traefik_services: http://<kernel_host>:<kernel_port>/), in
-// route_info order. Without etcd, and with a middleware that lists no
-// routes, they are the circuit's servers.
-func (t *Table) Servers(circuitID string) []string {
-	if t == nil {
-		return nil
-	}
-	return t.servers[circuitID]
-}
-
-// Len is the number of routes known.
-func (t *Table) Len() int {
-	if t == nil {
-		return 0
-	}
-	return len(t.routes)
-}
-
-// Equal tells whether two tables say the same.
-func (t *Table) Equal(o *Table) bool {
-	if t.Len() != o.Len() {
-		return false
-	}
-	if t.Len() == 0 {
-		return true
-	}
-	for k, v := range t.routes {
-		if w, ok := o.routes[k]; !ok || w != v {
-			return false
-		}
-	}
-	// Without etcd the servers come from here: a kernel that moved, or a
-	// second route to the same kernel, is a change even with equal ids.
-	if len(t.servers) != len(o.servers) {
-		return false
-	}
-	for id, s := range t.servers {
-		if !slices.Equal(s, o.servers[id]) {
-			return false
-		}
-	}
-	return true
-}
+// IDs, Table and Answer are the messages of the coordinator's source
+// (package source).
+type (
+	IDs    = source.RouteIDs
+	Table  = source.RouteTable
+	Answer = source.Routes
+)
 
 type routeJSON struct {
 	RouteID        *string `json:"route_id"`
@@ -145,7 +72,7 @@ func Decode(body []byte) (*Table, error) {
 	if answer.Circuits == nil {
 		return nil, errors.New("coordinator answer: no circuits field")
 	}
-	t := &Table{routes: map[string]IDs{}, servers: map[string][]string{}}
+	t := source.NewRouteTable()
 	for i, c := range *answer.Circuits {
 		if c.ID == "" {
 			return nil, fmt.Errorf("circuits[%d].id: missing", i)
@@ -161,18 +88,18 @@ func Decode(body []byte) (*Table, error) {
 				if r.KernelHost != nil {
 					host = `""`
 				}
-				t.skipped = append(t.skipped, fmt.Sprintf("circuit %s route_info[%d]: kernel_host is %s", c.ID, j, host))
+				t.Skip(fmt.Sprintf("circuit %s route_info[%d]: kernel_host is %s", c.ID, j, host))
 				continue
 			case r.KernelPort < 1 || r.KernelPort > 65535:
-				t.skipped = append(t.skipped, fmt.Sprintf("circuit %s route_info[%d]: kernel_port %d out of range", c.ID, j, r.KernelPort))
+				t.Skip(fmt.Sprintf("circuit %s route_info[%d]: kernel_port %d out of range", c.ID, j, r.KernelPort))
 				continue
 			}
 			hostPort := net.JoinHostPort(*r.KernelHost, strconv.Itoa(r.KernelPort))
-			t.routes[c.ID+"\x00"+hostPort] = IDs{
+			t.Add(c.ID, hostPort, IDs{
 				SessionID: first(r.SessionID, r.SessionIDAlias), RouteID: first(r.RouteID, r.RouteIDAlias),
 				EndpointID: endpoint, App: c.App,
-			}
-			t.servers[c.ID] = append(t.servers[c.ID], "http://"+hostPort+"/")
+			})
+			t.AddServer(c.ID, "http://"+hostPort+"/")
 		}
 	}
 	return t, nil
@@ -226,15 +153,6 @@ func (c *Client) Fetch(ctx context.Context) (*Table, error) {
 		return nil, fmt.Errorf("%s: answer larger than %d bytes", u, limit)
 	}
 	return Decode(body)
-}
-
-// Answer is one round of asking the coordinator: its table, or why not,
-// and when it was asked: an answer asked before an etcd change may not
-// know what the change added.
-type Answer struct {
-	Table *Table
-	Err   error
-	Asked time.Time
 }
 
 // Poller is the source: it asks every Interval and soon after a Kick.

@@ -12,9 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 )
@@ -27,70 +25,6 @@ var (
 	labelServiceName = []byte("service")
 	labelURLName     = []byte("url")
 )
-
-// Result is what one scrape of Traefik's /metrics says.
-type Result struct {
-	// down holds serverKey(service, url) of the servers Traefik reports down.
-	down map[string]bool
-	// Known counts the servers Traefik reports at all (up or down).
-	Known int
-	// LastReloadSuccess and LastReloadFailure are Unix seconds; 0 if absent.
-	LastReloadSuccess float64
-	LastReloadFailure float64
-	// Samples is the number of sample lines read; Broken those skipped as malformed.
-	Samples int
-	Broken  int
-	// FirstError describes the first malformed line, with its line number.
-	FirstError string
-}
-
-func serverKey(service, url string) string { return service + "\x00" + url }
-
-// Down tells whether Traefik reports the server (its URL as configured,
-// under the qualified name of the service holding it) down.
-func (r *Result) Down(service, url string) bool { return r.down[serverKey(service, url)] }
-
-// DownCount is how many servers Traefik reports down.
-func (r *Result) DownCount() int { return len(r.down) }
-
-// DownServers lists the servers reported down as "service url", sorted.
-func (r *Result) DownServers() []string {
-	out := make([]string, 0, len(r.down))
-	for k := range r.down {
-		out = append(out, strings.Replace(k, "\x00", " ", 1))
-	}
-	sort.Strings(out)
-	return out
-}
-
-// DownServices lists the services with a server reported down, sorted.
-func (r *Result) DownServices() []string { return (&Result{}).ChangedServices(r) }
-
-// ChangedServices lists the services with a server down in one result but
-// not the other, sorted.
-func (r *Result) ChangedServices(prev *Result) []string {
-	seen := map[string]bool{}
-	var out []string
-	note := func(key string) {
-		service, _, _ := strings.Cut(key, "\x00")
-		if !seen[service] {
-			seen[service] = true
-			out = append(out, service)
-		}
-	}
-	for k := range prev.down {
-		if !r.down[k] {
-			note(k)
-		}
-	}
-	for k := range r.down {
-		if !prev.down[k] {
-			note(k)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Parser parses bodies one after another, reusing its buffers and the key
 // strings of servers it has seen before.
@@ -179,7 +113,7 @@ type parseState struct {
 }
 
 func (p *Parser) begin() *parseState {
-	return &parseState{res: Result{down: map[string]bool{}}, seen: make(map[string]string, len(p.intern))}
+	return &parseState{res: Result{}, seen: make(map[string]string, len(p.intern))}
 }
 
 func (p *Parser) end(st *parseState) Result {
@@ -262,7 +196,7 @@ func (p *Parser) sample(line []byte, res *Result, seen map[string]string) string
 		}
 		seen[key] = key
 		if !up {
-			res.down[key] = true
+			res.MarkDown(key)
 		}
 	case bytes.Equal(name, reloadSuccess):
 		res.LastReloadSuccess, _ = strconv.ParseFloat(string(value), 64)

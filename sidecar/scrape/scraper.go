@@ -9,6 +9,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/retry"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
 // Scraper fetches Traefik's /metrics on an interval.
@@ -22,13 +23,11 @@ type Scraper struct {
 	parser *Parser
 }
 
-// Outcome is one scrape: its Result, or why it failed.
-type Outcome struct {
-	Result   Result
-	Err      error
-	Duration time.Duration
-	At       time.Time
-}
+// Result and Outcome are the messages of the /metrics source (package source).
+type (
+	Result  = source.Health
+	Outcome = source.Scrape
+)
 
 // Run scrapes until ctx is done, sending every outcome on out. A send never
 // outlives ctx.

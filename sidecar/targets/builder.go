@@ -12,8 +12,8 @@ import (
 // Builder keeps every router's targets and their rendered JSON between
 // changes, so that a change costs the routers it touches: an etcd write to
 // one circuit rebuilds one router, not ten thousand. Routers are keyed by
-// their qualified name (name@provider). Not safe for concurrent use; the
-// engine owns it.
+// their qualified name (name@provider; a TCP router's with TCPKey). Not
+// safe for concurrent use; the engine owns it.
 type Builder struct {
 	opts    Options
 	routers map[string]*routerTargets

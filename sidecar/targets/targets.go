@@ -13,7 +13,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
-	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
 // Service groups (the service_group label).
@@ -83,7 +83,7 @@ type Health interface {
 // RouteInfo gives per-route ids that etcd does not hold (the coordinator's
 // route_info), keyed by circuit and kernel host:port.
 type RouteInfo interface {
-	Lookup(circuitID, hostPort string) (routeinfo.IDs, bool)
+	Lookup(circuitID, hostPort string) (source.RouteIDs, bool)
 	// Servers are the server URLs the coordinator gave Traefik for a
 	// circuit: without etcd, the servers of a middleware that lists none.
 	Servers(circuitID string) []string

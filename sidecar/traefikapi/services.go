@@ -14,33 +14,6 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/retry"
 )
 
-// Server statuses in a service's serverStatus.
-const (
-	ServerUp   = "UP"
-	ServerDown = "DOWN"
-)
-
-// Service is one of Traefik's services as its API reports it: the servers it
-// balances, or the services it sends to. Names are qualified (name@provider),
-// the services it sends to too.
-type Service struct {
-	Name string
-	// Servers are the load balancer's server URLs (HTTP) or addresses (TCP),
-	// exactly as configured: serverStatus is keyed by them.
-	Servers []string
-	// Children are the services a weighted, failover or mirroring service
-	// sends to; a mirroring service's mirrors are not among them (they get
-	// copies, not answers).
-	Children []string
-	// Status is serverStatus: UP or DOWN by server. Traefik shows every
-	// server UP when it (re)builds a service, until its next health check.
-	Status map[string]string
-	// HealthInterval is the load balancer's health-check interval (Traefik's
-	// default, 30 s, when it checks without naming one); zero when it does
-	// not check, and then no server is ever DOWN in Status.
-	HealthInterval time.Duration
-}
-
 // serviceJSON is the part of Traefik's service representation read here.
 type serviceJSON struct {
 	Name         string            `json:"name"`
@@ -126,22 +99,6 @@ func (j serviceJSON) service() (Service, error) {
 // DecodeServices reads one page of a service listing as Traefik's API writes it.
 func DecodeServices(page []byte) ([]Service, error) {
 	return decodePages([][]byte{page}, "services", serviceJSON.service)
-}
-
-// Listing is one read of Traefik's services (and, when asked, its TCP
-// routers and services), whole: it replaces the last one.
-type Listing struct {
-	// Same: every page is byte for byte the last listing's; nothing is decoded.
-	Same bool
-	// Services are HTTP services, sorted by name.
-	Services []Service
-	// TCPRouters and TCPServices are Traefik's TCP configuration, with
-	// Poller.TCP.
-	TCPRouters  []Router
-	TCPServices []Service
-	// Err is set when Traefik could not be asked; nothing else is then.
-	Err error
-	At  time.Time
 }
 
 // Poller is the source of Traefik's services: without etcd they say which

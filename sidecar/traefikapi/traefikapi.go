@@ -6,7 +6,8 @@
 //
 // The Watcher asks about the routers a change touched, again a few times as
 // Traefik reloads, and sweeps the whole list on an interval (or when a change
-// touches too many routers to ask one by one).
+// touches too many routers to ask one by one). The Poller lists Traefik's
+// services (their servers and serverStatus) and its TCP routers.
 package traefikapi
 
 import (
@@ -28,32 +29,29 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/retry"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
+)
+
+// The messages of Traefik's API (package source).
+type (
+	Router  = source.Router
+	Update  = source.Routers
+	Service = source.Service
+	Listing = source.Services
 )
 
 // Router statuses as Traefik reports them.
 const (
-	StatusEnabled  = "enabled"
-	StatusWarning  = "warning"
-	StatusDisabled = "disabled"
+	StatusEnabled  = source.StatusEnabled
+	StatusWarning  = source.StatusWarning
+	StatusDisabled = source.StatusDisabled
 )
 
-// Router is Traefik's view of one HTTP router. Names are qualified
-// (name@provider), references too.
-type Router struct {
-	Name        string
-	Status      string
-	Errors      []string
-	Service     string
-	Middlewares []string
-	// Rule and EntryPoints are as Traefik reports them, for the
-	// __meta_traefik_* labels.
-	Rule        string
-	EntryPoints []string
-}
-
-// Served tells whether Traefik routes requests with it: a warning (for
-// example a TLS option it could not apply) still serves.
-func (r Router) Served() bool { return r.Status == StatusEnabled || r.Status == StatusWarning }
+// Server statuses in a service's serverStatus.
+const (
+	ServerUp   = source.ServerUp
+	ServerDown = source.ServerDown
+)
 
 // routerJSON is the part of Traefik's router representation read here.
 type routerJSON struct {
@@ -277,20 +275,6 @@ func decodePages[J any, T any](pages [][]byte, path string, decode func(J) (T, e
 		}
 	}
 	return out, nil
-}
-
-// Update is what one round of questions found.
-type Update struct {
-	// Sweep: Routers is every router Traefik serves; any other is gone.
-	// Same: the listing is byte for byte the last one, and not decoded.
-	Sweep bool
-	Same  bool
-	// Routers answered; Gone were asked about and Traefik does not hold them.
-	Routers []Router
-	Gone    []string
-	// Err is set when Traefik could not be asked; nothing else is then.
-	Err error
-	At  time.Time
 }
 
 // Recheck is when a name asked about is asked again, counted from the

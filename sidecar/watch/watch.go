@@ -24,51 +24,17 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/retry"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
-// Event is one key change, with the key relative to the prefix.
-type Event struct {
-	Key     string
-	Value   string
-	Deleted bool
-}
-
-// Batch is what the consumer applies at once: a whole listing (Snapshot),
-// or the events of one watch response (one etcd transaction or more).
-type Batch struct {
-	Snapshot bool
-	Events   Events
-	Revision int64
-	// Received is when the batch arrived from etcd.
-	Received time.Time
-}
-
-// Events are a batch's changes; a snapshot's are sorted by key.
-type Events []Event
-
-// Len and At make a snapshot a dynamic.Listing.
-func (e Events) Len() int { return len(e) }
-
-// At returns the i-th key and value.
-func (e Events) At(i int) (key, value string) { return e[i].Key, e[i].Value }
-
-// Status reports the watcher's state changes to its owner.
-type Status struct {
-	Connected bool
-	// Stale: the watch is established but etcd has not answered for a while.
-	Stale     bool
-	Revision  int64
-	Err       error
-	Relist    bool // a re-list was needed (compaction, lost watch)
-	Compacted bool
-}
-
-// Report is what the watcher sends: a Batch to apply, or a Status change.
-// Exactly one is set.
-type Report struct {
-	Batch  *Batch
-	Status *Status
-}
+// The messages of the etcd source (package source).
+type (
+	Event  = source.EtcdEvent
+	Events = source.EtcdEvents
+	Batch  = source.EtcdBatch
+	Status = source.EtcdStatus
+	Report = source.EtcdReport
+)
 
 // Watcher lists and watches Prefix.
 type Watcher struct {

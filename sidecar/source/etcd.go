@@ -1,0 +1,47 @@
+package source
+
+import "time"
+
+// EtcdEvent is one key change, with the key relative to the prefix.
+type EtcdEvent struct {
+	Key     string
+	Value   string
+	Deleted bool
+}
+
+// EtcdBatch is what the consumer applies at once: a whole listing (Snapshot),
+// or the events of one watch response (one etcd transaction or more).
+type EtcdBatch struct {
+	Snapshot bool
+	Events   EtcdEvents
+	Revision int64
+	// Received is when the batch arrived from etcd.
+	Received time.Time
+}
+
+// EtcdEvents are a batch's changes; a snapshot's are sorted by key.
+type EtcdEvents []EtcdEvent
+
+// Len and At make a snapshot a dynamic.Listing.
+func (e EtcdEvents) Len() int { return len(e) }
+
+// At returns the i-th key and value.
+func (e EtcdEvents) At(i int) (key, value string) { return e[i].Key, e[i].Value }
+
+// EtcdStatus reports the watcher's state changes to its owner.
+type EtcdStatus struct {
+	Connected bool
+	// Stale: the watch is established but etcd has not answered for a while.
+	Stale     bool
+	Revision  int64
+	Err       error
+	Relist    bool // a re-list was needed (compaction, lost watch)
+	Compacted bool
+}
+
+// EtcdReport is what the watcher sends: a Batch to apply, or a Status change.
+// Exactly one is set.
+type EtcdReport struct {
+	Batch  *EtcdBatch
+	Status *EtcdStatus
+}
