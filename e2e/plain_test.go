@@ -104,21 +104,21 @@ func waitPlainAddrs(t *testing.T, ctx context.Context, sc *stack.PlainSidecar, w
 
 // plainLabels is what a route target of router (on the web entry point,
 // rule Host(`host`)) and its load-balancer service is labelled, for
-// server c in the given health ("up" or "down"), plus the middleware's
-// labels.
+// server c in the given health ("up" or "down" with --routes.keepDown,
+// else ""), plus the middleware's labels.
 func plainLabels(router, service, provider, host string, c *stack.Container, health string, extra map[string]string) map[string]string {
 	m := map[string]string{
 		"service_group":                     plainRouteGroup,
 		"traefik_router":                    router + "@" + provider,
 		"traefik_service":                   service + "@" + provider,
-		"__meta_traefik_router":             router + "@" + provider,
-		"__meta_traefik_service":            service + "@" + provider,
 		"__meta_traefik_router_provider":    provider,
 		"__meta_traefik_router_protocol":    "http",
 		"__meta_traefik_router_entrypoints": ",web,",
 		"__meta_traefik_router_rule_hosts":  "," + host + ",",
 		"__meta_traefik_server_url":         c.ServerURL(),
-		"__meta_traefik_server_health":      health,
+	}
+	if health != "" { // only with --routes.keepDown
+		m["__meta_traefik_server_health"] = health
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -252,7 +252,7 @@ func TestPlainTraefikFileProvider(t *testing.T) {
 	cfg := plainTwoRouters(p.SidecarURL, team, []*stack.Container{a, b}, c)
 	p.SetConfig(cfg.YAML())
 	label := func(s *stack.Container, health string) map[string]string {
-		return plainLabels("r1", "s1", "file", "a.example", s, health, team)
+		return plainLabels("r1", "s1", "file", "a.example", s, "", team)
 	}
 	waitPlainRoutes(t, ctx, p.Sidecar, "r1's servers published with their labels, r2's not", 30*time.Second,
 		map[string]map[string]string{a.HostPort: label(a, "up"), b.HostPort: label(b, "up")})
@@ -303,7 +303,7 @@ func TestPlainTraefikOTLPOnly(t *testing.T) {
 	b := stack.StartContainer(t, "b", "", "")
 	p.SetConfig(plainTwoRouters(p.SidecarURL, nil, []*stack.Container{a, b}, nil).YAML())
 	label := func(s *stack.Container, health string) map[string]string {
-		return plainLabels("r1", "s1", "file", "a.example", s, health, nil)
+		return plainLabels("r1", "s1", "file", "a.example", s, "", nil)
 	}
 	waitPlainRoutes(t, ctx, p.Sidecar, "r1's servers published without Traefik's /metrics", 30*time.Second,
 		map[string]map[string]string{a.HostPort: label(a, "up"), b.HostPort: label(b, "up")})
@@ -325,7 +325,7 @@ func TestPlainTraefikRedisProvider(t *testing.T) {
 	b := stack.StartContainer(t, "b", "", "")
 	team := map[string]string{"team": "ml"}
 	label := func(s *stack.Container) map[string]string {
-		return plainLabels("r1", "s1", "redis", "a.example", s, "up", team)
+		return plainLabels("r1", "s1", "redis", "a.example", s, "", team)
 	}
 
 	kv, err := stack.YAMLToKV(stack.PlainRootKey, plainTwoRouters(p.SidecarURL, team, []*stack.Container{a}, nil).YAML())
@@ -391,9 +391,9 @@ func TestHealthFromAPIAgreesWithMetrics(t *testing.T) {
 		},
 	}.YAML())
 	want := map[string]map[string]string{
-		a.HostPort: plainLabels("r1", "s1", "file", "a.example", a, "up", nil),
-		b.HostPort: plainLabels("r1", "s1", "file", "a.example", b, "up", nil),
-		c.HostPort: plainLabels("r2", "s2", "file", "b.example", c, "up", nil),
+		a.HostPort: plainLabels("r1", "s1", "file", "a.example", a, "", nil),
+		b.HostPort: plainLabels("r1", "s1", "file", "a.example", b, "", nil),
+		c.HostPort: plainLabels("r2", "s2", "file", "b.example", c, "", nil),
 	}
 	sidecars := map[string]*stack.PlainSidecar{"health from /metrics": p.Sidecar, "health from the API": fromAPI}
 	for name, sc := range sidecars {

@@ -236,6 +236,8 @@ type Routes struct {
 	All bool `description:"Publish the servers of every HTTP circuit, not only those whose router has the traefik-sd middleware; without etcd, of every router Traefik's API lists." json:"all,omitempty"`
 	// KeepDown: a down server stays a target, so that its scrape fails
 	// (up == 0) instead of the target vanishing.
+	// Meta: the __meta_traefik_* labels (Prometheus SD's convention).
+	Meta     bool `description:"Label route targets with __meta_traefik_router_{provider,protocol,entrypoints,rule_hosts} and __meta_traefik_server_url (address for TCP), for relabelling; false saves about a third of each target's bytes." json:"meta,omitempty"`
 	KeepDown bool `description:"Keep a server Traefik reports down as a target, labelled __meta_traefik_server_health=\"down\", instead of withdrawing it." json:"keepDown,omitempty"`
 }
 
@@ -269,6 +271,7 @@ func Default() *Configuration {
 		},
 		Traefik:   Traefik{ScrapeInterval: types.Duration(5 * time.Second), Provider: "etcd", APISweep: types.Duration(30 * time.Second)},
 		Plugin:    Plugin{Name: "traefik-sd", StartGrace: types.Duration(10 * time.Second), MaxSessions: 64},
+		Routes:    Routes{Meta: true},
 		Limits:    Limits{MaxTargets: 200000, MaxLabels: 64},
 		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second), Heartbeat: types.Duration(60 * time.Second), Etcd: SDStore{Namespace: "local"}},
 		Server: Server{

@@ -74,6 +74,7 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		Provider:          cfg.Traefik.Provider,
 		RoutesAll:         cfg.Routes.All,
 		KeepDown:          cfg.Routes.KeepDown,
+		NoMeta:            !cfg.Routes.Meta,
 		TraefikTarget:     cfg.Traefik.Target,
 		WorkerTarget:      cfg.AppProxy.WorkerTarget,
 		CoordinatorTarget: cfg.AppProxy.CoordinatorTarget,

@@ -57,8 +57,12 @@ func plainRoutes(e *engine.Engine) string {
 	var out []string
 	for _, t := range e.Targets() {
 		if t.Label("service_group") == targets.GroupRoute {
-			out = append(out, fmt.Sprintf("%s %s %s %s", t.Address, t.Label("traefik_router"), t.Label("traefik_service"),
-				t.Label("__meta_traefik_server_health")))
+			// Without --routes.keepDown every server published is up, unlabelled.
+			health := t.Label("__meta_traefik_server_health")
+			if health == "" {
+				health = "up"
+			}
+			out = append(out, fmt.Sprintf("%s %s %s %s", t.Address, t.Label("traefik_router"), t.Label("traefik_service"), health))
 		}
 	}
 	return strings.Join(out, "\n")
@@ -104,9 +108,9 @@ func TestAPlainTraefiksServersComeFromItsAPI(t *testing.T) {
 		}
 		for name, want := range map[string]string{
 			"circuit_id": "", "worker_authority": "", "team": "vision",
-			"__meta_traefik_router": "r1@file", "__meta_traefik_router_provider": "file",
+			"__meta_traefik_router_provider": "file", "__meta_traefik_router_protocol": "http",
 			"__meta_traefik_router_entrypoints": ",web,", "__meta_traefik_router_rule_hosts": ",r1.example,",
-			"__meta_traefik_service": "s1@file", "__meta_traefik_server_url": "http://" + tg.Address,
+			"__meta_traefik_server_url": "http://" + tg.Address, "__meta_traefik_server_health": "",
 		} {
 			if got := tg.Label(name); got != want {
 				t.Errorf("%s %s = %q, want %q", tg.Address, name, got, want)
@@ -268,5 +272,24 @@ func TestTCPRoutersWithRoutesAll(t *testing.T) {
 				t.Fatalf("kept after Traefik dropped the TCP router:\n%s", got)
 			}
 		})
+	}
+}
+
+// TestMetaLabelsCanBeLeftOut: --routes.meta=false publishes the same
+// targets without a single __meta_ label.
+func TestMetaLabelsCanBeLeftOut(t *testing.T) {
+	opts := plainOptions(true)
+	opts.Targets.NoMeta = true
+	e := plainEngine(t, opts)
+	e.Services(listing(t0, lb("s1@file", time.Second, "http://10.0.0.1:80"), lb("s2@file", 0), lb("s3@file", 0), traefikapi.Service{Name: "w@file"}))
+	if got, want := plainRoutes(e), "10.0.0.1:80 r1@file s1@file up"; got != want {
+		t.Fatalf("targets:\n%s\nwant\n%s", got, want)
+	}
+	for _, tg := range e.Targets() {
+		for _, l := range tg.Labels {
+			if strings.HasPrefix(l.Name, "__meta_") {
+				t.Errorf("%s: %s=%q with meta labels off", tg.Address, l.Name, l.Value)
+			}
+		}
 	}
 }

@@ -65,6 +65,10 @@ type Options struct {
 	// __meta_traefik_server_health="down", for users who would rather see
 	// up == 0 than a target that vanished.
 	KeepDown bool
+	// NoMeta leaves the __meta_traefik_* labels out: they make each
+	// target's JSON half as large again, which a large worker that does not
+	// relabel with them need not pay.
+	NoMeta bool
 	// MaxTargets bounds the route targets published (0: no bound); routers
 	// past it, in name order, are left out and counted.
 	MaxTargets int
@@ -371,7 +375,10 @@ func (b *builder) router(out []Target, name string) []Target {
 			routeByURL[strings.TrimSuffix(rt.URL, "/")] = rt
 		}
 	}
-	meta := routerMeta(name, spec)
+	var meta []Label
+	if !b.opts.NoMeta {
+		meta = routerMeta(name, spec)
+	}
 	for _, srv := range servers {
 		down := b.in.Health != nil && b.in.Health.Down(srv.healthKey(), srv.url)
 		if down && !b.opts.KeepDown {
@@ -412,7 +419,7 @@ func (b *builder) router(out []Target, name string) []Target {
 		if down {
 			health = "down"
 		}
-		labels := make([]Label, 0, 9+len(meta)+3+len(extra)+2)
+		labels := make([]Label, 0, 9+len(meta)+2+len(extra)+2)
 		labels = append(labels,
 			Label{"service_group", GroupRoute},
 			Label{"circuit_id", circuitID},
@@ -421,19 +428,21 @@ func (b *builder) router(out []Target, name string) []Target {
 			Label{"worker_authority", b.opts.WorkerAuthority},
 			Label{"app", app},
 			Label{"endpoint_id", endpointID},
-			Label{"traefik_router", meta[0].Value},
+			Label{"traefik_router", strings.TrimPrefix(name, tcpPrefix)},
 			Label{"traefik_service", srv.service},
 		)
-		labels = append(labels, meta...)
 		serverLabel := "__meta_traefik_server_url"
 		if spec.tcp {
 			serverLabel = "__meta_traefik_server_address"
 		}
-		labels = append(labels,
-			Label{"__meta_traefik_service", srv.service},
-			Label{serverLabel, srv.url},
-			Label{"__meta_traefik_server_health", health},
-		)
+		if !b.opts.NoMeta {
+			labels = append(labels, meta...)
+			labels = append(labels, Label{serverLabel, srv.url})
+		}
+		if b.opts.KeepDown {
+			// Without it every server published is up: the label would say nothing.
+			labels = append(labels, Label{"__meta_traefik_server_health", health})
+		}
 		labels = append(labels, extra...)
 		if metricsPath != "/metrics" {
 			labels = append(labels, Label{"__metrics_path__", metricsPath})
@@ -447,17 +456,18 @@ func (b *builder) router(out []Target, name string) []Target {
 }
 
 // routerMeta are the router's __meta_traefik_* labels, shared by its
-// targets. Lists follow Prometheus's convention (",a,b,"), so that a
-// relabelling regex can match one element with ".*,a,.*".
+// targets: what its traefik_router and traefik_service labels do not
+// already say (each label is repeated in every target of the body, so a
+// duplicate of one would only add its bytes). Lists follow Prometheus's
+// convention (",a,b,"), so that a relabelling regex can match one element
+// with ".*,a,.*".
 func routerMeta(name string, spec routerSpec) []Label {
-	name = strings.TrimPrefix(name, tcpPrefix)
 	_, provider, _ := strings.Cut(name, "@")
 	protocol := "http"
 	if spec.tcp {
 		protocol = "tcp"
 	}
 	return []Label{
-		{"__meta_traefik_router", name},
 		{"__meta_traefik_router_protocol", protocol},
 		{"__meta_traefik_router_provider", provider},
 		{"__meta_traefik_router_entrypoints", promList(spec.entryPoints)},
