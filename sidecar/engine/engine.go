@@ -441,6 +441,13 @@ func (e *Engine) Coordinator(a source.Routes) Result {
 		e.idsDue, released = time.Time{}, true
 	}
 	changed := a.Err == nil && a.Table != nil && !a.Table.Equal(e.routes)
+	// Routers built before the first answer read no routes: that answer
+	// rebuilds them all.
+	all := changed && e.routes == nil
+	var circuits []string
+	if changed && !all {
+		circuits = a.Table.ChangedCircuits(e.routes)
+	}
 	if a.Err == nil && a.Table != nil {
 		e.answered = true
 		e.routes = a.Table
@@ -450,7 +457,10 @@ func (e *Engine) Coordinator(a source.Routes) Result {
 	if !changed && !released {
 		return Result{}
 	}
-	e.update(targets.Changes{All: true})
+	// The circuits the answer changed, and those that held a server back
+	// for it; at 10,000 circuits a rebuild of every one took a tenth of a
+	// second or more, and every change behind it waited.
+	e.update(targets.Changes{Circuits: circuits, Held: released, All: all})
 	return Result{Changed: e.changed}
 }
 

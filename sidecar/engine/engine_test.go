@@ -641,3 +641,33 @@ func TestANewServerWaitsForTheCoordinatorToNameIt(t *testing.T) {
 		t.Fatalf("a server published before left during a later wait, or the new one did not wait:\n%s", got)
 	}
 }
+
+// TestACoordinatorAnswerRebuildsTheCircuitsItChanged: after the first
+// answer (which rebuilds every router, none of which read routes yet), an
+// answer rebuilds only the circuits whose routes it changed, and they get
+// their new ids; the others keep theirs.
+func TestACoordinatorAnswerRebuildsTheCircuitsItChanged(t *testing.T) {
+	opts := options(true)
+	opts.AskTraefik = false
+	e := engine.New(opts, t0)
+	a, b := circuit("a", true), circuit("b", true)
+	e.Etcd([]watch.Batch{{Snapshot: true, Received: t0}, put(a, t0), put(b, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, a, b)})
+	if !e.Ready(t0) {
+		t.Fatal("not ready")
+	}
+	e.Take()
+	e.Routes(table(t, a, b))
+	if got, want := routes(e), both(a)+"\n"+both(b); got != want {
+		t.Fatalf("after the first answer:\n%s\nwant\n%s", got, want)
+	}
+	moved := b
+	moved.Routes = append([]coordinator.Route(nil), b.Routes...)
+	moved.Routes[0].RouteID, moved.Routes[0].SessionID = "r1-new", "s1-new"
+	if res := e.Routes(table(t, a, moved)); !res.Changed {
+		t.Fatal("an answer with new ids changed nothing")
+	}
+	if got, want := routes(e), both(a)+"\n"+both(moved); got != want {
+		t.Fatalf("after b's ids changed:\n%s\nwant\n%s", got, want)
+	}
+}

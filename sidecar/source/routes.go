@@ -2,6 +2,8 @@ package source
 
 import (
 	"slices"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -84,6 +86,48 @@ func (t *RouteTable) Equal(o *RouteTable) bool {
 		}
 	}
 	return true
+}
+
+// ChangedCircuits lists the circuits whose routes or servers differ from
+// old's (every circuit of either when one is nil), sorted: an answer of the
+// coordinator rebuilds those alone.
+func (t *RouteTable) ChangedCircuits(old *RouteTable) []string {
+	var tr, or map[string]RouteIDs
+	var ts, os map[string][]string
+	if t != nil {
+		tr, ts = t.routes, t.servers
+	}
+	if old != nil {
+		or, os = old.routes, old.servers
+	}
+	changed := map[string]bool{}
+	circuit := func(key string) string { id, _, _ := strings.Cut(key, "\x00"); return id }
+	for k, v := range tr {
+		if w, ok := or[k]; !ok || w != v {
+			changed[circuit(k)] = true
+		}
+	}
+	for k := range or {
+		if _, ok := tr[k]; !ok {
+			changed[circuit(k)] = true
+		}
+	}
+	for id, s := range ts {
+		if !slices.Equal(s, os[id]) {
+			changed[id] = true
+		}
+	}
+	for id := range os {
+		if _, ok := ts[id]; !ok {
+			changed[id] = true
+		}
+	}
+	out := make([]string, 0, len(changed))
+	for id := range changed {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // NewRouteTable returns an empty table, to fill with Add, AddServer and Skip.

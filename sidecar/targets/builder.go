@@ -36,6 +36,9 @@ type Builder struct {
 	mix    [4]uint64
 	// notServed holds the circuits Traefik does not serve, by router.
 	notServed map[string]NotServed
+	// held names the routers that left a server out waiting for the
+	// coordinator (Inputs.HoldUnnamed).
+	held map[string]bool
 }
 
 // routerTargets is one router's part of the set. Its targets are never
@@ -60,6 +63,11 @@ type Changes struct {
 	Live []string
 	// Routers names the routers (name@provider) whose state in Traefik changed.
 	Routers []string
+	// Circuits names the circuits whose ids or servers the coordinator's
+	// answer changed. Held rebuilds the routers that held a server back
+	// for that answer (Inputs.HoldUnnamed), now that it came.
+	Circuits []string
+	Held     bool
 	// All rebuilds everything (first build, or a source that touches every router).
 	All bool
 }
@@ -75,6 +83,7 @@ func NewBuilder(opts Options) *Builder {
 		staticJSON: AppendJSON(nil, static),
 		overLabels: map[string]int{},
 		notServed:  map[string]NotServed{},
+		held:       map[string]bool{},
 	}
 }
 
@@ -113,6 +122,14 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 	}
 	for _, r := range ch.Routers {
 		dirty[r] = true // keyed by its own name, as the builder keys routers
+	}
+	for _, c := range ch.Circuits {
+		mark(dynamic.ObjectID{Kind: readRoutes, Name: c})
+	}
+	if ch.Held {
+		for r := range b.held {
+			dirty[r] = true
+		}
 	}
 	names := make([]string, 0, len(dirty))
 	for name := range dirty {
@@ -172,6 +189,10 @@ func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
 	ts := Normalize(bl.router(nil, name))
 	delete(b.overLabels, name)
 	delete(b.notServed, name)
+	delete(b.held, name)
+	if bl.held {
+		b.held[name] = true
+	}
 	if bl.notServed != nil {
 		b.notServed[name] = *bl.notServed
 	}

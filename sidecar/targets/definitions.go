@@ -42,6 +42,9 @@ func definitionsOf(opts Options, in Inputs) definitions {
 const (
 	readLive    dynamic.Kind = "live"    // without etcd: a middleware's live instance, by qualified name
 	readService dynamic.Kind = "service" // without etcd: a service and its servers' health, by qualified name
+	// readRoutes: the coordinator's routes of a circuit, by circuit id, so
+	// that its answer rebuilds the circuits it changed and not every one.
+	readRoutes dynamic.Kind = "routes"
 )
 
 // etcdDefinitions are the routers, services and middlewares etcd holds for

@@ -265,8 +265,10 @@ type builder struct {
 	notServed *NotServed
 	// before are the router's targets as last built, for HoldUnnamed.
 	before []Target
-	// exists is set once the router is found in its definitions.
+	// exists is set once the router is found in its definitions; held,
+	// once a server was left out waiting for the coordinator.
 	exists bool
+	held   bool
 	defs   definitions
 }
 
@@ -338,6 +340,9 @@ func (b *builder) router(out []Target, name string) []Target {
 			circuitID = id
 		}
 	}
+	if b.in.Routes != nil && circuitID != "" {
+		b.read(readRoutes, circuitID)
+	}
 	servers, hasService := b.defs.servers(b, spec, sd, circuitID)
 	if !hasService {
 		if b.in.Traefik != nil {
@@ -400,6 +405,7 @@ func (b *builder) router(out []Target, name string) []Target {
 		if b.in.Routes != nil && circuitID != "" {
 			ids, ok := b.in.Routes.Lookup(circuitID, net.JoinHostPort(host, ownPort))
 			if !ok && b.in.HoldUnnamed && !b.published(address) {
+				b.held = true
 				continue
 			}
 			if ok {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/traefik-sd/traefik-sd/internal/fixture"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 	"github.com/traefik-sd/traefik-sd/sidecar/targets"
 )
 
@@ -135,5 +136,39 @@ func TestRuleHostsAreTheHostMatchersArguments(t *testing.T) {
 		if got := strings.Join(targets.RuleHosts(rule), " "); got != want {
 			t.Errorf("%s: got %q, want %q", rule, got, want)
 		}
+	}
+}
+
+// TestACoordinatorAnswerTouchesOnlyItsCircuits: the coordinator's answer
+// names what changed by circuit, and only those circuits' routers are
+// rebuilt; a full rebuild per answer stalled every change behind it.
+func TestACoordinatorAnswerTouchesOnlyItsCircuits(t *testing.T) {
+	store, errs := fixture.Store(t, rootKey, "traefik-sd", "etcd/inference-two-routes.kv", "etcd/interactive.kv")
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	const interactive = "6a1f3e5d-0b7c-4d8e-9a41-1c1e2f0a7c90"
+	old := source.NewRouteTable()
+	old.Add(interactive, "10.0.1.10:8080", source.RouteIDs{RouteID: "r1", SessionID: "s1"})
+	b := targets.NewBuilder(options())
+	b.Update(targets.Inputs{Store: store, Routes: old}, targets.Changes{All: true})
+	cur := source.NewRouteTable()
+	cur.Add(interactive, "10.0.1.10:8080", source.RouteIDs{RouteID: "r1-new", SessionID: "s1"})
+	changed := cur.ChangedCircuits(old)
+	if len(changed) != 1 || changed[0] != interactive {
+		t.Fatalf("changed circuits: %v", changed)
+	}
+	touched := b.Update(targets.Inputs{Store: store, Routes: cur}, targets.Changes{Circuits: changed})
+	if len(touched) != 1 || touched[0] != "bai_router_"+interactive+"@etcd" {
+		t.Fatalf("rebuilt %v, want only the interactive circuit's router", touched)
+	}
+	found := false
+	for _, tg := range b.Targets() {
+		if tg.Address == "10.0.1.10:9100" {
+			found = tg.Label("route_id") == "r1-new"
+		}
+	}
+	if !found {
+		t.Fatal("the changed circuit's target does not carry its new route id")
 	}
 }
