@@ -89,7 +89,8 @@ func BenchmarkRelist100k(b *testing.B) {
 		for i := range circuits {
 			circuits[i] = coordinator.SampleInference(i)
 		}
-		w := &coordinator.Writer{Client: relistEnv.client, Authority: "worker-1"}
+		// With the patched coordinator's traefik-sd middleware in every circuit.
+		w := &coordinator.Writer{Client: relistEnv.client, Authority: "worker-1", SD: &coordinator.TraefikSD{}}
 		relistErr = w.BulkLoad(context.Background(), circuits)
 	})
 	if relistErr != nil {
