@@ -425,8 +425,11 @@ func (b *builder) router(out []Target, name string) []Target {
 		if down {
 			health = "down"
 		}
-		labels := make([]Label, 0, 9+len(meta)+2+len(extra)+2)
-		labels = append(labels,
+		// Gathered on the stack, then kept at their exact size without the
+		// empty ones (Prometheus treats an empty label as absent): slack
+		// capacity was a fifth of a target's bytes at 200,000 targets.
+		var buf [24]Label
+		all := append(buf[:0],
 			Label{"service_group", GroupRoute},
 			Label{"circuit_id", circuitID},
 			Label{"session_id", sessionID},
@@ -442,21 +445,39 @@ func (b *builder) router(out []Target, name string) []Target {
 			serverLabel = "__meta_traefik_server_address"
 		}
 		if !b.opts.NoMeta {
-			labels = append(labels, meta...)
-			labels = append(labels, Label{serverLabel, srv.url})
+			all = append(all, meta...)
+			all = append(all, Label{serverLabel, srv.url})
 		}
 		if b.opts.KeepDown {
 			// Without it every server published is up: the label would say nothing.
-			labels = append(labels, Label{"__meta_traefik_server_health", health})
+			all = append(all, Label{"__meta_traefik_server_health", health})
 		}
-		labels = append(labels, extra...)
+		all = append(all, extra...)
 		if metricsPath != "/metrics" {
-			labels = append(labels, Label{"__metrics_path__", metricsPath})
+			all = append(all, Label{"__metrics_path__", metricsPath})
 		}
 		if scheme == "https" {
-			labels = append(labels, Label{"__scheme__", "https"})
+			all = append(all, Label{"__scheme__", "https"})
 		}
-		out = append(out, Target{Address: address, Labels: labels})
+		out = append(out, Target{Address: address, Labels: nonEmpty(all)})
+	}
+	return out
+}
+
+// nonEmpty copies the labels that have a value into a slice of their
+// exact size.
+func nonEmpty(ls []Label) []Label {
+	n := 0
+	for _, l := range ls {
+		if l.Value != "" {
+			n++
+		}
+	}
+	out := make([]Label, 0, n)
+	for _, l := range ls {
+		if l.Value != "" {
+			out = append(out, l)
+		}
 	}
 	return out
 }
