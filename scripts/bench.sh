@@ -11,7 +11,7 @@ ETCD_BIN="$(bash scripts/etcd-from-module.sh | tail -n 1)"
 export ETCD_BIN
 # Every figure goes to bench.out (not committed) as well, so that the report
 # can be written again from this run's figures: make bench-report.
-raw=bench.out
+raw="$PWD/bench.out" # absolute: some steps run in plugin/interpreted
 : > "$raw"
 
 run() { echo "bench: $*" >&2; "$@" 2>&1 | tee -a "$raw" | grep -E "^(Benchmark|ok|FAIL|panic|cpu:)" >&2; }
