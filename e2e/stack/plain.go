@@ -258,25 +258,8 @@ func (p *Plain) StartSidecar(t testbed.T, metricsURL string, args ...string) *Pl
 
 func (p *Plain) startPrometheus(t testbed.T, opts PlainOptions) {
 	t.Helper()
-	dir := filepath.Join(opts.Dir, "prometheus")
-	testbed.Must(t, os.MkdirAll(dir, 0o755), "prometheus dir")
 	cfg := fmt.Sprintf(PrometheusConfig, opts.ScrapeInterval, p.SidecarURL, strings.TrimPrefix(p.SidecarURL, "http://"))
-	testbed.Must(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644), "prometheus.yml")
-	port := testbed.FreePort(t)
-	p.PrometheusURL = "http://127.0.0.1:" + strconv.Itoa(port)
-	p.Prometheus = testbed.Start(t, &testbed.Process{
-		Name: "prometheus",
-		Path: testbed.Binary(t, "PROMETHEUS_BIN", "prometheus"),
-		Args: []string{
-			"--config.file=" + filepath.Join(dir, "prometheus.yml"),
-			"--storage.tsdb.path=" + filepath.Join(dir, "data"),
-			"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
-			"--log.level=warn",
-		},
-		Dir: dir,
-		Log: filepath.Join(opts.Dir, "prometheus.log"),
-	})
-	testbed.WaitHTTP(t, p.Prometheus, p.PrometheusURL+"/-/ready", http.StatusOK, 60*time.Second)
+	p.Prometheus, p.PrometheusURL = startPrometheus(t, opts.Dir, cfg)
 }
 
 // SetConfig replaces Traefik's dynamic configuration with yamlText (the

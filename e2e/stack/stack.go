@@ -366,28 +366,36 @@ func (s *Stack) startManager(t testbed.T) {
 
 func (s *Stack) startPrometheus(t testbed.T, opts Options) {
 	t.Helper()
-	dir := filepath.Join(opts.Dir, "prometheus")
-	testbed.Must(t, os.MkdirAll(dir, 0o755), "prometheus dir")
 	cfg := fmt.Sprintf(PrometheusConfig, opts.ScrapeInterval, s.SidecarURL, strings.TrimPrefix(s.SidecarURL, "http://"))
 	if opts.ThroughManager {
 		cfg = fmt.Sprintf(ManagerPrometheusConfig, opts.ScrapeInterval, s.ManagerURL)
 	}
-	testbed.Must(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644), "prometheus.yml")
+	s.Prometheus, s.PrometheusURL = startPrometheus(t, opts.Dir, cfg)
+}
+
+// startPrometheus runs Prometheus with cfg as its configuration, in
+// dir/prometheus, and waits until it is ready.
+func startPrometheus(t testbed.T, dir, cfg string) (*testbed.Process, string) {
+	t.Helper()
+	work := filepath.Join(dir, "prometheus")
+	testbed.Must(t, os.MkdirAll(work, 0o755), "prometheus dir")
+	testbed.Must(t, os.WriteFile(filepath.Join(work, "prometheus.yml"), []byte(cfg), 0o644), "prometheus.yml")
 	port := testbed.FreePort(t)
-	s.PrometheusURL = "http://127.0.0.1:" + strconv.Itoa(port)
-	s.Prometheus = testbed.Start(t, &testbed.Process{
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	p := testbed.Start(t, &testbed.Process{
 		Name: "prometheus",
 		Path: testbed.Binary(t, "PROMETHEUS_BIN", "prometheus"),
 		Args: []string{
-			"--config.file=" + filepath.Join(dir, "prometheus.yml"),
-			"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+			"--config.file=" + filepath.Join(work, "prometheus.yml"),
+			"--storage.tsdb.path=" + filepath.Join(work, "data"),
 			"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
 			"--log.level=warn",
 		},
-		Dir: dir,
-		Log: filepath.Join(opts.Dir, "prometheus.log"),
+		Dir: work,
+		Log: filepath.Join(dir, "prometheus.log"),
 	})
-	testbed.WaitHTTP(t, s.Prometheus, s.PrometheusURL+"/-/ready", http.StatusOK, 60*time.Second)
+	testbed.WaitHTTP(t, p, url+"/-/ready", http.StatusOK, 60*time.Second)
+	return p, url
 }
 
 // PromTarget is one active target as Prometheus's /api/v1/targets shows it.
