@@ -373,15 +373,7 @@ func (sc *PlainSidecar) Targets(ctx context.Context) ([]SDGroup, error) {
 
 // PrometheusTargets returns Prometheus's active targets.
 func (p *Plain) PrometheusTargets(ctx context.Context) ([]PromTarget, error) {
-	var body struct {
-		Data struct {
-			ActiveTargets []PromTarget `json:"activeTargets"`
-		} `json:"data"`
-	}
-	if err := GetJSON(ctx, p.PrometheusURL+"/api/v1/targets?state=active", &body); err != nil {
-		return nil, err
-	}
-	return body.Data.ActiveTargets, nil
+	return prometheusTargets(ctx, p.PrometheusURL)
 }
 
 // TraefikJSON decodes the answer of Traefik's API at path (e.g.

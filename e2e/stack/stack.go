@@ -409,13 +409,18 @@ type PromTarget struct {
 
 // PrometheusTargets returns Prometheus's active targets.
 func (s *Stack) PrometheusTargets(ctx context.Context) ([]PromTarget, error) {
+	return prometheusTargets(ctx, s.PrometheusURL)
+}
+
+// prometheusTargets asks the Prometheus at url for its active targets.
+func prometheusTargets(ctx context.Context, url string) ([]PromTarget, error) {
 	var body struct {
 		Status string `json:"status"`
 		Data   struct {
 			ActiveTargets []PromTarget `json:"activeTargets"`
 		} `json:"data"`
 	}
-	if err := GetJSON(ctx, s.PrometheusURL+"/api/v1/targets?state=active", &body); err != nil {
+	if err := GetJSON(ctx, url+"/api/v1/targets?state=active", &body); err != nil {
 		return nil, err
 	}
 	return body.Data.ActiveTargets, nil
