@@ -13,6 +13,15 @@ export ETCD_BIN
 # can be written again from this run's figures: make bench-report.
 raw="$PWD/bench.out" # absolute: some steps run in plugin/interpreted
 : > "$raw"
+# The header names what the figures were measured with (benchreport reads
+# these lines, make bench-report too). Traefik built without the release's
+# -ldflags calls itself "dev"; the name install-deps gives the binary is
+# then the version it fetched.
+traefik_version="$("$traefik_bin" version | sed -n 's/^Version:[[:space:]]*//p')"
+if [ "$traefik_version" = dev ] || [ -z "$traefik_version" ]; then
+  traefik_version="$(basename "$traefik_bin" | sed 's/^traefik-//') (built from its module; the binary says dev)"
+fi
+{ echo "etcd-version: $("$ETCD_BIN" --version | sed -n 1p)"; echo "traefik-version: $traefik_version"; } >> "$raw"
 
 run() { echo "bench: $*" >&2; "$@" 2>&1 | tee -a "$raw" | grep -E "^(Benchmark|ok|FAIL|panic|cpu:)" >&2; }
 
