@@ -64,10 +64,13 @@ if [ ! -x "$TRAEFIK_BIN" ]; then
   [ -n "$dir" ] || { echo "install-deps: go mod download of traefik failed" >&2; exit 1; }
   cp -r "$dir" "$work/traefik"
   chmod -R u+w "$work/traefik"
-  # -v: a line per package compiled, which progress_run counts.
+  # -v: a line per package compiled, which progress_run counts. The version,
+  # as Traefik's release build sets it, so that `traefik version` names it.
   GOFLAGS=-mod=mod CGO_ENABLED=0 PROGRESS_LOG="$work/build.log" PROGRESS_TOTAL=2500 progress_run install-deps "building Traefik $TRAEFIK_VERSION" \
     "about 5 minutes on 2 idle cores, up to 25 on a busy machine" \
-    go build -C "$work/traefik" -v -trimpath -o "$TRAEFIK_BIN.tmp" ./cmd/traefik
+    go build -C "$work/traefik" -v -trimpath \
+      -ldflags "-X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+      -o "$TRAEFIK_BIN.tmp" ./cmd/traefik
   mv "$TRAEFIK_BIN.tmp" "$TRAEFIK_BIN"
 fi
 echo "$TRAEFIK_BIN"
