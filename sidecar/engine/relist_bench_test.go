@@ -139,6 +139,9 @@ func BenchmarkRelist100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	var listing, applying, rendering time.Duration
+	// The peak that sizes a pod's limit is the re-list's, not the setup's:
+	// writing 5 to clear_refs restarts VmHWM from the RSS now.
+	testbed.Must(b, os.WriteFile("/proc/self/clear_refs", []byte("5"), 0), "reset the peak RSS")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -159,13 +162,14 @@ func BenchmarkRelist100k(b *testing.B) {
 	b.ReportMetric(listing.Seconds()/float64(b.N), "list-s")
 	b.ReportMetric(applying.Seconds()/float64(b.N), "compare+decode+build-s")
 	b.ReportMetric(rendering.Seconds()/float64(b.N), "render-s")
-	_, peak := rss()
+	_, relistPeak := rss()
 	b.ReportMetric(cold.Seconds(), "cold-list-s")
 	b.ReportMetric(float64(keys), "keys")
 	b.ReportMetric(float64(relistCircuits), "circuits")
 	b.ReportMetric(float64(routes), "targets")
 	b.ReportMetric(float64(after-before)/float64(routes), "rss-bytes/target")
-	b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
+	b.ReportMetric(float64(after)/(1<<20), "rest-rss-MiB")
+	b.ReportMetric(float64(relistPeak)/(1<<20), "relist-peak-rss-MiB")
 	reportHeld(b, held, routes)
 }
 
