@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +42,13 @@ func changeToTargets(b *testing.B, n int) {
 		return resp.Header.Get("ETag")
 	}
 	delays := make([]time.Duration, 0, b.N)
+	if f := os.Getenv("BENCH_CPU_PROFILE"); f != "" {
+		// The changes alone: -cpuprofile would be mostly the setup's load.
+		out, err := os.Create(f)
+		testbed.Must(b, err, "cpu profile")
+		testbed.Must(b, pprof.StartCPUProfile(out), "cpu profile")
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Numbered across runs: the environment outlives each run, and a

@@ -34,6 +34,16 @@ type Builder struct {
 	// name and JSON sum (a digest of the set that needs no order).
 	routed int
 	mix    [4]uint64
+	// rendered holds each router's targets in order, and at each router's
+	// place in it, so that freezing the set copies one slice instead of
+	// looking up every router: at 100,000 circuits that walk was most of
+	// a change's cost. A frozen set shares rendered; the next change to
+	// it copies it first. inner is the sum of their JSON sizes without
+	// brackets.
+	rendered [][]Target
+	at       map[string]int
+	shared   bool
+	inner    int
 	// notServed holds the circuits Traefik does not serve, by router.
 	notServed map[string]NotServed
 	// held names the routers that left a server out waiting for the
@@ -84,6 +94,7 @@ func NewBuilder(opts Options) *Builder {
 		overLabels: map[string]int{},
 		notServed:  map[string]NotServed{},
 		held:       map[string]bool{},
+		at:         map[string]int{},
 	}
 }
 
@@ -146,9 +157,18 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 		}
 		sort.Strings(b.order)
 		b.reorder = false
+		b.index()
+	} else {
+		for _, name := range names {
+			if i, ok := b.at[name]; ok {
+				b.place(i, b.routers[name].targets)
+			}
+		}
 	}
 	b.kept = len(b.order)
-	if b.opts.MaxTargets > 0 {
+	// Walking every router to find the cut-off cost a change at 100,000
+	// circuits more than the change itself; routed is their sum already.
+	if b.opts.MaxTargets > 0 && b.routed > b.opts.MaxTargets {
 		total := 0
 		for i, name := range b.order {
 			total += len(b.routers[name].targets)
@@ -198,6 +218,7 @@ func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
 	}
 	if old != nil && len(old.targets) > 0 {
 		b.routed -= len(old.targets)
+		b.inner -= old.size - 2
 		b.mixIn(name, old.sum, false)
 	}
 	if !bl.exists {
@@ -224,6 +245,7 @@ func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
 		b.scratch = AppendJSON(b.scratch[:0], rt.targets)
 		rt.size, rt.sum = len(b.scratch), sha256.Sum256(b.scratch)
 		b.routed += len(rt.targets)
+		b.inner += rt.size - 2
 		b.mixIn(name, rt.sum, true)
 	}
 	for _, id := range rt.reads {
@@ -238,6 +260,27 @@ func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
 	if (old == nil || len(old.targets) == 0) != (len(rt.targets) == 0) {
 		b.reorder = true
 	}
+}
+
+// index places every router of order in rendered, after order changed.
+func (b *Builder) index() {
+	b.at = make(map[string]int, len(b.order))
+	b.rendered = make([][]Target, len(b.order))
+	b.shared = false
+	for i, name := range b.order {
+		b.at[name] = i
+		b.rendered[i] = b.routers[name].targets
+	}
+}
+
+// place stores a rebuilt router's targets at its place, copying rendered
+// first if a frozen set still reads it.
+func (b *Builder) place(i int, ts []Target) {
+	if b.shared {
+		b.rendered = slices.Clone(b.rendered)
+		b.shared = false
+	}
+	b.rendered[i] = ts
 }
 
 // Targets returns the current set: route targets by router, then the static ones.
@@ -256,14 +299,21 @@ func (b *Builder) AppendJSON(dst []byte) []byte { return b.Freeze().AppendJSON(d
 // Freeze captures the current set to render later: the kept routers'
 // target slices, which later changes replace and never write to.
 func (b *Builder) Freeze() *Frozen {
-	f := &Frozen{routers: make([][]Target, 0, b.kept), static: b.static}
 	// Each piece's JSON without its brackets, a comma between pieces, and
 	// the brackets around them all.
+	var f *Frozen
 	pieces, inner := 0, 0
-	for _, name := range b.order[:b.kept] {
-		rt := b.routers[name]
-		f.routers = append(f.routers, rt.targets)
-		pieces, inner = pieces+1, inner+rt.size-2
+	if b.kept == len(b.order) {
+		b.shared = true
+		f = &Frozen{routers: b.rendered, static: b.static}
+		pieces, inner = len(b.order), b.inner
+	} else {
+		f = &Frozen{routers: make([][]Target, 0, b.kept), static: b.static}
+		for _, name := range b.order[:b.kept] {
+			rt := b.routers[name]
+			f.routers = append(f.routers, rt.targets)
+			pieces, inner = pieces+1, inner+rt.size-2
+		}
 	}
 	if len(b.static) > 0 {
 		pieces, inner = pieces+1, inner+len(b.staticJSON)-2
