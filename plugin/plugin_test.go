@@ -347,6 +347,58 @@ func TestReloadDoesNotFlap(t *testing.T) {
 	cancel1()
 }
 
+// TestALongReloadDoesNotFlap: Traefik cancels every old instance before it
+// builds the first new one, and at 10,000 routers the rebuild takes longer
+// than the removal delay and the burst bound together. A middleware the
+// rebuild reaches late was reported removed, then live again, and the
+// sidecar withdrew its targets meanwhile.
+func TestALongReloadDoesNotFlap(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	if _, err := plugin.New(ctx1, http.NotFoundHandler(), testConfig(srv.URL, "c-late"), "bai_sd_late@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first push", func() bool { return side.names() == "bai_sd_late@etcd" })
+
+	// The rebuild: the old instance cancelled, then New for other routers
+	// for ten times the removal delay (300ms), in runs with short pauses
+	// as Traefik's own work between routers makes, and only then for this
+	// one.
+	cancel1()
+	var keep []context.CancelFunc
+	defer func() {
+		for _, c := range keep {
+			c()
+		}
+	}()
+	for start := time.Now(); time.Since(start) < 3*time.Second; {
+		ctx, cancel := context.WithCancel(context.Background())
+		keep = append(keep, cancel)
+		name := fmt.Sprintf("bai_sd_filler%d@etcd", len(keep))
+		if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-filler"), name); err != nil {
+			t.Fatal(err)
+		}
+		if len(keep)%10 == 0 {
+			time.Sleep(40 * time.Millisecond)
+		}
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	if _, err := plugin.New(ctx2, http.NotFoundHandler(), testConfig(srv.URL, "c-late"), "bai_sd_late@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	side.mu.Lock()
+	removed := append([]string{}, side.removed...)
+	side.mu.Unlock()
+	if len(removed) > 0 {
+		t.Errorf("a long reload reported middlewares gone: %v", removed)
+	}
+	if !strings.Contains(side.names(), "bai_sd_late@etcd") {
+		t.Errorf("the late middleware is not live: %q", side.names())
+	}
+}
+
 func TestRemovedAfterDelay(t *testing.T) {
 	side, srv := newFakeSidecar(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -38,6 +38,9 @@ const (
 	// restarted sidecar gets the full set within one heartbeat instead of
 	// one resync interval; it also tells the sidecar this Traefik is alive.
 	heartbeatEvery = 2 * time.Second
+	// removalHold bounds, in removal delays, how long New calls that keep
+	// coming hold back a removal (see sweep).
+	removalHold = 30
 )
 
 // liveSet is the process-wide registry. Traefik keeps one Yaegi interpreter
@@ -51,6 +54,8 @@ type registry struct {
 	running bool // the sender goroutine was started
 	// arrivals are the New calls the sender has not recorded yet.
 	arrivals []arrival
+	// lastNew is when the newest recorded New was called.
+	lastNew time.Time
 	// nextSweep and sweepEvery schedule the sweep for cancelled instances.
 	nextSweep  time.Time
 	sweepEvery time.Duration
@@ -290,6 +295,9 @@ func (r *registry) step(now time.Time) time.Duration {
 		}
 	}
 	for i := range r.arrivals {
+		if r.arrivals[i].at.After(r.lastNew) {
+			r.lastNew = r.arrivals[i].at
+		}
 		r.record(r.arrivals[i])
 		r.arrivals[i] = arrival{}
 	}
@@ -347,7 +355,14 @@ func (r *registry) sweep(now time.Time) time.Duration {
 			if m.emptySince.IsZero() {
 				m.emptySince = now
 			}
-			if now.Sub(m.emptySince) >= m.removalDelay {
+			// Traefik cancels every old instance before it builds the first
+			// new one; at 10,000 routers the rebuild outlasts the delay, and
+			// a middleware it has not reached yet is not gone. While New
+			// keeps being called, a removal waits, though not without end
+			// for a Traefik that never stops reloading.
+			empty := now.Sub(m.emptySince)
+			quiet := now.Sub(r.lastNew) >= m.removalDelay || empty >= removalHold*m.removalDelay
+			if empty >= m.removalDelay && quiet {
 				delete(d.middlewares, name)
 				d.markPending(name, now)
 				if name == d.tokenFrom {
