@@ -703,6 +703,14 @@ func (w *Writer) known(id string) Circuit {
 	return Circuit{ID: id}
 }
 
+// Circuit is the circuit of that id as last written, if it is not deleted.
+func (w *Writer) Circuit(id string) (Circuit, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.circuits[id]
+	return c, ok
+}
+
 // Circuits are the circuits written and not deleted, by id.
 func (w *Writer) Circuits() []Circuit {
 	w.mu.Lock()

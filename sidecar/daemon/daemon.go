@@ -131,6 +131,10 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 			Client:   client,
 			Interval: time.Duration(cfg.BackendAI.PollInterval),
 			Settle:   500 * time.Millisecond,
+			// A coordinator's batch of five circuits, a Manager's route
+			// changes: asked one by one. A start-up's rewrite of every
+			// circuit asks for the list.
+			MaxCircuits: 64,
 		}
 	}
 	return d

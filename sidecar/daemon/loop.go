@@ -139,7 +139,7 @@ func (d *Daemon) handle(res engine.Result, received time.Time) {
 		d.services.Kick()
 	}
 	if res.Ask.Coordinator && d.coord != nil {
-		d.coord.Kick()
+		d.coord.Kick(res.Ask.CoordinatorCircuits...)
 	}
 	for _, delay := range res.PushDelays {
 		d.metrics.EtcdToPluginPush.Observe(delay.Seconds())

@@ -162,8 +162,11 @@ type Questions struct {
 	// Services lists Traefik's services again soon: a router names a
 	// service the last listing did not hold, or etcd changed a TCP router.
 	Services bool
-	// Coordinator asks the coordinator again soon: etcd changed what it names.
-	Coordinator bool
+	// Coordinator asks the coordinator again soon: etcd changed what it
+	// names. CoordinatorCircuits, when set, are the circuits to ask about;
+	// unset, every circuit.
+	Coordinator         bool
+	CoordinatorCircuits []string
 }
 
 // Apply takes one source's message. A failure changes nothing: the last
@@ -251,10 +254,11 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 			}
 		}
 	}
+	dueNow := false
 	if e.opts.AskCoordinator && e.idsDue.IsZero() {
 		for _, id := range changed {
 			if id.Kind == dynamic.Services {
-				e.idsDue = received
+				e.idsDue, dueNow = received, true
 				break
 			}
 		}
@@ -275,7 +279,18 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 			res.Ask.Services = e.opts.ListServices
 		}
 	}
-	res.Ask.Coordinator = e.opts.AskCoordinator && e.changed
+	if e.opts.AskCoordinator {
+		// The circuits whose routers this change rebuilt, one by one; the
+		// whole list only when a changed service belongs to no circuit's
+		// router, or for the first listing.
+		circuits := e.builder.Circuits(touched)
+		switch {
+		case first || (dueNow && len(circuits) == 0):
+			res.Ask.Coordinator = true
+		case len(circuits) > 0:
+			res.Ask.Coordinator, res.Ask.CoordinatorCircuits = true, circuits
+		}
+	}
 	res.Changed = e.changed
 	return res
 }
@@ -440,17 +455,28 @@ func (e *Engine) Coordinator(a source.Routes) Result {
 	if !e.idsDue.IsZero() && !a.Asked.Before(e.idsDue) {
 		e.idsDue, released = time.Time{}, true
 	}
-	changed := a.Err == nil && a.Table != nil && !a.Table.Equal(e.routes)
-	// Routers built before the first answer read no routes: that answer
-	// rebuilds them all.
-	all := changed && e.routes == nil
-	var circuits []string
-	if changed && !all {
-		circuits = a.Table.ChangedCircuits(e.routes)
+	var (
+		changed, all bool
+		circuits     []string
+	)
+	switch {
+	case a.Err == nil && a.Table != nil && a.Circuits != nil && e.routes != nil:
+		// An answer about a few circuits patches the table it was asked
+		// after: the engine owns the table, nothing else holds it.
+		circuits = e.routes.Patch(a.Table, a.Circuits)
+		changed = len(circuits) > 0
+	case a.Err == nil && a.Table != nil && a.Circuits == nil:
+		changed = !a.Table.Equal(e.routes)
+		// Routers built before the first answer read no routes: that
+		// answer rebuilds them all.
+		all = changed && e.routes == nil
+		if changed && !all {
+			circuits = a.Table.ChangedCircuits(e.routes)
+		}
+		e.routes = a.Table
 	}
 	if a.Err == nil && a.Table != nil {
 		e.answered = true
-		e.routes = a.Table
 	} else if !a.Asked.IsZero() {
 		e.answered = true // a coordinator that fails does not hold readiness
 	}

@@ -642,6 +642,51 @@ func TestANewServerWaitsForTheCoordinatorToNameIt(t *testing.T) {
 	}
 }
 
+// TestAChangeAsksTheCoordinatorAboutItsCircuitsAlone: at 100,000 circuits
+// the whole list is tens of megabytes to make and decode, and a route
+// change asked for it every time. A change now asks about the circuits
+// whose routers it rebuilt; their answer patches the table, and a circuit
+// the coordinator no longer has loses its ids while the others keep theirs.
+func TestAChangeAsksTheCoordinatorAboutItsCircuitsAlone(t *testing.T) {
+	opts := options(true)
+	opts.AskCoordinator = true
+	e := newEngine(t, opts, t0)
+	if res := e.Etcd(listed(t0)); !res.Ask.Coordinator || res.Ask.CoordinatorCircuits != nil {
+		t.Fatalf("the first listing asks for the whole list: %+v", res.Ask)
+	}
+	e.Routers(traefikapi.Update{Sweep: true})
+	a, b := circuit("a", true), circuit("b", true)
+	t1 := t0.Add(time.Second)
+	e.Etcd([]watch.Batch{put(a, t1), put(b, t1)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t1, a, b)})
+	e.Routers(answer(router(a, traefikapi.StatusEnabled), router(b, traefikapi.StatusEnabled)))
+	e.Coordinator(routeinfo.Answer{Table: table(t, a, b), Asked: t1})
+	if got, want := routes(e), both(a)+"\n"+both(b); got != want {
+		t.Fatalf("after the whole list:\n%s\nwant\n%s", got, want)
+	}
+
+	grown := a
+	grown.Routes = append(append([]coordinator.Route(nil), a.Routes...), coordinator.Route{RouteID: "r3", SessionID: "s3", Host: "10.0.1.3", Port: 8000})
+	t2 := t0.Add(2 * time.Second)
+	res := e.Etcd([]watch.Batch{put(grown, t2)})
+	if !res.Ask.Coordinator || fmt.Sprint(res.Ask.CoordinatorCircuits) != "[a]" {
+		t.Fatalf("a route change of a asks %+v, want the coordinator about [a]", res.Ask)
+	}
+	e.Coordinator(routeinfo.Answer{Table: table(t, grown), Asked: t2.Add(500 * time.Millisecond), Circuits: []string{"a"}})
+	if got, want := routes(e), lines(grown, "10.0.1.1:8000", "10.0.1.2:8000", "10.0.1.3:8000")+"\n"+both(b); got != want {
+		t.Fatalf("after the answer about a:\n%s\nwant\n%s", got, want)
+	}
+	// An answer about b that does not hold it (404): b's routes are gone
+	// from the table, a's stay.
+	if res := e.Coordinator(routeinfo.Answer{Table: table(t), Asked: t2.Add(time.Second), Circuits: []string{"b"}}); !res.Changed {
+		t.Fatal("b gone from the coordinator changed nothing")
+	}
+	got := routes(e)
+	if !strings.Contains(got, "10.0.1.3:8000 a s3 r3") || !strings.Contains(got, "10.0.1.1:8000 b   bai_router_b@etcd") {
+		t.Fatalf("after b is gone from the coordinator, a keeps its ids and b has none:\n%s", got)
+	}
+}
+
 // TestACoordinatorAnswerRebuildsTheCircuitsItChanged: after the first
 // answer (which rebuilds every router, none of which read routes yet), an
 // answer rebuilds only the circuits whose routes it changed, and they get

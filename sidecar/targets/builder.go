@@ -181,6 +181,23 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 	return names
 }
 
+// Circuits lists the circuits whose coordinator routes the named routers
+// read, sorted: what to ask the coordinator about after they changed.
+func (b *Builder) Circuits(routers []string) []string {
+	var out []string
+	for _, name := range routers {
+		if rt := b.routers[name]; rt != nil {
+			for _, id := range rt.reads {
+				if id.Kind == readRoutes {
+					out = append(out, id.Name)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
 // Dropped says how many targets are left out by each limit ("targets", "labels").
 func (b *Builder) Dropped() map[string]int {
 	d := map[string]int{"targets": 0, "labels": 0}
