@@ -191,3 +191,14 @@ func TestTheVersionsAreReadFromTheRun(t *testing.T) {
 		t.Fatalf("versions from bench.out: %q", got)
 	}
 }
+
+// A missed cold start says where its time went, from the parts timed.
+func TestAMissedColdStartNamesItsParts(t *testing.T) {
+	rs := runSet{groups: map[string][]*result{}}
+	groups, _, _ := parse(strings.NewReader("BenchmarkRelist100k-2 1 9000000000 ns/op 60 cold-list-s 8 etcd-read-floor-s 15 cold-list:etcd-list-s 30 cold-list:decode+build-s 14 cold-list:plugin-set-s 1 cold-list:render-s\n"))
+	rs.groups = groups
+	v := coldStartGoal(rs)
+	if v.met != "missed" || !strings.Contains(v.why, "decoding every object and building every router 30 s") || !strings.Contains(v.why, "rendering the first body 1 s") {
+		t.Fatalf("%s: %s", v.met, v.why)
+	}
+}
