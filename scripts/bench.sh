@@ -36,8 +36,11 @@ run go test -run '^$' -bench 'BuildAndRender' -benchtime 20x ./sidecar/targets
 run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=10000$' -benchtime 1000x -count 3 -timeout 30m ./sidecar/daemon
 run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=100000$' -benchtime 200x -timeout 60m ./sidecar/daemon
 run go test -run '^$' -bench 'Relist100k' -benchtime 2x -timeout 60m ./sidecar/engine
-echo "bench: Traefik with and without the plugin; etcd write to targets through Traefik" >&2
-TRAEFIK_BIN="$traefik_bin" SIDECAR_BIN="$PWD/bin/traefik-sd" go run ./e2e/cmd/bench -round 4s -rounds 3 -routers 10000 2>&1 | tee -a "$raw" >&2
+echo "bench: Traefik with and without the plugin, in Backend.AI's chain; its etcd ceiling; etcd write to targets through Traefik; without etcd" >&2
+# Rounds alternate the variants: ten of each for one router's throughput,
+# five for loads and reloads of 10,000 routers (each in a fresh Traefik).
+TRAEFIK_BIN="$traefik_bin" SIDECAR_BIN="$PWD/bin/traefik-sd" go run ./e2e/cmd/bench -round 4s -rounds 10 -reloadRounds 5 \
+  -routers 10000 -publishRounds 5 2>&1 | tee -a "$raw" >&2
 
 go run ./e2e/cmd/benchreport -o BENCHMARKS.md -go "$(go env GOVERSION)" < "$raw"
 echo "bench: wrote BENCHMARKS.md" >&2
