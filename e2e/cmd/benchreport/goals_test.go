@@ -202,3 +202,19 @@ func TestAMissedColdStartNamesItsParts(t *testing.T) {
 		t.Fatalf("%s: %s", v.met, v.why)
 	}
 }
+
+// A log line of the code under test between a benchmark's name and its
+// figures does not lose them.
+func TestFiguresSplitByALogLineAreKept(t *testing.T) {
+	out := "BenchmarkEtcdChangeToTargets/circuits=100000-2         \ttime=2026-11-29T08:46:41.430Z level=WARN msg=\"asking failed\"\n" +
+		"     200\t  11936825 ns/op\t         0.5800 p50-ms\t        59.16 p99-ms\n" +
+		"BenchmarkOther-2 \tnot a result\nPASS\n"
+	groups, _, _ := parse(strings.NewReader(out))
+	rs := runSet{groups: groups}
+	if p99, ok := rs.one(changeGroup, "circuits=100000", "p99-ms"); !ok || p99 != 59.16 {
+		t.Fatalf("p99 %v %v from a split line; groups %v", p99, ok, groups)
+	}
+	if _, ok := groups["BenchmarkOther"]; ok {
+		t.Fatal("a name without figures became a result")
+	}
+}

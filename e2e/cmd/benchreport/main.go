@@ -27,6 +27,14 @@ type result struct {
 
 var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
 
+// A benchmark's name and its figures can be split by a log line of the
+// code under test: go test prints the name, the code logs to stderr, which
+// go test interleaves, then the figures follow on a line of their own.
+var (
+	nameCut    = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\D`)
+	figuresCut = regexp.MustCompile(`^\s+\d+\s+\S+ \S+`)
+)
+
 // higherIsBetter says which way a unit points.
 func higherIsBetter(unit string) bool {
 	return strings.HasSuffix(unit, "/s") || unit == "MB/s"
@@ -271,11 +279,20 @@ func parse(in io.Reader) (groups map[string][]*result, groupOrder []string, cpu 
 	groups = map[string][]*result{}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	cut := ""
 	for sc.Scan() {
 		text := sc.Text()
 		if strings.HasPrefix(text, "cpu: ") {
 			cpu = strings.TrimSpace(strings.TrimPrefix(text, "cpu: "))
 		}
+		if c := nameCut.FindStringSubmatch(text); c != nil && !line.MatchString(text) {
+			cut = c[1]
+			continue
+		}
+		if cut != "" && figuresCut.MatchString(text) {
+			text = cut + text
+		}
+		cut = ""
 		m := line.FindStringSubmatch(text)
 		if m == nil {
 			continue
