@@ -15,6 +15,7 @@ targets=(
   "./sidecar/dynamic FuzzStore"
   "./sidecar/pluginsync FuzzDecode"
   "./sidecar/traefikapi FuzzRouterAnswer"
+  "./sidecar/routeinfo FuzzDecode"
 )
 for t in "${targets[@]}"; do
   set -- $t

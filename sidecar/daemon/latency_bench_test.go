@@ -102,6 +102,10 @@ func latencyEnv(b *testing.B, size int) (*env, []coordinator.Circuit) {
 			if size > 10000 {
 				cfg.Server.MaxPushBytes = size * 2 << 10
 				cfg.Traefik.ScrapeInterval = types.Duration(10 * time.Second)
+				// The coordinator's whole list, asked every second in the
+				// tests, is tens of megabytes here: the default interval,
+				// as a worker of this size runs it.
+				cfg.BackendAI.PollInterval = config.Default().BackendAI.PollInterval
 			}
 		}, dir)
 		// Reading 100,000 circuits (2.3 million keys) at once takes seconds.

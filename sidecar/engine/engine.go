@@ -460,11 +460,18 @@ func (e *Engine) Coordinator(a source.Routes) Result {
 		circuits     []string
 	)
 	switch {
-	case a.Err == nil && a.Table != nil && a.Circuits != nil && e.routes != nil:
+	case a.Err == nil && a.Table != nil && a.Circuits != nil:
 		// An answer about a few circuits patches the table it was asked
-		// after: the engine owns the table, nothing else holds it.
+		// after: the engine owns the table, nothing else holds it. With no
+		// list yet (a coordinator that cannot list them all), those
+		// circuits still get their ids.
+		if e.routes == nil {
+			e.routes = source.NewRouteTable()
+			all = true // routers built so far read no routes
+		}
 		circuits = e.routes.Patch(a.Table, a.Circuits)
 		changed = len(circuits) > 0
+		all = all && changed
 	case a.Err == nil && a.Table != nil && a.Circuits == nil:
 		changed = !a.Table.Equal(e.routes)
 		// Routers built before the first answer read no routes: that

@@ -687,6 +687,35 @@ func TestAChangeAsksTheCoordinatorAboutItsCircuitsAlone(t *testing.T) {
 	}
 }
 
+// TestCircuitsAskedOneByOneNeedNoList: a coordinator whose whole list
+// fails (larger than the sidecar takes, say) still names the circuits a
+// change asks about one by one.
+func TestCircuitsAskedOneByOneNeedNoList(t *testing.T) {
+	opts := options(true)
+	opts.AskCoordinator = true
+	e := engine.New(opts, t0) // no list, not even newEngine's
+	e.Etcd(listed(t0))
+	e.Routers(traefikapi.Update{Sweep: true})
+	e.Coordinator(routeinfo.Answer{Err: fmt.Errorf("answer larger than 67108864 bytes"), Asked: t0})
+	a := circuit("a", true)
+	t1 := t0.Add(time.Second)
+	e.Etcd([]watch.Batch{put(a, t1)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t1, a)})
+	e.Routers(answer(router(a, traefikapi.StatusEnabled)))
+	// A route etcd shows and the plugin's set does not: its ids come from
+	// the coordinator alone.
+	grown := a
+	grown.Routes = append(append([]coordinator.Route(nil), a.Routes...), coordinator.Route{RouteID: "r3", SessionID: "s3", Host: "10.0.1.3", Port: 8000})
+	t2 := t0.Add(2 * time.Second)
+	e.Etcd([]watch.Batch{put(grown, t2)})
+	if res := e.Coordinator(routeinfo.Answer{Table: table(t, grown), Asked: t2.Add(time.Second), Circuits: []string{"a"}}); !res.Changed {
+		t.Fatal("the answer about a changed nothing")
+	}
+	if got := routes(e); !strings.Contains(got, "10.0.1.3:8000 a s3 r3") {
+		t.Fatalf("a's new route without its ids, with no list:\n%s", got)
+	}
+}
+
 // TestACoordinatorAnswerRebuildsTheCircuitsItChanged: after the first
 // answer (which rebuilds every router, none of which read routes yet), an
 // answer rebuilds only the circuits whose routes it changed, and they get

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,22 +64,65 @@ func first(a, b *string) string {
 // may be null: Traefik then gets localhost, which says nothing of where the
 // kernel is) or with a port out of range is skipped and named in Skipped;
 // the rest of the answer still counts.
-func Decode(body []byte) (*Table, error) {
-	var answer struct {
-		Circuits *[]circuitJSON `json:"circuits"`
+func Decode(body []byte) (*Table, error) { return decodeList(bytes.NewReader(body)) }
+
+// decodeList reads the answer as it arrives, one circuit at a time: at
+// 100,000 circuits it is tens of megabytes, which neither the body nor a
+// slice of every circuit need hold at once. It reads as encoding/json would
+// read the whole object: the field's name matched in any case, the last of
+// two such fields the one that counts.
+func decodeList(r io.Reader) (*Table, error) {
+	dec := json.NewDecoder(r)
+	fail := func(err error) (*Table, error) { return nil, fmt.Errorf("coordinator answer: %w", err) }
+	if tok, err := dec.Token(); err != nil {
+		return fail(err)
+	} else if tok != json.Delim('{') {
+		return fail(fmt.Errorf("not an object: %v", tok))
 	}
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&answer); err != nil {
-		return nil, fmt.Errorf("coordinator answer: %w", err)
-	}
-	if answer.Circuits == nil {
-		return nil, errors.New("coordinator answer: no circuits field")
-	}
-	t := source.NewRouteTable()
-	for i, c := range *answer.Circuits {
-		if c.ID == "" {
-			return nil, fmt.Errorf("circuits[%d].id: missing", i)
+	var t *Table
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fail(err)
 		}
-		add(t, c)
+		if key, _ := tok.(string); !strings.EqualFold(key, "circuits") {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		t = nil
+		tok, err = dec.Token()
+		if err != nil {
+			return fail(err)
+		}
+		if tok == nil {
+			continue // null, as if absent
+		}
+		if tok != json.Delim('[') {
+			return fail(fmt.Errorf("circuits: not an array: %v", tok))
+		}
+		t = source.NewRouteTable()
+		for i := 0; dec.More(); i++ {
+			var c circuitJSON
+			if err := dec.Decode(&c); err != nil {
+				return fail(fmt.Errorf("circuits[%d]: %w", i, err))
+			}
+			if c.ID == "" {
+				return nil, fmt.Errorf("circuits[%d].id: missing", i)
+			}
+			add(t, c)
+		}
+		if _, err := dec.Token(); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return fail(err)
+	}
+	if t == nil {
+		return nil, errors.New("coordinator answer: no circuits field")
 	}
 	return t, nil
 }
@@ -141,13 +185,15 @@ type Client struct {
 // SetToken sets the coordinator's API secret (X-BackendAI-Token).
 func (c *Client) SetToken(token string) { c.token.Store(&token) }
 
-// Fetch asks once for every circuit of the worker.
+// Fetch asks once for every circuit of the worker, decoding the answer as
+// it arrives.
 func (c *Client) Fetch(ctx context.Context) (*Table, error) {
-	body, _, err := c.get(ctx, "/api/worker/"+url.PathEscape(c.WorkerID)+"/circuits", false)
-	if err != nil {
-		return nil, err
-	}
-	return Decode(body)
+	var t *Table
+	_, err := c.do(ctx, "/api/worker/"+url.PathEscape(c.WorkerID)+"/circuits", false, func(body io.Reader) (err error) {
+		t, err = decodeList(body)
+		return err
+	})
+	return t, err
 }
 
 // FetchCircuits asks about each circuit alone (GET /api/circuit/{id},
@@ -173,12 +219,22 @@ func (c *Client) FetchCircuits(ctx context.Context, ids []string) (*Table, error
 	return t, nil
 }
 
-// get asks for path; with absentOK, a 404 is an answer (found false).
+// get asks for path and reads the whole answer; with absentOK, a 404 is
+// an answer (found false).
 func (c *Client) get(ctx context.Context, path string, absentOK bool) (body []byte, found bool, err error) {
+	found, err = c.do(ctx, path, absentOK, func(r io.Reader) (err error) {
+		body, err = io.ReadAll(r)
+		return err
+	})
+	return body, found, err
+}
+
+// do asks for path and hands the answer, bounded by MaxBytes, to read.
+func (c *Client) do(ctx context.Context, path string, absentOK bool, read func(io.Reader) error) (found bool, err error) {
 	u := c.URL + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if t := c.token.Load(); t != nil {
 		req.Header.Set("X-BackendAI-Token", *t)
@@ -186,30 +242,36 @@ func (c *Client) get(ctx context.Context, path string, absentOK bool) (body []by
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	defer resp.Body.Close()
 	if absentOK && resp.StatusCode == http.StatusNotFound {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, false, nil
+		return false, nil
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return nil, false, fmt.Errorf("%s: %s %s", u, resp.Status, bytes.TrimSpace(msg))
+		return false, fmt.Errorf("%s: %s %s", u, resp.Status, bytes.TrimSpace(msg))
 	}
 	limit := c.MaxBytes
 	if limit <= 0 {
-		limit = 64 << 20
+		limit = DefaultMaxBytes
 	}
-	body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	body := &io.LimitedReader{R: resp.Body, N: limit + 1}
+	err = read(body)
+	if body.N <= 0 {
+		return false, fmt.Errorf("%s: answer larger than %d bytes", u, limit)
+	}
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	if int64(len(body)) > limit {
-		return nil, false, fmt.Errorf("%s: answer larger than %d bytes", u, limit)
-	}
-	return body, true, nil
+	return true, nil
 }
+
+// DefaultMaxBytes bounds an answer: the whole list of a worker's circuits
+// is about 700 bytes a circuit, so this is about 700,000 circuits. The
+// list is read as it arrives, so the bound is on time, not memory.
+const DefaultMaxBytes = 512 << 20
 
 // Poller is the source: it asks for every circuit every Interval, and
 // soon after a Kick about the circuits kicked.
@@ -274,13 +336,12 @@ func (p *Poller) take() (ids []string, everything bool) {
 // the engine keeps the last good table, the daemon counts and logs failures.
 // The whole list comes first and then every Interval (or sooner after a
 // failure, backing off); kicked circuits are asked about one by one in
-// between, once a whole list has answered for them to patch.
+// between, a whole list answered or not (one too large for MaxBytes).
 func (p *Poller) Run(ctx context.Context, out chan<- Answer) {
 	p.init()
 	backoff := retry.Capped(p.Interval)
 	listDue := time.NewTimer(0)
 	defer listDue.Stop()
-	listed := false
 	for {
 		whole := false
 		select {
@@ -296,7 +357,7 @@ func (p *Poller) Run(ctx context.Context, out chan<- Answer) {
 			}
 		}
 		ids, everything := p.take()
-		if whole || everything || !listed {
+		if whole || everything {
 			ids = nil
 		} else if len(ids) == 0 {
 			continue // a kick the last whole list already answered
@@ -319,7 +380,6 @@ func (p *Poller) Run(ctx context.Context, out chan<- Answer) {
 				next = backoff.Failed()
 			} else {
 				backoff.Succeeded()
-				listed = true
 			}
 			if !listDue.Stop() {
 				select {
