@@ -218,3 +218,11 @@ func TestFiguresSplitByALogLineAreKept(t *testing.T) {
 		t.Fatal("a name without figures became a result")
 	}
 }
+
+// A run put together from more than one says so in the report.
+func TestNotesOfTheRunAreKept(t *testing.T) {
+	got := notes([]byte("cpu: x\nnote: the reload rounds ran again alone\nBenchmarkX 1 2 ns/op\nnote:   \n"))
+	if len(got) != 1 || got[0] != "the reload rounds ran again alone" {
+		t.Fatalf("notes: %q", got)
+	}
+}

@@ -73,6 +73,11 @@ func main() {
 	b.WriteString("baseline measured in the same run (`baseline=…`); the ratio is the figure over the baseline, oriented so that\n")
 	b.WriteString("above 1 means traefik-sd is better (faster, more requests, fewer bytes or allocations). Absolute numbers are\nthis machine's, on a quiet moment or not; the ratios are what to compare between runs.\n")
 	b.WriteString("Where the variants ran in several alternating rounds, a table gives each variant's median, its range (min–max)\nand the number of rounds.\n\n")
+	// A run put together from more than one (a part run again) says so in
+	// bench.out, and here.
+	for _, n := range notes(in) {
+		fmt.Fprintf(&b, "**Note.** %s\n\n", n)
+	}
 	writeTables(&b, groups, groupOrder)
 	writeGoals(&b, runSet{groups: groups})
 	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
@@ -260,6 +265,17 @@ func versions(goVersion, etcd, traefik string) string {
 		traefik = "version not given"
 	}
 	return fmt.Sprintf("%s, etcd %s, Traefik %s", goVersion, etcd, traefik)
+}
+
+// notes are bench.out's lines that start with "note: ", in order.
+func notes(out []byte) []string {
+	var ns []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if n, ok := strings.CutPrefix(l, "note: "); ok && strings.TrimSpace(n) != "" {
+			ns = append(ns, strings.TrimSpace(n))
+		}
+	}
+	return ns
 }
 
 // recorded is the rest of the last line of out that starts with prefix.
