@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark against its baseline in the same run and writes
 # BENCHMARKS.md, goal verdicts included (e2e/cmd/benchreport judges them from
-# this run's figures). Needs etcd and Traefik (make deps) and about half an
-# hour. etcd is 3.6, built from its Go module, as Backend.AI deploys 3.5 or
+# this run's figures). Needs etcd and Traefik (make deps) and about
+# forty-five minutes on two cores. etcd is 3.6, built from its Go module, as Backend.AI deploys 3.5 or
 # later; the integration tests keep Debian's 3.4 covered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
