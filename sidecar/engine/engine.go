@@ -473,12 +473,12 @@ func (e *Engine) Coordinator(a source.Routes) Result {
 		changed = len(circuits) > 0
 		all = all && changed
 	case a.Err == nil && a.Table != nil && a.Circuits == nil:
-		changed = !a.Table.Equal(e.routes)
+		circuits = a.Table.ChangedCircuits(e.routes)
+		changed = len(circuits) > 0
 		// Routers built before the first answer read no routes: that
 		// answer rebuilds them all.
-		all = changed && e.routes == nil
-		if changed && !all {
-			circuits = a.Table.ChangedCircuits(e.routes)
+		if all = changed && e.routes == nil; all {
+			circuits = nil
 		}
 		e.routes = a.Table
 	}

@@ -210,12 +210,19 @@ func (tr *traefik) writeDynamic(t testbed.T, content string) {
 // installNoopPlugin adds the smallest Yaegi plugin there is (CreateConfig,
 // and New returning next): what any plugin costs Traefik, whatever it does.
 func installNoopPlugin(t testbed.T, dir string) {
-	p := filepath.Join(dir, "plugins-local", "src", "example.com", "noop")
-	testbed.Must(t, os.MkdirAll(p, 0o755), "noop plugin")
-	testbed.Must(t, os.WriteFile(filepath.Join(p, ".traefik.yml"), []byte("displayName: noop\ntype: middleware\nimport: example.com/noop\nsummary: does nothing\ntestData: {}\n"), 0o644), "noop manifest")
-	src, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "noop-plugin", "noop.go"))
-	testbed.Must(t, err, "noop source")
-	testbed.Must(t, os.WriteFile(filepath.Join(p, "noop.go"), src, 0o644), "noop source")
+	installYaegiPlugin(t, dir, "noop", "noop-plugin", "noop.go")
+}
+
+// installYaegiPlugin installs testdata/<from>/<file> as the local Yaegi
+// plugin example.com/<module>.
+func installYaegiPlugin(t testbed.T, dir, module, from, file string) {
+	p := filepath.Join(dir, "plugins-local", "src", "example.com", module)
+	testbed.Must(t, os.MkdirAll(p, 0o755), "%s plugin", module)
+	manifest := fmt.Sprintf("displayName: %s\ntype: middleware\nimport: example.com/%s\nsummary: does nothing\ntestData: {}\n", module, module)
+	testbed.Must(t, os.WriteFile(filepath.Join(p, ".traefik.yml"), []byte(manifest), 0o644), "%s manifest", module)
+	src, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", from, file))
+	testbed.Must(t, err, "%s source", module)
+	testbed.Must(t, os.WriteFile(filepath.Join(p, file), src, 0o644), "%s source", module)
 }
 
 // waitServed waits until host answers 200 through Traefik. A router whose

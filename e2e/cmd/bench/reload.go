@@ -249,12 +249,7 @@ func installAppProxyPlugins(t testbed.T, dir string) {
 	testbed.Must(t, os.WriteFile(filepath.Join(wasmDir, ".traefik.yml"), []byte("displayName: appproxy stand-in (WASM)\ntype: middleware\nruntime: wasm\nwasmPath: plugin.wasm\nsummary: does nothing\ntestData: {}\n"), 0o644), "WASM stand-in manifest")
 	testbed.Must(t, os.WriteFile(filepath.Join(wasmDir, "plugin.wasm"), noopHTTPWasmGuest(), 0o644), "WASM stand-in module")
 
-	goDir := filepath.Join(dir, "plugins-local", "src", "example.com", "appproxygo")
-	testbed.Must(t, os.MkdirAll(goDir, 0o755), "Yaegi stand-in")
-	testbed.Must(t, os.WriteFile(filepath.Join(goDir, ".traefik.yml"), []byte("displayName: appproxy stand-in (Yaegi)\ntype: middleware\nimport: example.com/appproxygo\nsummary: does nothing\ntestData: {}\n"), 0o644), "Yaegi stand-in manifest")
-	src, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "appproxy-go-plugin", "appproxygo.go"))
-	testbed.Must(t, err, "Yaegi stand-in source")
-	testbed.Must(t, os.WriteFile(filepath.Join(goDir, "appproxygo.go"), src, 0o644), "Yaegi stand-in source")
+	installYaegiPlugin(t, dir, "appproxygo", "appproxy-go-plugin", "appproxygo.go")
 }
 
 // noopHTTPWasmGuest is the smallest module http-wasm's host accepts (it
