@@ -119,6 +119,9 @@ func (d *Daemon) take(m source.Reported) {
 	batches := etcd.Batches()
 	last := batches[len(batches)-1]
 	d.handle(res, last.Received)
+	if last.More {
+		return // a listing's page: its revision is not applied until the last
+	}
 	// Set last, so that a revision shown is one applied and published.
 	d.revision = last.Revision
 	d.etcdApplied(last)

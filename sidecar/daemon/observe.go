@@ -26,6 +26,8 @@ type observed struct {
 	listedOnce                                                            bool
 	// coordSkipped is the last answer's unjoinable routes, logged when it changes.
 	coordSkipped string
+	// listedKeys counts the keys of the listing whose pages are coming in.
+	listedKeys int
 }
 
 // outage logs a party's loss when it starts failing (lost, with err) and
@@ -116,14 +118,22 @@ func (d *Daemon) watchStatus(st watch.Status) {
 // etcdListed logs each listing of etcd among batches.
 func (d *Daemon) etcdListed(batches []watch.Batch) {
 	for _, b := range batches {
-		if b.Snapshot {
-			what := "etcd re-listed; the target set follows it again"
-			if !d.listedOnce {
-				what = "etcd listed; the target set follows it from here"
-				d.listedOnce = true
-			}
-			d.log.Info(what, "rootKey", d.cfg.Etcd.RootKey, "keys", len(b.Events), "revision", b.Revision)
+		if !b.Snapshot {
+			continue
 		}
+		if b.Part == 0 {
+			d.listedKeys = 0
+		}
+		d.listedKeys += len(b.Events)
+		if b.More {
+			continue
+		}
+		what := "etcd re-listed; the target set follows it again"
+		if !d.listedOnce {
+			what = "etcd listed; the target set follows it from here"
+			d.listedOnce = true
+		}
+		d.log.Info(what, "rootKey", d.cfg.Etcd.RootKey, "keys", d.listedKeys, "pages", b.Part+1, "revision", b.Revision)
 	}
 }
 

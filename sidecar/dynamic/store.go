@@ -56,6 +56,9 @@ type Store struct {
 	raw        map[ObjectID]*rawObject
 	gen        uint64 // listing generation, for Reset
 	dirty      map[ObjectID]bool
+	// held is the last object's keys of a listing's page, kept until the
+	// next page says whether more of its keys follow (see ResetPage).
+	held []heldKey
 
 	Routers     map[string]*Router
 	Services    map[string]*Service
@@ -156,119 +159,6 @@ func (s *Store) Delete(id ObjectID, sub string) {
 		s.raw[id] = obj
 	}
 	s.dirty[id] = true
-}
-
-// Listing is a whole listing of the root key, sorted by key, so that the
-// keys of one object come together.
-type Listing interface {
-	Len() int
-	At(i int) (rel, value string)
-}
-
-// Reset replaces every key with a listing, as after a re-list. It walks the
-// listing object by object and compares in place: an unchanged object costs
-// no allocation and is not decoded again.
-func (s *Store) Reset(l Listing) {
-	s.gen++
-	n := l.Len()
-	for i := 0; i < n; {
-		rel, _ := l.At(i)
-		id, _, ok := SplitKey(rel)
-		if !ok {
-			i++
-			continue
-		}
-		// The run of keys of this object.
-		j := i + 1
-		for ; j < n; j++ {
-			r, _ := l.At(j)
-			if next, _, ok := SplitKey(r); !ok || next != id {
-				break
-			}
-		}
-		obj := s.raw[id]
-		if obj == nil || obj.gen != s.gen {
-			// First run of this object in the listing.
-			if obj == nil || !sameRun(obj, l, i, j) {
-				if obj == nil {
-					id = own(id)
-				}
-				s.raw[id] = packRun(l, i, j, s.gen)
-				s.dirty[id] = true
-			} else {
-				obj.gen = s.gen
-			}
-		} else {
-			// A key written in another case makes a second run: it merges.
-			for k := i; k < j; k++ {
-				r, v := l.At(k)
-				_, sb, _ := SplitKey(r)
-				obj = obj.with(sb, v, false)
-			}
-			s.raw[id] = obj
-			s.dirty[id] = true
-		}
-		i = j
-	}
-	for id, obj := range s.raw {
-		if obj.gen != s.gen {
-			delete(s.raw, id)
-			s.dirty[id] = true
-		}
-	}
-}
-
-// own copies a name taken from a listing's key: kept as a map key, the
-// substring would keep the whole key (and the etcd response's buffer) alive.
-func own(id ObjectID) ObjectID {
-	id.Name = strings.Clone(id.Name)
-	return id
-}
-
-// sameRun says whether the listing's keys i..j of one object are exactly
-// the object's keys, in the same order.
-func sameRun(obj *rawObject, l Listing, i, j int) bool {
-	if obj.n != j-i {
-		return false
-	}
-	k := i
-	for key, value := range obj.all() {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
-		if sb != key || v != value {
-			return false
-		}
-		k++
-	}
-	return true
-}
-
-// packRun packs the listing's keys i..j of one object. They come in key
-// order unless the object's keys differ in case above its name.
-func packRun(l Listing, i, j int, gen uint64) *rawObject {
-	var p packer
-	sorted := true
-	prev := ""
-	for k := i; k < j; k++ {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
-		if k > i && sb <= prev {
-			sorted = false
-			break
-		}
-		prev = sb
-		p.add(sb, v)
-	}
-	if sorted {
-		return p.object(gen)
-	}
-	obj := &rawObject{gen: gen}
-	for k := i; k < j; k++ {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
-		obj = obj.with(sb, v, false)
-	}
-	return obj
 }
 
 // Commit decodes the objects changed since the last Commit. It returns the

@@ -80,8 +80,11 @@ type Engine struct {
 	idsDue   time.Time
 	answered bool
 
-	start   time.Time
-	listed  bool // etcd was listed once
+	start  time.Time
+	listed bool // etcd was listed once
+	// paging: a listing's pages are coming in; nothing is decoded until
+	// its last page.
+	paging  bool
 	synced  bool // a plugin sent its full set
 	swept   bool // Traefik's API listed every router once
 	ready   bool
@@ -226,7 +229,13 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 	}
 	for _, b := range batches {
 		if b.Snapshot {
-			e.store.Reset(b.Events)
+			if b.Part == 0 || !e.paging {
+				e.store.BeginReset()
+			}
+			e.store.ResetPage(b.Events)
+			if e.paging = b.More; !e.paging {
+				e.store.EndReset()
+			}
 			continue
 		}
 		for _, ev := range b.Events {
@@ -240,6 +249,11 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 				e.store.Put(id, sub, ev.Value)
 			}
 		}
+	}
+	if e.paging {
+		// The rest of the listing is still to come: the set stays the
+		// last one until then.
+		return res
 	}
 	received := batches[len(batches)-1].Received
 	changed, errs := e.store.Commit()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 	"github.com/traefik-sd/traefik-sd/plugin"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/routeinfo"
@@ -743,5 +744,51 @@ func TestACoordinatorAnswerRebuildsTheCircuitsItChanged(t *testing.T) {
 	}
 	if got, want := routes(e), both(a)+"\n"+both(moved); got != want {
 		t.Fatalf("after b's ids changed:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A re-list comes in pages: until its last page the published set is the
+// one before it, whatever the pages already said; a listing that starts
+// over (etcd failed half way) forgets the pages before.
+func TestARelistInPagesChangesTheSetOnlyAtItsLastPage(t *testing.T) {
+	e := readyEngine(t)
+	a, b := circuit("a", true), circuit("b", true)
+	e.Etcd([]watch.Batch{put(a, t0), put(b, t0)})
+	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, a, b)})
+	e.Routers(answer(router(a, traefikapi.StatusEnabled), router(b, traefikapi.StatusEnabled)))
+	e.Take()
+	before := routes(e)
+	if before != both(a)+"\n"+both(b) {
+		t.Fatalf("published before the re-list:\n%s", before)
+	}
+	// A re-list of a with one server fewer (changed while the watch was
+	// lost) and b as it was, two keys a page, abandoned before its last
+	// page; then the listing again, without b (deleted meanwhile).
+	changed := a
+	changed.Routes = a.Routes[:1]
+	both := append(put(changed, t0).Events, put(b, t0).Events...)
+	sort.Slice(both, func(i, j int) bool { return both[i].Key < both[j].Key })
+	pages := func(events []watch.Event, upTo int) {
+		for part, i := 0, 0; i < len(events) && part < upTo; part, i = part+1, i+2 {
+			end := min(i+2, len(events))
+			e.Etcd([]watch.Batch{{Snapshot: true, Part: part, More: end < len(events), Received: t0, Events: events[i:end]}})
+			if end < len(events) && (e.Take() || routes(e) != before) {
+				t.Fatalf("page %d of %d keys changed the set before the last:\n%s", part, len(events), routes(e))
+			}
+		}
+	}
+	pages(both, (len(both)+1)/2-1)
+	alone := put(changed, t0).Events
+	pages(alone, len(alone))
+	if got, want := routes(e), lines(a, "10.0.1.1:8000"); got != want {
+		t.Fatalf("after the last page:\n%s\nwant\n%s", got, want)
+	}
+	objects := map[dynamic.ObjectID]bool{}
+	for _, ev := range alone {
+		id, _, _ := dynamic.SplitKey(ev.Key)
+		objects[id] = true
+	}
+	if n := e.Store().Len(); n != len(objects) {
+		t.Fatalf("the store holds %d objects after the listing, the listing %d", n, len(objects))
 	}
 }

@@ -9,10 +9,15 @@ type EtcdEvent struct {
 	Deleted bool
 }
 
-// EtcdBatch is what the consumer applies at once: a whole listing (Snapshot),
-// or the events of one watch response (one etcd transaction or more).
+// EtcdBatch is what the consumer applies at once: a page of a whole listing
+// (Snapshot), or the events of one watch response (one etcd transaction or
+// more). A listing comes as pages in key order, Part 0 first, More on every
+// page but the last; none of it counts until the last is in, and a Part 0
+// starts the listing over (the one before it failed half way).
 type EtcdBatch struct {
 	Snapshot bool
+	More     bool
+	Part     int
 	Events   EtcdEvents
 	Revision int64
 	// Received is when the batch arrived from etcd.

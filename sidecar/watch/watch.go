@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ type Watcher struct {
 	ProgressInterval time.Duration
 	// PageSize and SplitEvery override the listing sizes (tests).
 	PageSize, SplitEvery int
+	// ListingGC is the garbage collector's percent while a listing runs
+	// (ListingGCPercent when 0; negative leaves it alone).
+	ListingGC int
 
 	// splits are keys of the last listing, SplitEvery apart; listed is how
 	// many keys it had. The next listing uses both (only Run and List,
@@ -93,16 +97,14 @@ var errCompacted = errors.New("watch revision compacted")
 func (w *Watcher) prefix() string { return w.Prefix + "/" }
 
 func (w *Watcher) list(ctx context.Context, out chan<- Report) (int64, error) {
-	b, err := w.List(ctx)
-	if err != nil {
-		return 0, err
-	}
-	select {
-	case out <- Report{Batch: &b}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	return b.Revision, nil
+	return w.ListPages(ctx, func(b Batch) error {
+		select {
+		case out <- Report{Batch: &b}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
 }
 
 // Listing sizes. etcd answers every limited range request with the count
@@ -120,52 +122,159 @@ const (
 	SplitEvery = 50000
 )
 
-// List reads the whole prefix at one revision, a page at a time (as etcd's
-// mirror syncer does), so no single response holds millions of keys. Each
-// page has its own timeout.
+// List reads the whole prefix at one revision and returns it as one batch.
 func (w *Watcher) List(ctx context.Context) (Batch, error) {
+	var whole Batch
+	_, err := w.ListPages(ctx, func(b Batch) error {
+		whole.Events = append(whole.Events, b.Events...)
+		whole.Revision, whole.Received = b.Revision, b.Received
+		return nil
+	})
+	if err != nil {
+		return Batch{}, err
+	}
+	whole.Snapshot = true
+	return whole, nil
+}
+
+// ListPages reads the whole prefix at one revision, a page at a time (as
+// etcd's mirror syncer does), and hands each page to emit as a snapshot
+// batch (More on all but the last, Part counting from 0), in key order, as
+// it arrives: the consumer compares each page with what it holds, so a
+// re-list of millions of keys holds a few pages, not the whole tree beside
+// the state it replaces. Each page has its own timeout; an error from emit
+// ends the listing. It returns the listing's revision.
+func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64, error) {
 	every := w.SplitEvery
 	if every <= 0 {
 		every = SplitEvery
 	}
+	gc := w.ListingGC
+	if gc == 0 {
+		gc = ListingGCPercent
+	}
+	restore := collectSooner(gc)
+	defer restore()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	p := w.prefix()
 	spans := w.spans()
-	// The first span fixes the revision; the others are read two at a
-	// time, so that etcd reads one while this process decodes another.
-	ranges := make([][]*mvccpb.KeyValue, len(spans))
-	first, rev, err := w.readRange(ctx, spans[0].key, spans[0].end, 0)
-	if err != nil {
-		return Batch{}, err
+	// Each span is read by a goroutine of its own into a short queue,
+	// started as the one before it is emitted, so that etcd reads the next
+	// range while this process compares the last; the queue bounds what
+	// waits to a few pages.
+	type page struct {
+		kvs []*mvccpb.KeyValue
+		rev int64
+		err error
 	}
-	ranges[0] = first
-	errs := make([]error, len(ranges))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, 2)
-	for r := 1; r < len(ranges); r++ {
-		slots <- struct{}{}
-		wg.Add(1)
+	read := func(s span, rev int64) <-chan page {
+		ch := make(chan page, 1)
 		go func() {
-			defer func() { <-slots; wg.Done() }()
-			ranges[r], _, errs[r] = w.readRange(ctx, spans[r].key, spans[r].end, rev)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return Batch{}, err
-	}
-	b := Batch{Snapshot: true, Revision: rev, Events: make(Events, 0, w.listed)}
-	var splits []string
-	for _, kvs := range ranges {
-		for _, kv := range kvs {
-			if len(b.Events) > 0 && len(b.Events)%every == 0 {
-				splits = append(splits, string(kv.Key))
+			defer close(ch)
+			_, err := w.readRange(ctx, s.key, s.end, rev, func(kvs []*mvccpb.KeyValue, rev int64) bool {
+				select {
+				case ch <- page{kvs: kvs, rev: rev}:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			})
+			if err != nil {
+				select {
+				case ch <- page{err: err}:
+				case <-ctx.Done():
+				}
 			}
-			b.Events = append(b.Events, Event{Key: alias(kv.Key[len(p):]), Value: alias(kv.Value)})
+		}()
+		return ch
+	}
+	var (
+		rev    int64
+		splits []string
+		listed int
+		part   int
+		ready  *Batch // the last page read, emitted once the next says whether more follow
+	)
+	send := func(b *Batch) error {
+		if b == nil {
+			return nil
+		}
+		b.Part, part = part, part+1
+		return emit(*b)
+	}
+	// The first span fixes the revision: the next starts once it is known.
+	queues := make([]<-chan page, len(spans))
+	queues[0] = read(spans[0], 0)
+	for r := range spans {
+		for pg := range queues[r] {
+			if pg.err != nil {
+				return 0, pg.err
+			}
+			if rev == 0 {
+				rev = pg.rev
+			}
+			if r+1 < len(spans) && queues[r+1] == nil {
+				queues[r+1] = read(spans[r+1], rev)
+			}
+			b := &Batch{Snapshot: true, More: true, Revision: rev, Events: make(Events, 0, len(pg.kvs))}
+			for _, kv := range pg.kvs {
+				if listed > 0 && listed%every == 0 {
+					splits = append(splits, string(kv.Key))
+				}
+				listed++
+				b.Events = append(b.Events, Event{Key: alias(kv.Key[len(p):]), Value: alias(kv.Value)})
+			}
+			b.Received = time.Now()
+			if err := send(ready); err != nil {
+				return 0, err
+			}
+			ready = b
+		}
+		if r+1 < len(spans) && queues[r+1] == nil {
+			// The span had no keys; its revision is known all the same.
+			queues[r+1] = read(spans[r+1], rev)
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
 		}
 	}
-	w.splits, w.listed = splits, len(b.Events)
-	b.Received = time.Now()
-	return b, nil
+	if ready == nil {
+		ready = &Batch{Snapshot: true, Revision: rev, Received: time.Now()}
+	}
+	ready.More = false
+	// The last page is where the consumer decodes and builds what changed
+	// (everything, on a cold start): that is not the pages' garbage.
+	restore()
+	if err := send(ready); err != nil {
+		return 0, err
+	}
+	w.splits, w.listed = splits, listed
+	return rev, nil
+}
+
+// ListingGCPercent is the garbage collector's percent during a listing. Every
+// page is garbage once compared, and at the default 100 the heap grows to
+// twice what is live before a collection: a re-list of 100,000 circuits
+// would need twice the memory of the state it refreshes, and that peak is
+// what sizes a pod's limit. Collecting at 25% while the pages come keeps it
+// near the state, for a few more collections during the listing alone.
+const ListingGCPercent = 25
+
+// collectSooner sets the collector's percent to p unless it is already as
+// low (or off, GOGC=off: the operator's memory limit rules) and returns what
+// puts it back.
+func collectSooner(p int) (restore func()) {
+	if p < 0 {
+		return func() {}
+	}
+	old := debug.SetGCPercent(p)
+	if old <= p {
+		debug.SetGCPercent(old)
+		return func() {}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { debug.SetGCPercent(old) }) }
 }
 
 // span is a key range [key, end).
@@ -204,8 +313,9 @@ func (w *Watcher) spans() []span {
 }
 
 // readRange pages through one range [key, end) at rev (0: the latest, which
-// it returns), each page with its own timeout.
-func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
+// it returns), each page with its own timeout, and hands each page to got
+// (false stops the reading).
+func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got func([]*mvccpb.KeyValue, int64) bool) (int64, error) {
 	timeout := w.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -214,7 +324,6 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64) ([]
 	if page <= 0 {
 		page = PageSize
 	}
-	var kvs []*mvccpb.KeyValue
 	for {
 		// Keys come in ascending key order without asking: etcd 3.4 reads
 		// the whole rest of the range for any sort option.
@@ -229,14 +338,16 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64) ([]
 		resp, err := w.Client.Get(lctx, key, opts...)
 		cancel()
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		kvs = append(kvs, resp.Kvs...)
+		if !got(resp.Kvs, rev) {
+			return rev, ctx.Err()
+		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return kvs, rev, nil
+			return rev, nil
 		}
 		// The next page starts just after the last key read.
 		key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))

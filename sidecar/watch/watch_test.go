@@ -3,6 +3,7 @@ package watch_test
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -36,6 +37,18 @@ func TestListPagesAtOneRevision(t *testing.T) {
 		t.Fatalf("listed %d keys (first %v), want %d", len(b.Events), b.Events[0], n)
 	}
 
+	// While pages come the collector runs sooner; for the last page, which
+	// the consumer decodes and builds, and after, as before.
+	var during []int
+	_, err = w.ListPages(ctx, func(b watch.Batch) error {
+		during = append(during, gcPercent())
+		return nil
+	})
+	testbed.Must(t, err, "list in pages")
+	if last := len(during) - 1; last < 1 || during[0] != watch.ListingGCPercent || during[last] != 100 || gcPercent() != 100 {
+		t.Fatalf("collector's percent during the pages %v, after %d; want %d until the last page, then 100", during, gcPercent(), watch.ListingGCPercent)
+	}
+
 	// Run hands out the listing, then each change as its own batch.
 	reports := make(chan watch.Report, 16)
 	batches := make(chan watch.Batch, 16)
@@ -50,9 +63,26 @@ func TestListPagesAtOneRevision(t *testing.T) {
 		}
 	}()
 	defer func() { cancel(); <-done; close(reports) }()
-	first := <-batches
-	if !first.Snapshot || len(first.Events) != n {
-		t.Fatalf("first batch: snapshot %v with %d events", first.Snapshot, len(first.Events))
+	// The listing comes page by page, in key order, none larger than a
+	// page, the last without More.
+	listed := 0
+	for part := 0; ; part++ {
+		page := <-batches
+		if !page.Snapshot || page.Part != part || len(page.Events) > watch.PageSize || page.Revision != b.Revision {
+			t.Fatalf("page %d: snapshot %v, part %d, %d events, revision %d (listing's %d)", part, page.Snapshot, page.Part, len(page.Events), page.Revision, b.Revision)
+		}
+		for _, e := range page.Events {
+			if want := fmt.Sprintf("k%06d", listed); e.Key != want {
+				t.Fatalf("page %d: key %s where %s comes", part, e.Key, want)
+			}
+			listed++
+		}
+		if !page.More {
+			break
+		}
+	}
+	if listed != n {
+		t.Fatalf("the pages listed %d keys, want %d", listed, n)
 	}
 	_, err = client.Put(ctx, "root/new", "x")
 	testbed.Must(t, err, "put")
@@ -64,6 +94,13 @@ func TestListPagesAtOneRevision(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no batch for a change")
 	}
+}
+
+// gcPercent is the collector's percent now.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
 }
 
 // A listing asks for the ranges between the keys the last one remembered.

@@ -1,0 +1,191 @@
+package dynamic
+
+import "strings"
+
+// Listing is a listing of the root key, or one page of it, sorted by key,
+// so that the keys of one object come together.
+type Listing interface {
+	Len() int
+	At(i int) (rel, value string)
+}
+
+// Reset replaces every key with a whole listing, as after a re-list.
+func (s *Store) Reset(l Listing) {
+	s.BeginReset()
+	s.ResetPage(l)
+	s.EndReset()
+}
+
+// BeginReset starts a re-list that comes in pages: ResetPage for each, in
+// key order, then EndReset. Nothing is decoded until Commit, so the decoded
+// configuration stays the last one until the whole listing is in: a page
+// costs only the memory of its keys, not a second copy of the tree. A
+// listing abandoned half way (etcd failed) is forgotten by the next
+// BeginReset: what it compared stays, what it did not see is not deleted.
+func (s *Store) BeginReset() {
+	s.gen++
+	s.held = nil
+}
+
+// ResetPage compares one page of the listing with the objects held, in
+// place: an unchanged object costs no allocation and is not decoded again.
+// The page's last object may go on in the next page, so its keys are held
+// until then.
+func (s *Store) ResetPage(l Listing) {
+	s.resetRuns(joined{s.held, l}, false)
+}
+
+// EndReset applies the listing's last object and deletes every object the
+// listing did not have.
+func (s *Store) EndReset() {
+	s.resetRuns(joined{s.held, nil}, true)
+	s.held = nil
+	for id, obj := range s.raw {
+		if obj.gen != s.gen {
+			delete(s.raw, id)
+			s.dirty[id] = true
+		}
+	}
+}
+
+// resetRuns walks a listing object by object. Unless last, the final run is
+// not applied but held for the next page.
+func (s *Store) resetRuns(l Listing, last bool) {
+	n := l.Len()
+	type run struct {
+		id   ObjectID
+		i, j int
+	}
+	var final run
+	for i := 0; i < n; {
+		rel, _ := l.At(i)
+		id, _, ok := SplitKey(rel)
+		if !ok {
+			i++
+			continue
+		}
+		// The run of keys of this object.
+		j := i + 1
+		for ; j < n; j++ {
+			r, _ := l.At(j)
+			if next, _, ok := SplitKey(r); !ok || next != id {
+				break
+			}
+		}
+		if j == n && !last {
+			final = run{id, i, j}
+			break
+		}
+		s.resetRun(l, id, i, j)
+		i = j
+	}
+	s.held = s.held[:0:0]
+	for k := final.i; k < final.j; k++ {
+		r, v := l.At(k)
+		s.held = append(s.held, heldKey{r, v})
+	}
+}
+
+// resetRun applies the listing's keys i..j, all of object id.
+func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
+	obj := s.raw[id]
+	if obj == nil || obj.gen != s.gen {
+		// First run of this object in the listing.
+		if obj == nil || !sameRun(obj, l, i, j) {
+			if obj == nil {
+				id = own(id)
+			}
+			s.raw[id] = packRun(l, i, j, s.gen)
+			s.dirty[id] = true
+		} else {
+			obj.gen = s.gen
+		}
+		return
+	}
+	// A key written in another case makes a second run: it merges.
+	for k := i; k < j; k++ {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		obj = obj.with(sb, v, false)
+	}
+	s.raw[id] = obj
+	s.dirty[id] = true
+}
+
+// heldKey is one key of a page's last object. The strings are the page's
+// own (an etcd key or value is an allocation of its own), so holding them
+// keeps a few keys alive, not the page.
+type heldKey struct{ rel, value string }
+
+// joined is the keys held from the last page followed by a new page.
+type joined struct {
+	held []heldKey
+	page Listing
+}
+
+func (j joined) Len() int {
+	if j.page == nil {
+		return len(j.held)
+	}
+	return len(j.held) + j.page.Len()
+}
+
+func (j joined) At(i int) (string, string) {
+	if i < len(j.held) {
+		return j.held[i].rel, j.held[i].value
+	}
+	return j.page.At(i - len(j.held))
+}
+
+// own copies a name taken from a listing's key: kept as a map key, the
+// substring would keep the whole key (and the etcd response's buffer) alive.
+func own(id ObjectID) ObjectID {
+	id.Name = strings.Clone(id.Name)
+	return id
+}
+
+// sameRun says whether the listing's keys i..j of one object are exactly
+// the object's keys, in the same order.
+func sameRun(obj *rawObject, l Listing, i, j int) bool {
+	if obj.n != j-i {
+		return false
+	}
+	k := i
+	for key, value := range obj.all() {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		if sb != key || v != value {
+			return false
+		}
+		k++
+	}
+	return true
+}
+
+// packRun packs the listing's keys i..j of one object. They come in key
+// order unless the object's keys differ in case above its name.
+func packRun(l Listing, i, j int, gen uint64) *rawObject {
+	var p packer
+	sorted := true
+	prev := ""
+	for k := i; k < j; k++ {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		if k > i && sb <= prev {
+			sorted = false
+			break
+		}
+		prev = sb
+		p.add(sb, v)
+	}
+	if sorted {
+		return p.object(gen)
+	}
+	obj := &rawObject{gen: gen}
+	for k := i; k < j; k++ {
+		r, v := l.At(k)
+		_, sb, _ := SplitKey(r)
+		obj = obj.with(sb, v, false)
+	}
+	return obj
+}
