@@ -13,11 +13,15 @@ package watch
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -60,6 +64,8 @@ type Watcher struct {
 	// called from one goroutine, touch them).
 	splits []string
 	listed int
+	// counted is the keys etcd counted for the listings' reads (tests).
+	counted atomic.Int64
 }
 
 // Run follows the prefix until ctx is done. Every send also selects on ctx.
@@ -315,6 +321,14 @@ func (w *Watcher) spans() []span {
 // readRange pages through one range [key, end) at rev (0: the latest, which
 // it returns), each page with its own timeout, and hands each page to got
 // (false stops the reading).
+//
+// etcd answers every limited read with the count of its whole range, which
+// it walks: paging a range of n keys costs n²/(2·page) steps, most of a
+// first listing's time at millions of keys (later listings read between
+// the splits the last one remembered). So while much of a range is left,
+// readRange cuts it in two at the middle of its keys' byte values and reads
+// the lower half first: each read counts only its own part, whatever the
+// keys are, and the pages still come in key order.
 func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got func([]*mvccpb.KeyValue, int64) bool) (int64, error) {
 	timeout := w.Timeout
 	if timeout <= 0 {
@@ -324,6 +338,9 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got
 	if page <= 0 {
 		page = PageSize
 	}
+	// after holds the ends of the upper halves still to read, the nearest
+	// last: when [key, end) is done, [end, after[len-1]) comes next.
+	var after []string
 	for {
 		// Keys come in ascending key order without asking: etcd 3.4 reads
 		// the whole rest of the range for any sort option.
@@ -340,18 +357,91 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got
 		if err != nil {
 			return 0, err
 		}
+		w.counted.Add(resp.Count)
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
 		if !got(resp.Kvs, rev) {
 			return rev, ctx.Err()
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
+		if resp.More && len(resp.Kvs) > 0 {
+			// The next page starts just after the last key read.
+			key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
+			if left := resp.Count - int64(len(resp.Kvs)); left > 2*page {
+				first, last := string(resp.Kvs[0].Key), string(resp.Kvs[len(resp.Kvs)-1].Key)
+				if cut, ok := halfway(first, last, end, int64(len(resp.Kvs)), left); ok && key < cut {
+					after, end = append(after, end), cut
+				}
+			}
+			continue
+		}
+		if len(after) == 0 {
 			return rev, nil
 		}
-		// The next page starts just after the last key read.
-		key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
+		key, end, after = end, after[len(after)-1], after[:len(after)-1]
 	}
+}
+
+// halfway guesses the key below which half of the left keys of a range
+// ending at end lie, from how far apart the page's read keys (have of
+// them, first to last) are, as if the rest were as dense: in the eight bytes
+// after the prefix the page's keys share, which is where they differ. A
+// guess beyond that prefix's keys cuts at their end; a page that shows no
+// spread falls back to the middle of last and end by byte value.
+func halfway(first, last, end string, have, left int64) (string, bool) {
+	c := 0
+	for c < len(first) && c < len(last) && first[c] == last[c] {
+		c++
+	}
+	block := first[:c]
+	f, l := word(first, c), word(last, c)
+	if l > f && have > 0 {
+		guess := float64(l) + float64(l-f)*float64(left)/2/float64(have)
+		var cut string
+		switch {
+		case strings.HasPrefix(end, block) && guess < float64(word(end, c)):
+			cut = block + trimmed(uint64(guess))
+		case !strings.HasPrefix(end, block) && guess < math.MaxUint64:
+			cut = block + trimmed(uint64(guess))
+		case !strings.HasPrefix(end, block):
+			// Half the keys left are past the block's: cut at its end.
+			cut = clientv3.GetPrefixRangeEnd(block)
+		}
+		if cut > last && cut < end {
+			return cut, true
+		}
+	}
+	return middle(last, end)
+}
+
+// word is the value of the eight bytes of s after its first c.
+func word(s string, c int) uint64 {
+	var buf [8]byte
+	copy(buf[:], s[min(c, len(s)):])
+	return binary.BigEndian.Uint64(buf[:])
+}
+
+// trimmed is w's eight bytes without the trailing zeros, which add nothing
+// to a key's order.
+func trimmed(w uint64) string {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], w)
+	return strings.TrimRight(string(buf[:]), "\x00")
+}
+
+// middle is a key between a and b (a < b), halfway by the value of the
+// eight bytes after their common prefix; ok is false when none is strictly
+// between them at that precision (the range is then paged as it is).
+func middle(a, b string) (string, bool) {
+	c := 0
+	for c < len(a) && c < len(b) && a[c] == b[c] {
+		c++
+	}
+	x, y := word(a, c), word(b, c)
+	if y <= x || y-x < 2 {
+		return "", false
+	}
+	return a[:c] + trimmed(x+(y-x)/2), true
 }
 
 // follow watches from rev+1 until the watch fails; it returns why. A

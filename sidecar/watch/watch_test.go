@@ -3,7 +3,9 @@ package watch_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime/debug"
+	"sort"
 	"testing"
 	"time"
 
@@ -269,5 +271,75 @@ func TestRangesReadOnlyWhatARoleGrants(t *testing.T) {
 	case ev := <-events:
 		t.Errorf("an event outside the ranges: %+v", ev)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A first listing has no splits to read between: paging one range of n
+// keys would make etcd count n²/(2·page) keys. Cutting the range in halves
+// as it goes must keep the count near n·log(n/page), and read every key in
+// order all the same, however the keys are spread.
+func TestAFirstListingDoesNotCountTheRangeForEveryPage(t *testing.T) {
+	etcd := testbed.StartEtcd(t, t.TempDir())
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "client")
+	defer client.Close()
+	ctx := testbed.Context(t, time.Minute)
+	const n, page = 6000, 50
+	var keys []string
+	for i := 0; i < n; i++ {
+		// Three shapes: dense numbers, names sharing a long prefix, and a
+		// few keys far apart in byte value.
+		switch i % 3 {
+		case 0:
+			keys = append(keys, fmt.Sprintf("root/http/routers/bai_router_%08d/rule", i))
+		case 1:
+			keys = append(keys, fmt.Sprintf("root/http/services/bai_service_%x/loadBalancer/servers/0/url", i*7919))
+		default:
+			keys = append(keys, fmt.Sprintf("root/%c%d", 'A'+i%50, i))
+		}
+	}
+	for i := 0; i < n; i += 100 {
+		var ops []clientv3.Op
+		for _, k := range keys[i:min(i+100, n)] {
+			ops = append(ops, clientv3.OpPut(k, "v"))
+		}
+		_, err := client.Txn(ctx).Then(ops...).Commit()
+		testbed.Must(t, err, "load")
+	}
+	sort.Strings(keys)
+	w := &watch.Watcher{Client: client, Prefix: "root", PageSize: page}
+	b, err := w.List(ctx)
+	testbed.Must(t, err, "list")
+	if len(b.Events) != n {
+		t.Fatalf("listed %d keys, want %d", len(b.Events), n)
+	}
+	for i, e := range b.Events {
+		if "root/"+e.Key != keys[i] {
+			t.Fatalf("key %d listed as %s, want %s", i, e.Key, keys[i])
+		}
+	}
+	quadratic := int64(n) * n / (2 * page)
+	bound := int64(n) * 4 * int64(math.Log2(n/page))
+	t.Logf("etcd counted %d keys for the listing; one paged range: about %d", w.Counted(), quadratic)
+	if w.Counted() > bound {
+		t.Errorf("etcd counted %d keys for a listing of %d in pages of %d, more than %d (one range paged: about %d)", w.Counted(), n, page, bound, quadratic)
+	}
+}
+
+// middle is strictly between its bounds whenever it says so.
+func TestMiddleIsBetween(t *testing.T) {
+	for _, c := range [][2]string{
+		{"a", "b"}, {"a", "a\x00\x00\x00\x00\x00\x00\x00\x01"}, {"root/k000010\x00", "root0"},
+		{"x/", "x0"}, {"abc", "abd"}, {"", "\xff"}, {"k\xff\xff\xff\xff\xff\xff\xff\xff", "l"},
+		{"http/routers/a", "http/services/z"}, {"a", "a\x00"},
+	} {
+		m, ok := watch.Middle(c[0], c[1])
+		if ok && !(c[0] < m && m < c[1]) {
+			t.Errorf("middle(%q, %q) = %q, not between", c[0], c[1], m)
+		}
+		t.Logf("middle(%q, %q) = %q %v", c[0], c[1], m, ok)
+	}
+	if _, ok := watch.Middle("root/k000010\x00", "root0"); !ok {
+		t.Error("no middle between a key and its prefix's end")
 	}
 }
