@@ -296,8 +296,7 @@ func memoryGoal(rs runSet) verdict {
 			strings.Join(parts, ", ")))
 	}
 	if peakKnown && !peakMet {
-		why = append(why, fmt.Sprintf("A re-list rose %s MiB above the %s MiB held at rest, where the goal allows %s MiB: "+
-			"it holds the new listing beside the state it replaces.", format(peak-rest), format(rest), format((peakOverRest-1)*rest)))
+		why = append(why, fmt.Sprintf("A re-list rose %s MiB above the %s MiB held at rest, where the goal allows %s MiB.", format(peak-rest), format(rest), format((peakOverRest-1)*rest)))
 	}
 	v.why = strings.Join(why, " ")
 	return v
