@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,10 +164,31 @@ func (s *Store) Delete(id ObjectID, sub string) {
 
 // Commit decodes the objects changed since the last Commit. It returns the
 // objects whose decoded content changed (an identical rewrite changes nothing)
-// and the decoding errors found now, each naming its object.
+// and the decoding errors found now, each naming its object; both are in
+// ObjectID order.
 func (s *Store) Commit() (changed []ObjectID, errs []error) {
+	// The ids of a small commit stay on the stack: a watch event's commit
+	// allocates no more than its decoding.
+	var buf [16]ObjectID
+	return s.applyAll(s.dirtyIDs(buf[:0]))
+}
+
+// dirtyIDs appends the changed objects to ids, in ObjectID order: the
+// order of the changes and errors Commit returns, whatever the map's.
+func (s *Store) dirtyIDs(ids []ObjectID) []ObjectID {
 	for id := range s.dirty {
-		if s.decode(id) {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, compareIDs)
+	return ids
+}
+
+// applyAll decodes ids and stores their decodings in order, and ends the
+// commit.
+func (s *Store) applyAll(ids []ObjectID) (changed []ObjectID, errs []error) {
+	for _, id := range ids {
+		value, err := s.decodeOne(id)
+		if s.apply(id, value, err) {
 			changed = append(changed, id)
 		}
 		if err := s.Errors[id]; err != nil {
@@ -174,32 +196,40 @@ func (s *Store) Commit() (changed []ObjectID, errs []error) {
 		}
 	}
 	s.dirty = map[ObjectID]bool{}
-	sort.Slice(changed, func(i, j int) bool {
-		if changed[i].Kind != changed[j].Kind {
-			return changed[i].Kind < changed[j].Kind
-		}
-		return changed[i].Name < changed[j].Name
-	})
 	return changed, errs
+}
+
+func compareIDs(a, b ObjectID) int {
+	if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 // Len is the number of objects with keys, decoded or not.
 func (s *Store) Len() int { return len(s.raw) }
 
-// decode decodes one object and reports whether its decoded form changed.
-func (s *Store) decode(id ObjectID) bool {
+// decodeOne decodes one object as its keys are now; an object without keys
+// decodes to nil. It reads the store and writes nothing.
+func (s *Store) decodeOne(id ObjectID) (interface{}, error) {
 	obj := s.raw[id]
+	if obj == nil || obj.n == 0 {
+		return nil, nil
+	}
+	value, err := s.decodeObject(id, obj)
+	if err != nil {
+		return nil, &kv.Error{Key: id.String(), Err: err}
+	}
+	return value, nil
+}
+
+// apply stores one object's decoding and reports whether its decoded form
+// changed.
+func (s *Store) apply(id ObjectID, value interface{}, err error) bool {
 	delete(s.Errors, id)
-	var (
-		value interface{}
-		err   error
-	)
-	if obj != nil && obj.n > 0 {
-		value, err = s.decodeObject(id, obj)
-		if err != nil {
-			s.Errors[id] = &kv.Error{Key: id.String(), Err: err}
-			value = nil
-		}
+	if err != nil {
+		s.Errors[id] = err
+		value = nil
 	}
 	switch id.Kind {
 	case Routers:
