@@ -1,4 +1,13 @@
 package dynamic
 
+// ParallelMin is the fewest changed objects Commit decodes in parallel.
+const ParallelMin = parallelMin
+
+// CommitWith is Commit with its worker count and threshold chosen: one
+// worker is the serial decode that the parallel one must match.
+func (s *Store) CommitWith(workers, threshold int) ([]ObjectID, []error) {
+	return s.commit(workers, threshold)
+}
+
 // Dirty is how many objects the next Commit will decode again.
 func (s *Store) Dirty() int { return len(s.dirty) }
