@@ -16,6 +16,7 @@ targets=(
   "./sidecar/pluginsync FuzzDecode"
   "./sidecar/traefikapi FuzzRouterAnswer"
   "./sidecar/routeinfo FuzzDecode"
+  "./sidecar/watch FuzzParseRange"
 )
 for t in "${targets[@]}"; do
   set -- $t

@@ -25,7 +25,7 @@ import (
 	"time"
 	"unsafe"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/retry"
@@ -170,7 +170,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	// range while this process compares the last; the queue bounds what
 	// waits to a few pages.
 	type page struct {
-		kvs []*mvccpb.KeyValue
+		kvs []keyValue
 		rev int64
 		err error
 	}
@@ -178,7 +178,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 		ch := make(chan page, 1)
 		go func() {
 			defer close(ch)
-			_, err := w.readRange(ctx, s.key, s.end, rev, func(kvs []*mvccpb.KeyValue, rev int64) bool {
+			_, err := w.readRange(ctx, s.key, s.end, rev, func(kvs []keyValue, rev int64) bool {
 				select {
 				case ch <- page{kvs: kvs, rev: rev}:
 					return true
@@ -226,10 +226,10 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 			b := &Batch{Snapshot: true, More: true, Revision: rev, Events: make(Events, 0, len(pg.kvs))}
 			for _, kv := range pg.kvs {
 				if listed > 0 && listed%every == 0 {
-					splits = append(splits, string(kv.Key))
+					splits = append(splits, string(kv.key))
 				}
 				listed++
-				b.Events = append(b.Events, Event{Key: alias(kv.Key[len(p):]), Value: alias(kv.Value)})
+				b.Events = append(b.Events, Event{Key: alias(kv.key[len(p):]), Value: alias(kv.value)})
 			}
 			b.Received = time.Now()
 			if err := send(ready); err != nil {
@@ -329,7 +329,7 @@ func (w *Watcher) spans() []span {
 // readRange cuts it in two at the middle of its keys' byte values and reads
 // the lower half first: each read counts only its own part, whatever the
 // keys are, and the pages still come in key order.
-func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got func([]*mvccpb.KeyValue, int64) bool) (int64, error) {
+func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got func([]keyValue, int64) bool) (int64, error) {
 	timeout := w.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -344,32 +344,32 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got
 	for {
 		// Keys come in ascending key order without asking: etcd 3.4 reads
 		// the whole rest of the range for any sort option.
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
+		req := &pb.RangeRequest{Key: []byte(key), RangeEnd: []byte(end), Limit: page}
 		if rev != 0 {
 			// Pinned to a revision, a read is the same on any member that
 			// has it (one that has not yet answers an error, and the
 			// listing is retried): no round trip to the leader.
-			opts = append(opts, clientv3.WithRev(rev), clientv3.WithSerializable())
+			req.Revision, req.Serializable = rev, true
 		}
 		lctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := w.Client.Get(lctx, key, opts...)
+		resp, err := readPage(lctx, w.Client, req)
 		cancel()
 		if err != nil {
 			return 0, err
 		}
-		w.counted.Add(resp.Count)
+		w.counted.Add(resp.count)
 		if rev == 0 {
-			rev = resp.Header.Revision
+			rev = resp.revision
 		}
-		if !got(resp.Kvs, rev) {
+		if !got(resp.kvs, rev) {
 			return rev, ctx.Err()
 		}
-		if resp.More && len(resp.Kvs) > 0 {
+		if resp.more && len(resp.kvs) > 0 {
 			// The next page starts just after the last key read.
-			key = string(append(resp.Kvs[len(resp.Kvs)-1].Key, 0))
-			if left := resp.Count - int64(len(resp.Kvs)); left > 2*page {
-				first, last := string(resp.Kvs[0].Key), string(resp.Kvs[len(resp.Kvs)-1].Key)
-				if cut, ok := halfway(first, last, end, int64(len(resp.Kvs)), left); ok && key < cut {
+			first, last := string(resp.kvs[0].key), string(resp.kvs[len(resp.kvs)-1].key)
+			key = last + "\x00"
+			if left := resp.count - int64(len(resp.kvs)); left > 2*page {
+				if cut, ok := halfway(first, last, end, int64(len(resp.kvs)), left); ok && key < cut {
 					after, end = append(after, end), cut
 				}
 			}
@@ -548,9 +548,10 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 	}
 }
 
-// alias makes a string of bytes that nothing will write again (each key and
-// value of an etcd response is its own allocation) without copying them:
-// a listing of millions of keys would otherwise copy each one twice.
+// alias makes a string of a page's bytes, which nothing writes again,
+// without copying them: a listing of millions of keys would otherwise copy
+// each one twice. Every key and value of a page shares the page's buffer,
+// so a consumer copies what it keeps (the store packs each object anew).
 func alias(b []byte) string {
 	if len(b) == 0 {
 		return ""

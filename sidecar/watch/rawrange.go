@@ -1,0 +1,201 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// A listing's pages are read raw: the etcd client decodes each key of a
+// response into a struct and two byte slices of its own, three allocations
+// per key, about a fifth of a re-list's CPU at 2.3 million keys, and most
+// of its garbage, which the collector then pays for by marking the whole
+// state again. rangePage keeps the response as the one buffer it arrived
+// in, and each key and value is a slice of it.
+
+// rangePage is one answer of etcd's Range, as read off the wire.
+type rangePage struct {
+	buf      []byte
+	kvs      []keyValue
+	more     bool
+	count    int64
+	revision int64
+}
+
+// keyValue is one key of a page: slices of the page's buffer.
+type keyValue struct{ key, value []byte }
+
+// rawCodec marshals the request as the etcd client does and keeps the
+// answer's bytes for parseRange.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("raw range codec: cannot marshal %T", v)
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	p, ok := v.(*rangePage)
+	if !ok {
+		return fmt.Errorf("raw range codec: cannot unmarshal into %T", v)
+	}
+	// gRPC frees data when this returns: the page gets its own copy, in one
+	// allocation that holds no pointers.
+	p.buf = data.Materialize()
+	return nil
+}
+
+// readPage asks etcd for one page. The client's connection carries its
+// credentials and its retry policy, as the client's own Get would.
+func readPage(ctx context.Context, c *clientv3.Client, req *pb.RangeRequest) (*rangePage, error) {
+	p := &rangePage{}
+	err := c.ActiveConnection().Invoke(ctx, "/etcdserverpb.KV/Range", req, p,
+		grpc.ForceCodecV2(rawCodec{}), grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32))
+	if err != nil {
+		return nil, clientv3.ContextError(ctx, err)
+	}
+	if err := p.parse(); err != nil {
+		return nil, fmt.Errorf("etcd's range answer: %w", err)
+	}
+	return p, nil
+}
+
+var errTruncated = errors.New("truncated")
+
+// parse reads a RangeResponse (etcdserverpb/rpc.proto): header (1) with its
+// revision (3), kvs (2) with each key (1) and value (5), more (3), count (4).
+// Fields it does not read are skipped, as protobuf does.
+func (p *rangePage) parse() error {
+	b := p.buf
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			msg, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return errTruncated
+			}
+			rev, ok, err := headerRevision(msg)
+			if err != nil {
+				return fmt.Errorf("header: %w", err)
+			}
+			if ok {
+				// A header given twice merges, as protobuf merges it.
+				p.revision = rev
+			}
+			b = b[n:]
+		case num == 2 && typ == protowire.BytesType:
+			msg, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return errTruncated
+			}
+			kv, err := parseKeyValue(msg)
+			if err != nil {
+				return fmt.Errorf("kvs[%d]: %w", len(p.kvs), err)
+			}
+			p.kvs = append(p.kvs, kv)
+			b = b[n:]
+		case (num == 3 || num == 4) && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return errTruncated
+			}
+			if num == 3 {
+				p.more = v != 0
+			} else {
+				p.count = int64(v)
+			}
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("field %d: %w", num, errTruncated)
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+// consumeTag is protowire.ConsumeTag refusing the field numbers protobuf
+// refuses (above 2^29-1) as well as those it refuses itself.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
+}
+
+func headerRevision(b []byte) (rev int64, ok bool, err error) {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return 0, false, errTruncated
+		}
+		b = b[n:]
+		if num == 3 && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, false, errTruncated
+			}
+			rev, ok, b = int64(v), true, b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0, false, errTruncated
+		}
+		b = b[n:]
+	}
+	return rev, ok, nil
+}
+
+func parseKeyValue(b []byte) (kv keyValue, err error) {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return kv, errTruncated
+		}
+		b = b[n:]
+		if (num == 1 || num == 5) && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return kv, errTruncated
+			}
+			// Capped, so that an append to one can never write into the next.
+			if num == 1 {
+				kv.key = v[:len(v):len(v)]
+			} else {
+				kv.value = v[:len(v):len(v)]
+			}
+			b = b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return kv, errTruncated
+		}
+		b = b[n:]
+	}
+	return kv, nil
+}
