@@ -45,6 +45,15 @@ func newInterpreter(tb testing.TB, withTests bool) *interp.Interpreter {
 // (its Stdout and Stderr); GoPath is set here.
 func newInterpreterWith(tb testing.TB, withTests bool, opts interp.Options) *interp.Interpreter {
 	tb.Helper()
+	return newInterpreterFrom(tb, "..", withTests, opts, nil)
+}
+
+// newInterpreterFrom is newInterpreterWith with the plugin's source read
+// from srcDir, each file passed through patch (by base name) when it is not
+// nil: a benchmark compares the plugin with a variant of itself or with
+// another version.
+func newInterpreterFrom(tb testing.TB, srcDir string, withTests bool, opts interp.Options, patch func(file, src string) string) *interp.Interpreter {
+	tb.Helper()
 	gopath := tb.TempDir()
 	pkgDir := filepath.Join(gopath, "src", filepath.FromSlash(pluginImport))
 	suiteDir := filepath.Join(gopath, "src", suiteImport)
@@ -53,7 +62,7 @@ func newInterpreterWith(tb testing.TB, withTests bool, opts interp.Options) *int
 			tb.Fatal(err)
 		}
 	}
-	files, err := filepath.Glob(filepath.Join("..", "*.go"))
+	files, err := filepath.Glob(filepath.Join(srcDir, "*.go"))
 	if err != nil || len(files) == 0 {
 		tb.Fatalf("plugin source not found: %v", err)
 	}
@@ -68,6 +77,9 @@ func newInterpreterWith(tb testing.TB, withTests bool, opts interp.Options) *int
 		src, err := os.ReadFile(f)
 		if err != nil {
 			tb.Fatal(err)
+		}
+		if patch != nil {
+			src = []byte(patch(filepath.Base(f), string(src)))
 		}
 		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), src, 0o644); err != nil {
 			tb.Fatal(err)
@@ -519,7 +531,13 @@ func decodeAsTraefik(vConfig reflect.Value, conf map[string]any) error {
 // CreateConfig.
 func loadPlugin(tb testing.TB, opts interp.Options) (fnNew, fnCreate reflect.Value) {
 	tb.Helper()
-	i := newInterpreterWith(tb, false, opts)
+	return loadPluginFrom(tb, "..", opts, nil)
+}
+
+// loadPluginFrom is loadPlugin with the source as newInterpreterFrom takes it.
+func loadPluginFrom(tb testing.TB, srcDir string, opts interp.Options, patch func(file, src string) string) (fnNew, fnCreate reflect.Value) {
+	tb.Helper()
+	i := newInterpreterFrom(tb, srcDir, false, opts, patch)
 	if _, err := i.Eval(`import "` + pluginImport + `"`); err != nil {
 		tb.Fatalf("yaegi could not import the plugin: %v", err)
 	}
