@@ -425,6 +425,31 @@ func TestRemovedAfterDelay(t *testing.T) {
 	}
 }
 
+// TestAFullPushListsMiddlewaresByName: a push lists its middlewares sorted
+// by name, whatever order New was called in, so that two pushes of the
+// same set are the same bytes.
+func TestAFullPushListsMiddlewaresByName(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	names := []string{"bai_sd_order_d@etcd", "bai_sd_order_b@etcd", "bai_sd_order_e@etcd", "bai_sd_order_a@etcd", "bai_sd_order_c@etcd"}
+	for _, name := range names {
+		if _, err := plugin.New(ctx, http.NotFoundHandler(), testConfig(srv.URL, "c-order"), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the set pushed", func() bool { return strings.Count(side.names(), "bai_sd_order_") == len(names) })
+	side.mu.Lock()
+	defer side.mu.Unlock()
+	// Every push, in case a stalled machine split the burst in two.
+	for _, answer := range side.answers {
+		listed := strings.Fields(strings.TrimSuffix(answer, " -> 204"))[1:]
+		if !sort.StringsAreSorted(listed) {
+			t.Errorf("a push lists its middlewares out of order: %q", answer)
+		}
+	}
+}
+
 func TestSidecarDownThenUpLosesNothing(t *testing.T) {
 	side, srv := newFakeSidecar(t)
 	ctx, cancel := context.WithCancel(context.Background())

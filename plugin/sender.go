@@ -427,21 +427,31 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 		Full:             full,
 		ResyncSeconds:    atLeastOneSecond(d.resync),
 		HeartbeatSeconds: atLeastOneSecond(d.heartbeat()),
-		Middlewares:      []LiveMiddleware{},
 	}
+	// Pushes list middlewares by name. The names are sorted natively: a
+	// sort.Slice on the push would call an interpreted comparison some
+	// n log n times, which at 3,000 routers cost more than all the rest of
+	// a full push.
+	var names []string
 	if full {
-		for _, m := range d.middlewares {
-			push.Middlewares = append(push.Middlewares, m.live())
+		names = make([]string, 0, len(d.middlewares))
+		for name := range d.middlewares {
+			names = append(names, name)
 		}
 	} else {
 		for name := range d.pending {
-			if m, ok := d.middlewares[name]; ok {
-				push.Middlewares = append(push.Middlewares, m.live())
+			if _, ok := d.middlewares[name]; ok {
+				names = append(names, name)
 			} else {
 				push.Removed = append(push.Removed, name)
 			}
 		}
 		sort.Strings(push.Removed)
+	}
+	sort.Strings(names)
+	push.Middlewares = make([]LiveMiddleware, 0, len(names))
+	for _, name := range names {
+		push.Middlewares = append(push.Middlewares, d.middlewares[name].live())
 	}
 	// What is in flight is no longer pending; if it is not delivered, the
 	// next push is a full one and carries it again.
@@ -592,7 +602,6 @@ func redactURL(raw string) string {
 func (r *registry) post(out outgoing) error {
 	// Configurations are replaced whole, never changed in place, so the
 	// snapshot taken under the lock can be encoded without it.
-	sort.Slice(out.push.Middlewares, func(i, j int) bool { return out.push.Middlewares[i].Name < out.push.Middlewares[j].Name })
 	body, err := json.Marshal(out.push)
 	if err != nil {
 		return fmt.Errorf("encoding push: %v", err)
