@@ -18,7 +18,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"time"
 )
 
 // New validates the configuration, registers this instance and hands back
@@ -32,6 +31,6 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, fmt.Errorf("traefik-sd %s: %w", name, err)
 	}
-	liveSet.arrive(arrival{ctx: ctx, name: name, cfg: config, timing: timing, at: time.Now()})
+	liveSet.arrive(arrival{ctx: ctx, name: name, cfg: config, timing: timing})
 	return next, nil
 }
