@@ -450,6 +450,40 @@ func TestAFullPushListsMiddlewaresByName(t *testing.T) {
 	}
 }
 
+// TestNewWithAnEndedContextIsRemoved: an instance whose context ended
+// before New was called is gone after the removal delay, also when the
+// sender has already seen that context end. The sender watches each
+// cancellation signal until it fires and then forgets it, so it must take
+// it up again for an instance recorded later, or never prune that one.
+func TestNewWithAnEndedContextIsRemoved(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	keep, cancelKeep := context.WithCancel(context.Background())
+	defer cancelKeep()
+	if _, err := plugin.New(keep, http.NotFoundHandler(), testConfig(srv.URL, "c-kept"), "bai_sd_kept@etcd"); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, name := range []string{"bai_sd_ended_1@etcd", "bai_sd_ended_2@etcd"} {
+		if _, err := plugin.New(ended, http.NotFoundHandler(), testConfig(srv.URL, "c-ended"), name); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+" removed", func() bool {
+			side.mu.Lock()
+			defer side.mu.Unlock()
+			for _, gone := range side.removed {
+				if gone == name {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if side.names() != "bai_sd_kept@etcd" {
+		t.Errorf("live set: %q", side.names())
+	}
+}
+
 func TestSidecarDownThenUpLosesNothing(t *testing.T) {
 	side, srv := newFakeSidecar(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -60,6 +60,25 @@ type registry struct {
 	// nextSweep and sweepEvery schedule the sweep for cancelled instances.
 	nextSweep  time.Time
 	sweepEvery time.Duration
+	// minRemoval is the shortest removal delay recorded (0: none), which
+	// sets sweepEvery. Only a full walk raises it again, so a middleware
+	// gone since can only make the sweep come sooner.
+	minRemoval time.Duration
+	// watched holds one context for each cancellation signal (Done channel)
+	// an instance was recorded with. Traefik gives every router of one
+	// configuration the same signal (its contexts are values over one
+	// cancellable context), so this is a handful of entries however many
+	// routers there are, and while none has fired no instance can have
+	// been cancelled. lastDone, if not nil, is in watched.
+	watched  map[<-chan struct{}]context.Context
+	lastDone <-chan struct{}
+	// empty are the middlewares the last walk left without a live instance,
+	// waiting out their removal delay. emptyFrom and emptyDelay are the
+	// earliest emptySince and the shortest removal delay among them: until
+	// those have passed, none of them can be due.
+	empty      []emptyMiddleware
+	emptyFrom  time.Time
+	emptyDelay time.Duration
 	node       string
 	boot       string
 	client     *http.Client
@@ -127,6 +146,12 @@ func newRegistry() *registry {
 	}
 }
 
+// emptyMiddleware is a middleware without a live instance, and where it is.
+type emptyMiddleware struct {
+	d *destination
+	m *liveMiddleware
+}
+
 // arrival is one New call, recorded as is: New must cost a reload as
 // little as it can under the interpreter, so the sender does the rest.
 type arrival struct {
@@ -186,8 +211,12 @@ func (r *registry) recordAll(arrivals []arrival) {
 				// Its token, intervals and destination are those
 				// already recorded, and a middleware with an instance
 				// keeps its destination from emptying.
-				m.instances = append(pruneDone(m.instances), a.ctx)
+				m.instances = append(m.instances, a.ctx)
 				m.emptySince = time.Time{}
+				done := a.ctx.Done()
+				if done != r.lastDone {
+					r.watch(a.ctx, done)
+				}
 				continue
 			}
 		}
@@ -247,9 +276,63 @@ func (r *registry) record(a *arrival, d *destination, m *liveMiddleware) *destin
 	m.cfg = cfg
 	d.markPending(name, now)
 	m.removalDelay = removal
+	if r.minRemoval == 0 || removal < r.minRemoval {
+		r.minRemoval = removal
+	}
 	m.emptySince = time.Time{}
-	m.instances = append(pruneDone(m.instances), a.ctx)
+	// Cancelled instances are left to the sweep, which prunes them all at
+	// once when their signal fires.
+	m.instances = append(m.instances, a.ctx)
+	done := a.ctx.Done()
+	if done != r.lastDone {
+		r.watch(a.ctx, done)
+	}
 	return d
+}
+
+// watch notes the cancellation signal of a recorded instance. Arrivals
+// come in runs that share one, so the caller compares it with lastDone
+// first and the map is seldom consulted.
+func (r *registry) watch(ctx context.Context, done <-chan struct{}) {
+	r.lastDone = done
+	if done == nil {
+		return // never cancelled
+	}
+	if r.watched == nil {
+		r.watched = map[<-chan struct{}]context.Context{}
+	}
+	if _, ok := r.watched[done]; !ok {
+		r.watched[done] = ctx
+	}
+}
+
+// signalled drops the cancellation signals that have fired from watched
+// and reports whether there were any.
+func (r *registry) signalled() bool {
+	fired := false
+	for done, ctx := range r.watched {
+		if ctx.Err() != nil {
+			delete(r.watched, done)
+			fired = true
+		}
+	}
+	if fired {
+		// lastDone may be gone from watched: an instance recorded later
+		// with that signal must be watched again, or never be pruned.
+		r.lastDone = nil
+	}
+	return fired
+}
+
+// anySignalled is signalled without forgetting: the sweep must still see
+// the signal to prune.
+func (r *registry) anySignalled() bool {
+	for _, ctx := range r.watched {
+		if ctx.Err() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *destination) markPending(name string, now time.Time) {
@@ -373,40 +456,119 @@ func (r *registry) step(now time.Time) time.Duration {
 // sweep drops cancelled instances and reports middlewares whose last
 // instance has been gone for their removal delay. It returns how soon to
 // sweep again: a quarter of the shortest removal delay, within bounds.
+//
+// It walks every instance only when a cancellation signal has fired since
+// it last looked; otherwise no instance can have been cancelled, and only
+// the middlewares already empty can be due, once the bounds allow. At
+// 10,000 routers a walk costs the interpreter tens of milliseconds, and
+// the sweep runs every 500 ms, idle or not, through a reload that lasts
+// twenty seconds.
 func (r *registry) sweep(now time.Time) time.Duration {
+	if r.signalled() {
+		r.walkAll(now)
+	} else if len(r.empty) > 0 && r.mayRemove(now) {
+		r.walkEmpty(now)
+	}
 	every := maxTick
-	for _, d := range r.dests {
-		for name, m := range d.middlewares {
-			m.instances = pruneDone(m.instances)
-			if m.removalDelay/4 < every {
-				every = m.removalDelay / 4
-			}
-			if len(m.instances) > 0 {
-				continue
-			}
-			if m.emptySince.IsZero() {
-				m.emptySince = now
-			}
-			// Traefik cancels every old instance before it builds the first
-			// new one; at 10,000 routers the rebuild outlasts the delay, and
-			// a middleware it has not reached yet is not gone. While New
-			// keeps being called, a removal waits, though not without end
-			// for a Traefik that never stops reloading.
-			empty := now.Sub(m.emptySince)
-			quiet := now.Sub(r.lastNew) >= m.removalDelay || empty >= removalHold*m.removalDelay
-			if empty >= m.removalDelay && quiet {
-				delete(d.middlewares, name)
-				d.markPending(name, now)
-				if name == d.tokenFrom {
-					d.tokenFromOldest()
-				}
-			}
-		}
+	if r.minRemoval > 0 && r.minRemoval/4 < every {
+		every = r.minRemoval / 4
 	}
 	if every < minTick {
 		every = minTick
 	}
 	return every
+}
+
+// walkAll prunes every middleware's cancelled instances and collects those
+// left without one.
+func (r *registry) walkAll(now time.Time) {
+	r.empty = nil
+	r.minRemoval = 0
+	// The bounds of empty, kept as it fills: those found empty now are
+	// the latest. (Plain statements, no tuples: Yaegi v0.16 mis-assigns
+	// some, and wrong bounds would go unseen, costing only walks.)
+	from := now
+	var delay time.Duration
+	for _, d := range r.dests {
+		for _, m := range d.middlewares {
+			m.instances = pruneDone(m.instances)
+			if len(m.instances) == 0 {
+				if m.emptySince.IsZero() {
+					// Found empty just now: not due before its
+					// removal delay, which is never zero.
+					m.emptySince = now
+				} else if r.expire(d, m, now) {
+					continue
+				} else if m.emptySince.Before(from) {
+					from = m.emptySince
+				}
+				if delay == 0 || m.removalDelay < delay {
+					delay = m.removalDelay
+				}
+				r.empty = append(r.empty, emptyMiddleware{d: d, m: m})
+			}
+			if r.minRemoval == 0 || m.removalDelay < r.minRemoval {
+				r.minRemoval = m.removalDelay
+			}
+		}
+	}
+	r.emptyFrom = from
+	r.emptyDelay = delay
+}
+
+// walkEmpty goes over the middlewares the last walk left empty: those
+// recorded again since are live, the others may be due.
+func (r *registry) walkEmpty(now time.Time) {
+	kept := r.empty[:0]
+	for _, e := range r.empty {
+		if len(e.m.instances) == 0 && !r.expire(e.d, e.m, now) {
+			kept = append(kept, e)
+		}
+	}
+	for i := len(kept); i < len(r.empty); i++ {
+		r.empty[i] = emptyMiddleware{}
+	}
+	r.empty = kept
+	for i, e := range r.empty {
+		if i == 0 || e.m.emptySince.Before(r.emptyFrom) {
+			r.emptyFrom = e.m.emptySince
+		}
+		if i == 0 || e.m.removalDelay < r.emptyDelay {
+			r.emptyDelay = e.m.removalDelay
+		}
+	}
+}
+
+// mayRemove tells whether a middleware of empty may be due: expire's
+// conditions for one emptied at emptyFrom with a delay of emptyDelay, which
+// none of them can meet sooner.
+func (r *registry) mayRemove(now time.Time) bool {
+	empty := now.Sub(r.emptyFrom)
+	return empty >= r.emptyDelay && (now.Sub(r.lastNew) >= r.emptyDelay || empty >= removalHold*r.emptyDelay)
+}
+
+// expire removes m, which has no live instance, once that has lasted its
+// removal delay, and reports whether it did.
+func (r *registry) expire(d *destination, m *liveMiddleware, now time.Time) bool {
+	if m.emptySince.IsZero() {
+		m.emptySince = now
+	}
+	// Traefik cancels every old instance before it builds the first new
+	// one; at 10,000 routers the rebuild outlasts the delay, and a
+	// middleware it has not reached yet is not gone. While New keeps being
+	// called, a removal waits, though not without end for a Traefik that
+	// never stops reloading.
+	empty := now.Sub(m.emptySince)
+	quiet := now.Sub(r.lastNew) >= m.removalDelay || empty >= removalHold*m.removalDelay
+	if empty < m.removalDelay || !quiet {
+		return false
+	}
+	delete(d.middlewares, m.name)
+	d.markPending(m.name, now)
+	if m.name == d.tokenFrom {
+		d.tokenFromOldest()
+	}
+	return true
 }
 
 // dropIfAbandoned forgets a destination that has had no middleware for a
@@ -481,9 +643,16 @@ func (r *registry) prepare(d *destination, now time.Time) (outgoing, bool, time.
 		sort.Strings(push.Removed)
 	}
 	sort.Strings(names)
+	// The sweep prunes cancelled instances only on its schedule; a push
+	// counts none of those cancelled since.
+	stale := len(names) > 0 && r.anySignalled()
 	push.Middlewares = make([]LiveMiddleware, 0, len(names))
 	for _, name := range names {
-		push.Middlewares = append(push.Middlewares, d.middlewares[name].live())
+		m := d.middlewares[name]
+		if stale {
+			m.instances = pruneDone(m.instances)
+		}
+		push.Middlewares = append(push.Middlewares, m.live())
 	}
 	// What is in flight is no longer pending; if it is not delivered, the
 	// next push is a full one and carries it again.
