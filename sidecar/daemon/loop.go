@@ -115,13 +115,15 @@ func (d *Daemon) take(m source.Reported) {
 		d.handle(res, time.Time{})
 		return
 	}
-	d.etcdDecoded(res)
 	batches := etcd.Batches()
 	last := batches[len(batches)-1]
-	d.handle(res, last.Received)
 	if last.More {
-		return // a listing's page: its revision is not applied until the last
+		// A listing's page: nothing of it is applied until its last, nor
+		// its revision or object count shown.
+		return
 	}
+	d.etcdDecoded(res)
+	d.handle(res, last.Received)
 	// Set last, so that a revision shown is one applied and published.
 	d.revision = last.Revision
 	d.etcdApplied(last)
