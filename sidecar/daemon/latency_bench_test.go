@@ -108,7 +108,7 @@ func latencyEnv(b *testing.B, size int) (*env, []coordinator.Circuit) {
 				cfg.BackendAI.PollInterval = config.Default().BackendAI.PollInterval
 			}
 		}, dir)
-		// Reading 100,000 circuits (2.3 million keys) at once takes seconds.
+		// Reading 100,000 circuits (2 million keys) at once takes seconds.
 		e.traefik.mu.Lock()
 		e.traefik.readFor = time.Duration(size/10000) * 10 * time.Second
 		e.traefik.mu.Unlock()

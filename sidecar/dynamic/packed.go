@@ -9,7 +9,7 @@ import (
 // rawObject is the keys of one object as etcd holds them, packed into one
 // string sorted by key: for each key, its length, the key, the value's
 // length, the value (lengths as uvarints). A tree of 100,000 circuits holds
-// about 2.3 million keys; one string per object instead of a map and two
+// about 2 million keys; one string per object instead of a map and two
 // strings per key is most of what makes that mirror affordable, and packing
 // copies the bytes, so the etcd client's response buffers are not kept alive.
 type rawObject struct {

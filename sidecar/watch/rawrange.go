@@ -16,7 +16,7 @@ import (
 
 // A listing's pages are read raw: the etcd client decodes each key of a
 // response into a struct and two byte slices of its own, three allocations
-// per key, about a fifth of a re-list's CPU at 2.3 million keys, and most
+// per key, about a fifth of a re-list's CPU at 2 million keys, and most
 // of its garbage, which the collector then pays for by marking the whole
 // state again. rangePage keeps the response as the one buffer it arrived
 // in, and each key and value is a slice of it.

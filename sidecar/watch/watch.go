@@ -116,7 +116,7 @@ func (w *Watcher) list(ctx context.Context, out chan<- Report) (int64, error) {
 // Listing sizes. etcd answers every limited range request with the count
 // of the whole range, which it walks in its index (3.4 also reads the rest
 // of the range for the limit), so paging one range of n keys costs
-// n²/(2·page) index steps: at 2.3 million keys in pages of 10,000, counting
+// n²/(2·page) index steps: at 2 million keys in pages of 10,000, counting
 // alone is most of the time. So each listing remembers a key every
 // SplitEvery keys, and the next listing asks for the bounded ranges between
 // them: each page then counts only its own range, and the cost is linear.

@@ -388,10 +388,10 @@ func writeCapacity(b *strings.Builder, rs runSet) {
 	// The re-list's own peak when the run has it; otherwise the process's
 	// high-water mark, which can only be higher.
 	peak, ok4 := rs.one(relistGroup, "", relistPeakRSS)
-	peakIs := "a re-list's peak"
+	peakIs := "A re-list's peak"
 	if !ok4 {
 		peak, ok4 = rs.one(relistGroup, "", "peak-rss-MiB")
-		peakIs = "the benchmark process's highest RSS (its setup and first listing included)"
+		peakIs = "The benchmark process's highest RSS (its setup and first listing included)"
 	}
 	keys, ok5 := rs.one(relistGroup, "", "keys")
 	floor, _ := rs.one(relistGroup, "", "etcd-read-floor-s")
@@ -402,7 +402,7 @@ func writeCapacity(b *strings.Builder, rs runSet) {
 	b.WriteString("### Scaling out: one AppProxy worker, one sidecar\n\n")
 	b.WriteString("Derived here from the figures above (the re-list benchmark's circuits have two routes each, as Backend.AI's inference circuits with two replicas):\n\n")
 	perCircuit := per * targets / circuits
-	fmt.Fprintf(b, "- **Memory.** Held: %s KiB per circuit, so %s circuits in 1 GiB at rest. A re-list holds the old state and the new listing at once; %s was %s MiB at %s circuits, so **%s circuits** fit a 1 GiB limit with that peak included.\n",
+	fmt.Fprintf(b, "- **Memory.** Held: %s KiB per circuit, so %s circuits in 1 GiB at rest. %s was %s MiB at %s circuits, so **%s circuits** fit a 1 GiB limit with that peak included.\n",
 		format(perCircuit/1024), format(math.Floor((1<<30)/perCircuit)), peakIs, format(peak), format(circuits), format(math.Floor(circuits*1024/peak)))
 	p50 := rs.runs(changeGroup, "circuits=100000", "p50-ms")
 	p50small := rs.runs(changeGroup, "circuits=10000", "p50-ms")
