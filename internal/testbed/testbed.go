@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -69,12 +71,61 @@ func (r *Runner) Stop() {
 // FreePort returns a loopback port nobody listens on right now.
 func FreePort(tb T) int {
 	tb.Helper()
+	// A port the kernel hands out for ":0" is in its ephemeral range, the
+	// range it also takes local ports of outgoing connections from: once
+	// closed here, it can be some client's before the program we start
+	// binds it ("bind: address already in use", seen in make test). So
+	// the port comes from below that range, which the kernel never hands
+	// out by itself, and never twice from one process.
+	lo := ephemeralLow()
+	const floor = 10000
+	if lo-floor >= 1000 {
+		freePorts.Lock()
+		defer freePorts.Unlock()
+		for range 200 {
+			p := floor + rand.IntN(lo-floor)
+			if freePorts.given[p] {
+				continue
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				continue
+			}
+			ln.Close()
+			freePorts.given[p] = true
+			return p
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("no free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// freePorts are the ports FreePort gave out in this process.
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }
 
 // Binary finds a program: the environment variable env if set, else PATH.
