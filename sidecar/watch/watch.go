@@ -238,7 +238,9 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 			ready = b
 		}
 		if r+1 < len(spans) && queues[r+1] == nil {
-			// The span had no keys; its revision is known all the same.
+			// The span's reading ended without a page (ctx ended): a
+			// channel still, as ranging over nil would block; the check
+			// below ends the listing.
 			queues[r+1] = read(spans[r+1], rev)
 		}
 		if ctx.Err() != nil {
