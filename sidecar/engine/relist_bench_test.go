@@ -127,10 +127,7 @@ func BenchmarkRelist100k(b *testing.B) {
 	held := heapuse.ByPackage()
 	if f := os.Getenv("BENCH_HEAP_PROFILE"); f != "" {
 		// For pprof by function, when the package figures are not enough.
-		out, err := os.Create(f)
-		testbed.Must(b, err, "heap profile")
-		testbed.Must(b, pprof.WriteHeapProfile(out), "heap profile")
-		out.Close()
+		writeHeapProfile(b, f)
 	}
 
 	// Compaction is etcd's work, not the re-list's: it runs before the timer.
@@ -142,6 +139,16 @@ func BenchmarkRelist100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	var listing, applying, rendering time.Duration
+	// What the re-lists allocate and how often the collector ran during
+	// them: the listing's time on two cores is shared with the collector.
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if f := os.Getenv("BENCH_ALLOC_PROFILE"); f != "" {
+		// What the re-lists allocate, by function: pprof -sample_index
+		// alloc_space -base f.before f.
+		writeHeapProfile(b, f+".before")
+		defer writeHeapProfile(b, f)
+	}
 	// The peak that sizes a pod's limit is the re-list's, not the setup's:
 	// writing 5 to clear_refs restarts VmHWM from the RSS now.
 	testbed.Must(b, os.WriteFile("/proc/self/clear_refs", []byte("5"), 0), "reset the peak RSS")
@@ -166,6 +173,9 @@ func BenchmarkRelist100k(b *testing.B) {
 		rendering += time.Since(t1)
 	}
 	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20)/float64(b.N), "relist-alloc-MiB")
+	b.ReportMetric(float64(m1.NumGC-m0.NumGC)/float64(b.N), "relist-gc-cycles")
 	b.ReportMetric(etcdReadFloor(b, ctx), "etcd-read-floor-s")
 	b.ReportMetric(listing.Seconds()/float64(b.N), "list-s")
 	b.ReportMetric(applying.Seconds()/float64(b.N), "compare+decode+build-s")
@@ -183,6 +193,13 @@ func BenchmarkRelist100k(b *testing.B) {
 	b.ReportMetric(float64(after)/(1<<20), "rest-rss-MiB")
 	b.ReportMetric(float64(relistPeak)/(1<<20), "relist-peak-rss-MiB")
 	reportHeld(b, held, routes)
+}
+
+func writeHeapProfile(b *testing.B, name string) {
+	out, err := os.Create(name)
+	testbed.Must(b, err, "heap profile")
+	defer out.Close()
+	testbed.Must(b, pprof.WriteHeapProfile(out), "heap profile")
 }
 
 // relist lists etcd into the engine page by page, as the daemon does, and
