@@ -83,6 +83,10 @@ var errTruncated = errors.New("truncated")
 // revision (3), kvs (2) with each key (1) and value (5), more (3), count (4).
 // Fields it does not read are skipped, as protobuf does.
 func (p *rangePage) parse() error {
+	// The keys are counted first, so that their slice is allocated once at
+	// its size: grown by appends it was the largest part of a re-list's
+	// garbage, more than the pages themselves.
+	p.kvs = make([]keyValue, 0, countKeys(p.buf))
 	b := p.buf
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -136,6 +140,27 @@ func (p *rangePage) parse() error {
 		}
 	}
 	return nil
+}
+
+// countKeys counts the kvs fields of a RangeResponse, as far as it reads as
+// one (parse says what is wrong with the rest).
+func countKeys(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, l := consumeTag(b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
+			return n
+		}
+		b = b[l:]
+		if num == 2 && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
 }
 
 // consumeTag is protowire.ConsumeTag refusing the field numbers protobuf

@@ -54,3 +54,27 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+// TestAPageIsParsedInOneAllocation: a page's keys are slices of its buffer
+// and their slice is allocated at its size, not grown: a re-list of
+// millions of keys is otherwise mostly the garbage of growing it.
+func TestAPageIsParsedInOneAllocation(t *testing.T) {
+	m := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: 9}, More: true, Count: 5000}
+	for i := 0; i < 1000; i++ {
+		m.Kvs = append(m.Kvs, &mvccpb.KeyValue{Key: []byte("traefik/worker_w/http/routers/r/rule"), Value: []byte("Host(`a`)"), ModRevision: int64(i)})
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p rangePage
+	allocs := testing.AllocsPerRun(10, func() {
+		p = rangePage{buf: b}
+		if err := p.parse(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 1 || len(p.kvs) != 1000 || cap(p.kvs) != 1000 {
+		t.Fatalf("parsing a page of 1000 keys: %v allocations, %d keys in a slice of %d; want 1, 1000, 1000", allocs, len(p.kvs), cap(p.kvs))
+	}
+}
