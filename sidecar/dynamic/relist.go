@@ -79,11 +79,12 @@ func (s *Store) resetRuns(l Listing, last bool) {
 		s.resetRun(l, id, i, j)
 		i = j
 	}
-	s.held = s.held[:0:0]
+	held := make([]heldKey, 0, final.j-final.i)
 	for k := final.i; k < final.j; k++ {
 		r, v := l.At(k)
-		s.held = append(s.held, heldKey{r, v})
+		held = append(held, heldKey{strings.Clone(r), strings.Clone(v)})
 	}
+	s.held = held
 }
 
 // resetRun applies the listing's keys i..j, all of object id.
@@ -92,9 +93,7 @@ func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
 	if obj == nil || obj.gen != s.gen {
 		// First run of this object in the listing.
 		if obj == nil || !sameRun(obj, l, i, j) {
-			if obj == nil {
-				id = own(id)
-			}
+			id = own(id)
 			s.raw[id] = packRun(l, i, j, s.gen)
 			s.dirty[id] = true
 		} else {
@@ -108,13 +107,13 @@ func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
 		_, sb, _ := SplitKey(r)
 		obj = obj.with(sb, v, false)
 	}
+	id = own(id)
 	s.raw[id] = obj
 	s.dirty[id] = true
 }
 
-// heldKey is one key of a page's last object. The strings are the page's
-// own (an etcd key or value is an allocation of its own), so holding them
-// keeps a few keys alive, not the page.
+// heldKey is one key of a page's last object, copied: the watcher reads
+// its next page into the memory of this one.
 type heldKey struct{ rel, value string }
 
 // joined is the keys held from the last page followed by a new page.
@@ -137,8 +136,9 @@ func (j joined) At(i int) (string, string) {
 	return j.page.At(i - len(j.held))
 }
 
-// own copies a name taken from a listing's key: kept as a map key, the
-// substring would keep the whole key (and the etcd response's buffer) alive.
+// own copies a name taken from a listing's key before it is a map key (a
+// map's assignment stores the key given, even over an equal one): the
+// listing's memory is the watcher's again once the page is applied.
 func own(id ObjectID) ObjectID {
 	id.Name = strings.Clone(id.Name)
 	return id

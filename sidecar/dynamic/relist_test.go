@@ -1,10 +1,12 @@
 package dynamic_test
 
 import (
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/traefik-sd/traefik-sd/internal/fixture"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
@@ -88,5 +90,87 @@ func TestAPagedListingIsTheWholeListing(t *testing.T) {
 			t.Fatalf("pages of %d: an abandoned page changed %v", size, again)
 		}
 		sameStore(t, "after an abandoned listing", got, want)
+	}
+}
+
+// poisoned is a page whose keys and values are slices of one buffer, as a
+// page read raw from etcd is, overwritten once the page is applied, as the
+// watcher reuses it for the next page.
+type poisoned struct {
+	buf  []byte
+	keys [][4]int // rel start, end, value start, end
+}
+
+func newPoisoned(l listing) *poisoned {
+	p := &poisoned{}
+	for _, kv := range l {
+		a := len(p.buf)
+		p.buf = append(p.buf, kv[0]...)
+		b := len(p.buf)
+		p.buf = append(p.buf, kv[1]...)
+		p.keys = append(p.keys, [4]int{a, b, b, len(p.buf)})
+	}
+	return p
+}
+
+func (p *poisoned) Len() int { return len(p.keys) }
+
+func (p *poisoned) At(i int) (string, string) {
+	k := p.keys[i]
+	return alias(p.buf[k[0]:k[1]]), alias(p.buf[k[2]:k[3]])
+}
+
+func (p *poisoned) poison() {
+	for i := range p.buf {
+		p.buf[i] = '~'
+	}
+}
+
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// A store keeps nothing of a page once ResetPage returns, so that the
+// watcher can read the next page into the same memory: not a held key, not
+// a name as a map key, not a value. Every page here is overwritten as soon
+// as it is applied, and the store still ends as the same listing given in
+// pages it may keep.
+func TestAStoreKeepsNothingOfAPage(t *testing.T) {
+	var all listing
+	for _, name := range []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"} {
+		for _, p := range fixture.KV(t, name) {
+			all = append(all, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
+	var before listing
+	for i, kv := range all[:2*len(all)/3] {
+		if i == 5 || i == 9 {
+			kv[1] += "-old"
+		}
+		before = append(before, kv)
+	}
+	for size := 1; size <= len(all)+1; size++ {
+		want := dynamic.NewStore("traefik-sd")
+		paged(want, before, size)
+		want.Commit()
+		paged(want, all, size)
+		want.Commit()
+
+		got := dynamic.NewStore("traefik-sd")
+		for _, l := range []listing{before, all, all} {
+			got.BeginReset()
+			for i := 0; i < len(l); i += size {
+				p := newPoisoned(l[i:min(i+size, len(l))])
+				got.ResetPage(p)
+				p.poison()
+			}
+			got.EndReset()
+			got.Commit()
+		}
+		sameStore(t, fmt.Sprintf("pages of %d, each overwritten once applied", size), got, want)
 	}
 }
