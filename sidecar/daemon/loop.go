@@ -116,6 +116,13 @@ func (d *Daemon) take(m source.Reported) {
 		return
 	}
 	batches := etcd.Batches()
+	for _, b := range batches {
+		// Applied: the engine keeps nothing of a listing's page, and the
+		// watcher reads its next pages into this one's memory.
+		if b.Release != nil {
+			b.Release()
+		}
+	}
 	last := batches[len(batches)-1]
 	if last.More {
 		// A listing's page: nothing of it is applied until its last, nor

@@ -210,6 +210,9 @@ func relist(ctx context.Context, w *watch.Watcher, e *engine.Engine) (keys int, 
 		e.Etcd([]watch.Batch{b})
 		own += time.Since(start)
 		keys += len(b.Events)
+		if b.Release != nil {
+			b.Release()
+		}
 		return nil
 	})
 	return keys, own, err

@@ -22,6 +22,11 @@ type EtcdBatch struct {
 	Revision int64
 	// Received is when the batch arrived from etcd.
 	Received time.Time
+	// Release, when set (a listing's page), gives the page's memory back to
+	// the watcher, which reads a later page into it: call it once the
+	// batch is applied, and keep nothing of its Events past it (a kept key
+	// reads as zeros). Not calling it costs only memory.
+	Release func()
 }
 
 // EtcdEvents are a batch's changes; a snapshot's are sorted by key.

@@ -21,10 +21,12 @@ import (
 // state again. rangePage keeps the response as the one buffer it arrived
 // in, and each key and value is a slice of it.
 
-// rangePage is one answer of etcd's Range, as read off the wire.
+// rangePage is one answer of etcd's Range, as read off the wire, and the
+// events a listing makes of it.
 type rangePage struct {
 	buf      []byte
 	kvs      []keyValue
+	events   Events
 	more     bool
 	count    int64
 	revision int64
@@ -56,16 +58,23 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fmt.Errorf("raw range codec: cannot unmarshal into %T", v)
 	}
-	// gRPC frees data when this returns: the page gets its own copy, in one
-	// allocation that holds no pointers.
-	p.buf = data.Materialize()
+	// gRPC frees data when this returns: the page gets its own copy, in
+	// memory that holds no pointers, a released page's when it is large
+	// enough (pages of a listing are alike: an eighth more makes most fit).
+	need := data.Len()
+	if cap(p.buf) < need {
+		p.buf = make([]byte, need, need+need/8)
+	}
+	p.buf = p.buf[:need]
+	data.CopyTo(p.buf)
 	return nil
 }
 
-// readPage asks etcd for one page. The client's connection carries its
-// credentials and its retry policy, as the client's own Get would.
-func readPage(ctx context.Context, c *clientv3.Client, req *pb.RangeRequest) (*rangePage, error) {
-	p := &rangePage{}
+// readPage asks etcd for one page, read into p's memory. The client's
+// connection carries its credentials and its retry policy, as the client's
+// own Get would.
+func readPage(ctx context.Context, c *clientv3.Client, req *pb.RangeRequest, p *rangePage) (*rangePage, error) {
+	*p = rangePage{buf: p.buf[:0], kvs: p.kvs[:0], events: p.events[:0]}
 	err := c.ActiveConnection().Invoke(ctx, "/etcdserverpb.KV/Range", req, p,
 		grpc.ForceCodecV2(rawCodec{}), grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32))
 	if err != nil {
@@ -86,7 +95,10 @@ func (p *rangePage) parse() error {
 	// The keys are counted first, so that their slice is allocated once at
 	// its size: grown by appends it was the largest part of a re-list's
 	// garbage, more than the pages themselves.
-	p.kvs = make([]keyValue, 0, countKeys(p.buf))
+	if n := countKeys(p.buf); cap(p.kvs) < n {
+		p.kvs = make([]keyValue, 0, n)
+	}
+	p.kvs = p.kvs[:0]
 	b := p.buf
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

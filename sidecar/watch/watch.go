@@ -165,12 +165,13 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	defer cancel()
 	p := w.prefix()
 	spans := w.spans()
+	pages := newPagePool()
 	// Each span is read by a goroutine of its own into a short queue,
 	// started as the one before it is emitted, so that etcd reads the next
 	// range while this process compares the last; the queue bounds what
 	// waits to a few pages.
 	type page struct {
-		kvs []keyValue
+		*rangePage
 		rev int64
 		err error
 	}
@@ -178,9 +179,9 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 		ch := make(chan page, 1)
 		go func() {
 			defer close(ch)
-			_, err := w.readRange(ctx, s.key, s.end, rev, func(kvs []keyValue, rev int64) bool {
+			_, err := w.readRange(ctx, s.key, s.end, rev, pages, func(pg *rangePage, rev int64) bool {
 				select {
-				case ch <- page{kvs: kvs, rev: rev}:
+				case ch <- page{rangePage: pg, rev: rev}:
 					return true
 				case <-ctx.Done():
 					return false
@@ -223,14 +224,17 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 			if r+1 < len(spans) && queues[r+1] == nil {
 				queues[r+1] = read(spans[r+1], rev)
 			}
-			b := &Batch{Snapshot: true, More: true, Revision: rev, Events: make(Events, 0, len(pg.kvs))}
+			if cap(pg.events) < len(pg.kvs) {
+				pg.events = make(Events, 0, len(pg.kvs))
+			}
 			for _, kv := range pg.kvs {
 				if listed > 0 && listed%every == 0 {
 					splits = append(splits, string(kv.key))
 				}
 				listed++
-				b.Events = append(b.Events, Event{Key: alias(kv.key[len(p):]), Value: alias(kv.value)})
+				pg.events = append(pg.events, Event{Key: alias(kv.key[len(p):]), Value: alias(kv.value)})
 			}
+			b := &Batch{Snapshot: true, More: true, Revision: rev, Events: pg.events, Release: pages.release(pg.rangePage)}
 			b.Received = time.Now()
 			if err := send(ready); err != nil {
 				return 0, err
@@ -331,7 +335,7 @@ func (w *Watcher) spans() []span {
 // readRange cuts it in two at the middle of its keys' byte values and reads
 // the lower half first: each read counts only its own part, whatever the
 // keys are, and the pages still come in key order.
-func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got func([]keyValue, int64) bool) (int64, error) {
+func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, pages *pagePool, got func(*rangePage, int64) bool) (int64, error) {
 	timeout := w.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -354,7 +358,7 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got
 			req.Revision, req.Serializable = rev, true
 		}
 		lctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := readPage(lctx, w.Client, req)
+		resp, err := readPage(lctx, w.Client, req, pages.get())
 		cancel()
 		if err != nil {
 			return 0, err
@@ -363,15 +367,21 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, got
 		if rev == 0 {
 			rev = resp.revision
 		}
-		if !got(resp.kvs, rev) {
+		// What the next read needs is taken before the page is given
+		// away: its memory may be read into again once applied.
+		more, have, count := resp.more && len(resp.kvs) > 0, int64(len(resp.kvs)), resp.count
+		var first, last string
+		if more {
+			first, last = string(resp.kvs[0].key), string(resp.kvs[len(resp.kvs)-1].key)
+		}
+		if !got(resp, rev) {
 			return rev, ctx.Err()
 		}
-		if resp.more && len(resp.kvs) > 0 {
+		if more {
 			// The next page starts just after the last key read.
-			first, last := string(resp.kvs[0].key), string(resp.kvs[len(resp.kvs)-1].key)
 			key = last + "\x00"
-			if left := resp.count - int64(len(resp.kvs)); left > 2*page {
-				if cut, ok := halfway(first, last, end, int64(len(resp.kvs)), left); ok && key < cut {
+			if left := count - have; left > 2*page {
+				if cut, ok := halfway(first, last, end, have, left); ok && key < cut {
 					after, end = append(after, end), cut
 				}
 			}

@@ -343,3 +343,59 @@ func TestMiddleIsBetween(t *testing.T) {
 		t.Error("no middle between a key and its prefix's end")
 	}
 }
+
+// A page's memory is read into again once the consumer has released it,
+// never before: a listing of many pages released as they are applied uses
+// the memory of a few, one that keeps its pages gets fresh memory for each,
+// and a key kept past Release reads as zeros, not as a later page's key.
+func TestAReleasedPageIsReadIntoAgain(t *testing.T) {
+	etcd := testbed.StartEtcd(t, t.TempDir())
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	testbed.Must(t, err, "client")
+	defer client.Close()
+	ctx := testbed.Context(t, time.Minute)
+	const n, size = 400, 10
+	for i := 0; i < n; i += 100 {
+		var ops []clientv3.Op
+		for j := i; j < i+100; j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("root/k%04d", j), fmt.Sprintf("v%04d", j)))
+		}
+		_, err = client.Txn(ctx).Then(ops...).Commit()
+		testbed.Must(t, err, "load")
+	}
+
+	list := func(release bool) (memories int, kept string) {
+		w := &watch.Watcher{Client: client, Prefix: "root", PageSize: size}
+		seen := map[*watch.Event]bool{}
+		listed := 0
+		_, err := w.ListPages(ctx, func(b watch.Batch) error {
+			for _, e := range b.Events {
+				if want := fmt.Sprintf("k%04d=v%04d", listed, listed); e.Key+"="+e.Value != want {
+					t.Fatalf("page %d: %s=%s where %s comes", b.Part, e.Key, e.Value, want)
+				}
+				listed++
+			}
+			if len(b.Events) > 0 {
+				seen[&b.Events[0]] = true
+				if b.Part == 0 {
+					kept = b.Events[0].Key
+				}
+			}
+			if release {
+				b.Release()
+			}
+			return nil
+		})
+		testbed.Must(t, err, "list")
+		if listed != n {
+			t.Fatalf("listed %d keys, want %d", listed, n)
+		}
+		return len(seen), kept
+	}
+	if memories, kept := list(true); memories > 8 || kept != "\x00\x00\x00\x00\x00" {
+		t.Fatalf("released as applied, %d pages of %d keys used %d memories (want a few) and a key kept past its release reads %q (want zeros)", n/size, size, memories, kept)
+	}
+	if memories, kept := list(false); memories != n/size || kept != "k0000" {
+		t.Fatalf("never released, %d pages used %d memories and the first key reads %q; want %d and k0000", n/size, memories, kept, n/size)
+	}
+}
