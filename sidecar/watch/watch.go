@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -55,9 +54,6 @@ type Watcher struct {
 	ProgressInterval time.Duration
 	// PageSize and SplitEvery override the listing sizes (tests).
 	PageSize, SplitEvery int
-	// ListingGC is the garbage collector's percent while a listing runs
-	// (ListingGCPercent when 0; negative leaves it alone).
-	ListingGC int
 
 	// splits are keys of the last listing, SplitEvery apart; listed is how
 	// many keys it had. The next listing uses both (only Run and List,
@@ -155,12 +151,6 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	if every <= 0 {
 		every = SplitEvery
 	}
-	gc := w.ListingGC
-	if gc == 0 {
-		gc = ListingGCPercent
-	}
-	restore := collectSooner(gc)
-	defer restore()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := w.prefix()
@@ -255,38 +245,11 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 		ready = &Batch{Snapshot: true, Revision: rev, Received: time.Now()}
 	}
 	ready.More = false
-	// The last page is where the consumer decodes and builds what changed
-	// (everything, on a cold start): that is not the pages' garbage.
-	restore()
 	if err := send(ready); err != nil {
 		return 0, err
 	}
 	w.splits, w.listed = splits, listed
 	return rev, nil
-}
-
-// ListingGCPercent is the garbage collector's percent during a listing. Every
-// page is garbage once compared, and at the default 100 the heap grows to
-// twice what is live before a collection: a re-list of 100,000 circuits
-// would need twice the memory of the state it refreshes, and that peak is
-// what sizes a pod's limit. Collecting at 25% while the pages come keeps it
-// near the state, for a few more collections during the listing alone.
-const ListingGCPercent = 25
-
-// collectSooner sets the collector's percent to p unless it is already as
-// low (or off, GOGC=off: the operator's memory limit rules) and returns what
-// puts it back.
-func collectSooner(p int) (restore func()) {
-	if p < 0 {
-		return func() {}
-	}
-	old := debug.SetGCPercent(p)
-	if old <= p {
-		debug.SetGCPercent(old)
-		return func() {}
-	}
-	var once sync.Once
-	return func() { once.Do(func() { debug.SetGCPercent(old) }) }
 }
 
 // span is a key range [key, end).

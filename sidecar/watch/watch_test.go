@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime/debug"
 	"sort"
 	"testing"
 	"time"
@@ -37,18 +36,6 @@ func TestListPagesAtOneRevision(t *testing.T) {
 	testbed.Must(t, err, "list")
 	if len(b.Events) != n || b.Events[0].Key != "k000000" || b.Events[n-1].Key != fmt.Sprintf("k%06d", n-1) {
 		t.Fatalf("listed %d keys (first %v), want %d", len(b.Events), b.Events[0], n)
-	}
-
-	// While pages come the collector runs sooner; for the last page, which
-	// the consumer decodes and builds, and after, as before.
-	var during []int
-	_, err = w.ListPages(ctx, func(b watch.Batch) error {
-		during = append(during, gcPercent())
-		return nil
-	})
-	testbed.Must(t, err, "list in pages")
-	if last := len(during) - 1; last < 1 || during[0] != watch.ListingGCPercent || during[last] != 100 || gcPercent() != 100 {
-		t.Fatalf("collector's percent during the pages %v, after %d; want %d until the last page, then 100", during, gcPercent(), watch.ListingGCPercent)
 	}
 
 	// Run hands out the listing, then each change as its own batch.
@@ -96,13 +83,6 @@ func TestListPagesAtOneRevision(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no batch for a change")
 	}
-}
-
-// gcPercent is the collector's percent now.
-func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
 }
 
 // A listing asks for the ranges between the keys the last one remembered.
