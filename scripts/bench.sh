@@ -35,7 +35,7 @@ run go test -run '^$' -bench 'BuildAndRender' -benchtime 20x ./sidecar/targets
 # then one at 100,000, each size in a process of its own.
 run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=10000$' -benchtime 1000x -count 3 -timeout 30m ./sidecar/daemon
 run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=100000$' -benchtime 200x -timeout 60m ./sidecar/daemon
-run go test -run '^$' -bench 'Relist100k' -benchtime 2x -timeout 60m ./sidecar/engine
+run go test -run '^$' -bench 'Relist100k' -benchtime 5x -timeout 60m ./sidecar/engine
 echo "bench: Traefik with and without the plugin, in Backend.AI's chain; its etcd ceiling; etcd write to targets through Traefik; without etcd" >&2
 # Rounds alternate the variants: ten of each for one router's throughput,
 # five for loads and reloads of 10,000 routers (each in a fresh Traefik).

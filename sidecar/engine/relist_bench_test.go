@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +104,13 @@ func BenchmarkRelist100k(b *testing.B) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	before, _ := rss()
+	if f := os.Getenv("BENCH_COLD_CPU_PROFILE"); f != "" {
+		// The cold start alone: first listing, plugin set, render.
+		out, err := os.Create(f)
+		testbed.Must(b, err, "cpu profile")
+		testbed.Must(b, pprof.StartCPUProfile(out), "cpu profile")
+		defer out.Close()
+	}
 	start := time.Now()
 	e := engine.New(engine.Options{Targets: options(true).Targets, Etcd: true, PluginName: "traefik-sd"}, start)
 	// The cold start's parts, so that a missed goal can say where its time
@@ -116,6 +125,9 @@ func BenchmarkRelist100k(b *testing.B) {
 	coldPushes := time.Since(start) - coldList - coldEtcd
 	body := e.AppendJSON(nil)
 	cold := time.Since(start)
+	if os.Getenv("BENCH_COLD_CPU_PROFILE") != "" {
+		pprof.StopCPUProfile()
+	}
 	coldRender := cold - coldList - coldEtcd - coldPushes
 	routes := e.Groups()["appproxy-circuit-route"]
 	if routes != 2*relistCircuits || !e.Ready(start) {
@@ -159,6 +171,11 @@ func BenchmarkRelist100k(b *testing.B) {
 		testbed.Must(b, pprof.StartCPUProfile(out), "cpu profile")
 		defer func() { pprof.StopCPUProfile(); out.Close() }()
 	}
+	// Each re-list is followed by a reading of etcd's floor, outside the
+	// timer: the goal is a ratio of the two, judged from the rounds' pairs,
+	// as the floor alone varies by a third from one reading to the next on
+	// a shared machine.
+	var relists, floors []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -171,12 +188,21 @@ func BenchmarkRelist100k(b *testing.B) {
 		listing += t1.Sub(t0) - own
 		applying += own
 		rendering += time.Since(t1)
+		relists = append(relists, time.Since(t0).Seconds())
+		b.StopTimer()
+		floors = append(floors, etcdReadFloor(b, ctx))
+		b.StartTimer()
 	}
 	b.StopTimer()
+	for i := range relists {
+		b.ReportMetric(relists[i], fmt.Sprintf("relist-round%d-s", i+1))
+		b.ReportMetric(floors[i], fmt.Sprintf("floor-round%d-s", i+1))
+	}
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20)/float64(b.N), "relist-alloc-MiB")
 	b.ReportMetric(float64(m1.NumGC-m0.NumGC)/float64(b.N), "relist-gc-cycles")
-	b.ReportMetric(etcdReadFloor(b, ctx), "etcd-read-floor-s")
+	sort.Float64s(floors)
+	b.ReportMetric(floors[len(floors)/2], "etcd-read-floor-s")
 	b.ReportMetric(listing.Seconds()/float64(b.N), "list-s")
 	b.ReportMetric(applying.Seconds()/float64(b.N), "compare+decode+build-s")
 	b.ReportMetric(rendering.Seconds()/float64(b.N), "render-s")

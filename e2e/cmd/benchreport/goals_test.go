@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -79,6 +80,36 @@ func TestTheReListIsJudgedAgainstTheFloor(t *testing.T) {
 		}
 		if v := find(t, vs, "cold start"); v.met != tc.wantCold {
 			t.Errorf("floor %s, cold %s: %+v, want %s", tc.floor, tc.cold, v, tc.wantCold)
+		}
+	}
+}
+
+// With rounds, the re-list is judged from the interval of its pairs'
+// ratios to the floor read after each, not from one floor.
+func TestTheReListIsJudgedFromItsRounds(t *testing.T) {
+	rounds := func(pairs ...float64) string {
+		s := ""
+		for i := 0; i < len(pairs); i += 2 {
+			s += fmt.Sprintf("\t%v relist-round%d-s\t%v floor-round%d-s", pairs[i], i/2+1, pairs[i+1], i/2+1)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		rounds      string
+		want, words string
+	}{
+		// Ratios 1.20, 1.22, 1.18, 1.21, 1.19: wholly below 1.3.
+		{rounds(6, 5, 6.1, 5, 5.9, 5, 6.05, 5, 5.95, 5), "met", "ratio median 1.200"},
+		// 1.40 to 1.44: wholly above.
+		{rounds(7, 5, 7.2, 5, 7.1, 5, 7.05, 5, 7.15, 5), "missed", "lies wholly above 1.3"},
+		// 1.1 to 1.5: the interval holds the goal.
+		{rounds(5.5, 5, 7.5, 5, 6.5, 5, 7, 5, 6, 5), "unsettled", "more rounds each would settle it"},
+	} {
+		// The single floor (3.5 s) would miss every case: the rounds rule.
+		text := strings.Replace(strings.Replace(out, "200000 targets", "200000 targets"+tc.rounds, 1), "%s", "43", 1)
+		v := find(t, judge(t, text), "full re-list")
+		if v.met != tc.want || !strings.Contains(v.measured+" "+v.why+" "+v.settle, tc.words) {
+			t.Errorf("%s: %+v, want %s with %q", tc.rounds, v, tc.want, tc.words)
 		}
 	}
 }
