@@ -92,11 +92,13 @@ var errTruncated = errors.New("truncated")
 // revision (3), kvs (2) with each key (1) and value (5), more (3), count (4).
 // Fields it does not read are skipped, as protobuf does.
 func (p *rangePage) parse() error {
-	// The keys are counted first, so that their slice is allocated once at
-	// its size: grown by appends it was the largest part of a re-list's
-	// garbage, more than the pages themselves.
-	if n := countKeys(p.buf); cap(p.kvs) < n {
-		p.kvs = make([]keyValue, 0, n)
+	// A new page's keys are counted first, so that their slice is
+	// allocated once at its size: grown by appends it was the largest part
+	// of a re-list's garbage, more than the pages themselves. A page read
+	// into a released one keeps its slice (no page has more keys than the
+	// limit of the first), and counting would walk its keys twice.
+	if cap(p.kvs) == 0 {
+		p.kvs = make([]keyValue, 0, countKeys(p.buf))
 	}
 	p.kvs = p.kvs[:0]
 	b := p.buf

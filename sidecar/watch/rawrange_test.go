@@ -77,4 +77,14 @@ func TestAPageIsParsedInOneAllocation(t *testing.T) {
 	if allocs != 1 || len(p.kvs) != 1000 || cap(p.kvs) != 1000 {
 		t.Fatalf("parsing a page of 1000 keys: %v allocations, %d keys in a slice of %d; want 1, 1000, 1000", allocs, len(p.kvs), cap(p.kvs))
 	}
+	// Read into a released page, it allocates nothing.
+	allocs = testing.AllocsPerRun(10, func() {
+		p = rangePage{buf: b, kvs: p.kvs[:0]}
+		if err := p.parse(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 || len(p.kvs) != 1000 {
+		t.Fatalf("parsing a page of 1000 keys into a released page: %v allocations, %d keys; want 0, 1000", allocs, len(p.kvs))
+	}
 }
