@@ -3,6 +3,7 @@ package dynamic_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"runtime"
 	"runtime/metrics"
@@ -284,4 +285,91 @@ func TestSmallCommitStaysSerial(t *testing.T) {
 	if n := started(dynamic.ParallelMin); n == 0 {
 		t.Errorf("a commit of %d objects started no goroutine", dynamic.ParallelMin)
 	}
+}
+
+// A listing's pages decode the objects they changed as they come, while
+// the watcher reads the next page; the commit at the last page then ends
+// exactly where a commit of the whole listing at once does, errors and
+// their order included. A decoding made ahead is not used for an object
+// written or deleted since.
+func TestDecodingAheadCommitsAsTheWholeListing(t *testing.T) {
+	all := sampleKeys(60)
+	id := func(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-000000000000", i) }
+	for i := 0; i < 60; i += 10 {
+		all = append(all,
+			[2]string{"http/services/bai_service_" + id(i) + "/loadBalancer/servers/0/url", "ftp://10.0.0.1/"},
+			[2]string{"http/middlewares/bai_sd_" + id(i+1) + "/plugin/traefik-sd/metricsport", "not-a-port"},
+			[2]string{"http/routers/bai_router_" + id(i+3) + "/rule", "Host(`x`)\xff"})
+	}
+	slices.SortFunc(all, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	whole := func(l listing) (*dynamic.Store, []dynamic.ObjectID, []error) {
+		s := dynamic.NewStore("traefik-sd")
+		s.DecodeAheadFrom(math.MaxInt)
+		s.Reset(l)
+		changed, errs := s.CommitWith(1, math.MaxInt)
+		return s, changed, errs
+	}
+	want, wantChanged, wantErrs := whole(all)
+	for _, size := range []int{7, 50, 400} {
+		got := dynamic.NewStore("traefik-sd")
+		got.DecodeAheadFrom(5)
+		paged(got, all, size)
+		if got.Ahead() == 0 {
+			t.Fatalf("pages of %d: nothing was decoded ahead", size)
+		}
+		changed, errs := got.Commit()
+		if !reflect.DeepEqual(changed, wantChanged) || fmt.Sprint(errs) != fmt.Sprint(wantErrs) {
+			t.Fatalf("pages of %d: changed %d objects with errors %v, the whole listing %d with %v", size, len(changed), errs, len(wantChanged), wantErrs)
+		}
+		sameStore(t, fmt.Sprintf("pages of %d, decoded ahead", size), got, want)
+	}
+
+	// A router written between two pages, after it was decoded ahead: the
+	// first router of the listing's first half.
+	half := len(all) / 2
+	router := ""
+	for _, kv := range all[:half] {
+		if name, ok := strings.CutPrefix(kv[0], "http/routers/"); ok {
+			router = name[:strings.IndexByte(name, '/')]
+			break
+		}
+	}
+	circuit := strings.TrimPrefix(router, "bai_router_")
+	if router == "" || circuit == router {
+		t.Fatalf("no circuit's router in the listing's first half: %q", router)
+	}
+	got := dynamic.NewStore("traefik-sd")
+	got.DecodeAheadFrom(1)
+	got.BeginReset()
+	got.ResetPage(all[:half])
+	if got.Ahead() == 0 {
+		t.Fatal("first half: nothing decoded ahead")
+	}
+	got.Put(dynamic.ObjectID{Kind: dynamic.Routers, Name: router}, "rule", "Host(`changed.example`)")
+	got.ResetPage(all[half:])
+	got.EndReset()
+	got.Commit()
+	if r := got.Routers[router]; r == nil || r.Rule != "Host(`changed.example`)" {
+		t.Fatalf("a router written after it was decoded ahead: %+v", r)
+	}
+
+	// A listing abandoned after its pages were decoded ahead, then one
+	// without some of those objects: they are gone, not their decodings.
+	var fewer listing
+	for _, kv := range all {
+		if !strings.Contains(kv[0], circuit) {
+			fewer = append(fewer, kv)
+		}
+	}
+	want, _, _ = whole(fewer)
+	got = dynamic.NewStore("traefik-sd")
+	got.DecodeAheadFrom(1)
+	got.BeginReset()
+	got.ResetPage(all[:half])
+	paged(got, fewer, 50)
+	got.Commit()
+	if got.Routers[router] != nil {
+		t.Fatalf("a router the last listing lacks is still there, decoded ahead in the abandoned one")
+	}
+	sameStore(t, "after an abandoned listing decoded ahead", got, want)
 }

@@ -11,3 +11,9 @@ func (s *Store) CommitWith(workers, threshold int) ([]ObjectID, []error) {
 
 // Dirty is how many objects the next Commit will decode again.
 func (s *Store) Dirty() int { return len(s.dirty) }
+
+// DecodeAheadFrom sets the fewest objects a listing's pages decode ahead.
+func (s *Store) DecodeAheadFrom(n int) { s.aheadMin = n }
+
+// Ahead is how many objects are decoded ahead of the next Commit.
+func (s *Store) Ahead() int { return len(s.ahead) }

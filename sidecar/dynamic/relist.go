@@ -1,6 +1,9 @@
 package dynamic
 
-import "strings"
+import (
+	"runtime"
+	"strings"
+)
 
 // Listing is a listing of the root key, or one page of it, sorted by key,
 // so that the keys of one object come together.
@@ -33,6 +36,7 @@ func (s *Store) BeginReset() {
 // until then.
 func (s *Store) ResetPage(l Listing) {
 	s.resetRuns(joined{s.held, l}, false)
+	s.decodeAhead(runtime.GOMAXPROCS(0))
 }
 
 // EndReset applies the listing's last object and deletes every object the
@@ -96,6 +100,7 @@ func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
 			id = own(id)
 			s.raw[id] = packRun(l, i, j, s.gen)
 			s.dirty[id] = true
+			s.fresh = append(s.fresh, id)
 		} else {
 			obj.gen = s.gen
 		}
@@ -110,6 +115,7 @@ func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
 	id = own(id)
 	s.raw[id] = obj
 	s.dirty[id] = true
+	s.fresh = append(s.fresh, id)
 }
 
 // heldKey is one key of a page's last object, copied: the watcher reads

@@ -63,6 +63,12 @@ type Store struct {
 	// held is the last object's keys of a listing's page, kept until the
 	// next page says whether more of its keys follow (see ResetPage).
 	held []heldKey
+	// fresh are the objects a listing's pages changed since the last
+	// decoding ahead; ahead holds those decodings, each with the raw object
+	// it was made from, until Commit (see decodeAhead).
+	fresh    []ObjectID
+	ahead    map[ObjectID]aheadDecoding
+	aheadMin int // the fewest fresh objects decoded ahead; 0 is parallelMin
 
 	Routers     map[string]*Router
 	Services    map[string]*Service
@@ -188,17 +194,72 @@ type decoded struct {
 	err   error
 }
 
+// aheadDecoding is an object decoded while a listing's pages came.
+type aheadDecoding struct {
+	raw *rawObject
+	decoded
+}
+
 // commit decodes with up to workers goroutines once at least threshold objects
 // changed; a worker count of 1 is the serial path the tests compare with.
+// An object decoded ahead is not decoded again unless it changed since.
 func (s *Store) commit(workers, threshold int) (changed []ObjectID, errs []error) {
-	if workers < 2 || len(s.dirty) < threshold {
+	ahead := s.ahead
+	s.ahead, s.fresh = nil, nil
+	if len(ahead) == 0 && (workers < 2 || len(s.dirty) < threshold) {
 		// The ids of a small commit stay on the stack: a watch event's
 		// commit allocates no more than its decoding.
 		var buf [16]ObjectID
 		return s.applyAll(s.dirtyIDs(buf[:0]), nil)
 	}
 	ids := s.dirtyIDs(make([]ObjectID, 0, len(s.dirty)))
-	return s.applyAll(ids, s.decodeAll(ids, workers))
+	results := make([]decoded, len(ids))
+	var rest []ObjectID
+	var at []int
+	for i, id := range ids {
+		// The same raw object decodes the same: a decoding made ahead
+		// holds while the object has not been written since.
+		if a, ok := ahead[id]; ok && a.raw == s.raw[id] {
+			results[i] = a.decoded
+			continue
+		}
+		rest, at = append(rest, id), append(at, i)
+	}
+	if workers < 2 || len(rest) < threshold {
+		workers = 1
+	}
+	for j, d := range s.decodeAll(rest, workers) {
+		results[at[j]] = d
+	}
+	return s.applyAll(ids, results)
+}
+
+// decodeAhead decodes the objects a listing's pages changed so far, once
+// there are enough of them for the workers: on a cold start, every object,
+// a page at a time, and Commit at the last page only applies them. The
+// listing's consumer decodes while the watcher reads the next page, so
+// most of a cold start's decoding hides in its wait for etcd. Nothing is
+// applied: the decoded configuration stays the last one until Commit.
+func (s *Store) decodeAhead(workers int) {
+	least := s.aheadMin
+	if least <= 0 {
+		least = parallelMin
+	}
+	if len(s.fresh) < least {
+		return
+	}
+	ids := s.fresh
+	raws := make([]*rawObject, len(ids))
+	for i, id := range ids {
+		raws[i] = s.raw[id]
+	}
+	if s.ahead == nil {
+		s.ahead = make(map[ObjectID]aheadDecoding, len(ids))
+	}
+	for i, d := range s.decodeAll(ids, workers) {
+		s.ahead[ids[i]] = aheadDecoding{raw: raws[i], decoded: d}
+	}
+	s.fresh = ids[:0]
 }
 
 // dirtyIDs appends the changed objects to ids, in ObjectID order: the
