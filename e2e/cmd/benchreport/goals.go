@@ -200,16 +200,23 @@ func relistGoal(rs runSet) verdict {
 	floor, ok2 := rs.one(relistGroup, "", "etcd-read-floor-s")
 	list, _ := rs.one(relistGroup, "", "list-s")
 	own, _ := rs.one(relistGroup, "", "compare+decode+build-s")
-	render, _ := rs.one(relistGroup, "", "render-s")
+	// A re-list that changes nothing renders nothing (the daemon publishes
+	// nothing); older runs rendered after each.
+	render, rendered := rs.one(relistGroup, "", "render-s")
 	if !ok || !ok2 || floor <= 0 {
 		return notMeasured(v, relistGroup+" ns/op and etcd-read-floor-s")
 	}
 	total := ns / 1e9
-	parts := fmt.Sprintf("listing %s s, own work %s s, render %s s", format(list), format(own), format(render))
+	parts := fmt.Sprintf("listing %s s, own work %s s", format(list), format(own))
+	work := "compare, decode, build"
+	if rendered {
+		parts += fmt.Sprintf(", render %s s", format(render))
+		work += ", render"
+	}
 	why := func() string {
 		return fmt.Sprintf("The goal leaves %s s beyond etcd's %s s. The listing alone spent %s s beyond it, reading the same "+
-			"keys as the floor and sending them; traefik-sd's own work (compare, decode, build, render) took %s s.",
-			format((relistOverFloor-1)*floor), format(floor), format(list-floor), format(own+render))
+			"keys as the floor and sending them; traefik-sd's own work (%s) took %s s.",
+			format((relistOverFloor-1)*floor), format(floor), format(list-floor), work, format(own+render))
 	}
 	// Each re-list followed by a reading of the floor: judged from the
 	// pairs' ratios, as the floor alone varies from one reading to the next.
