@@ -133,7 +133,7 @@ func (c comparison) judge(goal float64, d direction) judgement {
 	if err != nil {
 		return judgement{met: "unsettled", settle: err.Error()}
 	}
-	return judgement{met: "unsettled", settle: fmt.Sprintf("about %d more rounds each would settle it at this spread", more)}
+	return judgement{met: "unsettled", settle: "about " + plural(more, "more round") + " each would settle it at this spread"}
 }
 
 // maxRounds bounds the search: a goal that needs more is, in practice, a tie.

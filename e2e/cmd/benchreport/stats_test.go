@@ -86,7 +86,7 @@ func TestJudgeOnTheWholeInterval(t *testing.T) {
 		if j := c.judge(tc.goal, tc.d); j.met != tc.want {
 			lo, hi, _ := c.interval()
 			t.Errorf("%s: %s (interval %.4f–%.4f), want %s", tc.name, j.met, lo, hi, tc.want)
-		} else if tc.want == "unsettled" && !strings.Contains(j.settle, "more rounds each") {
+		} else if tc.want == "unsettled" && !strings.Contains(j.settle, " more round") {
 			t.Errorf("%s: settle %q", tc.name, j.settle)
 		}
 	}
