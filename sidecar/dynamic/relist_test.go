@@ -12,6 +12,19 @@ import (
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 )
 
+// fixtureListing is three circuits' keys (one of them with keys in
+// another case), sorted as a listing holds them.
+func fixtureListing(t *testing.T) listing {
+	var all listing
+	for _, name := range []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"} {
+		for _, p := range fixture.KV(t, name) {
+			all = append(all, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
+	return all
+}
+
 // paged applies l as a listing cut into pages of size keys.
 func paged(s *dynamic.Store, l listing, size int) {
 	s.BeginReset()
@@ -35,13 +48,7 @@ func sameStore(t *testing.T, what string, got, want *dynamic.Store) {
 // in pages changes nothing; a listing abandoned half way and listed again
 // ends where the whole listing does.
 func TestAPagedListingIsTheWholeListing(t *testing.T) {
-	var all listing
-	for _, name := range []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"} {
-		for _, p := range fixture.KV(t, name) {
-			all = append(all, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
+	all := fixtureListing(t)
 	// Before: the listing without its last third and with one changed value.
 	var before listing
 	for i, kv := range all[:2*len(all)/3] {
@@ -139,13 +146,7 @@ func alias(b []byte) string {
 // as it is applied, and the store still ends as the same listing given in
 // pages it may keep.
 func TestAStoreKeepsNothingOfAPage(t *testing.T) {
-	var all listing
-	for _, name := range []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"} {
-		for _, p := range fixture.KV(t, name) {
-			all = append(all, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
+	all := fixtureListing(t)
 	var before listing
 	for i, kv := range all[:2*len(all)/3] {
 		if i == 5 || i == 9 {

@@ -237,9 +237,9 @@ func (s *Store) commit(workers, threshold int) (changed []ObjectID, errs []error
 // decodeAhead decodes the objects a listing's pages changed so far, once
 // there are enough of them for the workers: on a cold start, every object,
 // a page at a time, and Commit at the last page only applies them. The
-// listing's consumer decodes while the watcher reads the next page, so
-// most of a cold start's decoding hides in its wait for etcd. Nothing is
-// applied: the decoded configuration stays the last one until Commit.
+// listing's consumer decodes while the watcher reads the next page, so the
+// decoding overlaps the wait for etcd. Nothing is applied: the decoded
+// configuration stays the last one until Commit.
 func (s *Store) decodeAhead(workers int) {
 	least := s.aheadMin
 	if least <= 0 {

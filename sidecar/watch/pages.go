@@ -3,8 +3,8 @@ package watch
 import "sync/atomic"
 
 // A re-list of 2 million keys reads some 330 MB of pages, all of it garbage
-// once compared, and the collector marks the whole state held (about a
-// gigabyte) for every quarter of that: most of a re-list's CPU. So the pages
+// once compared, for which the collector marks the whole state held (about
+// a gigabyte) again: that was most of a re-list's CPU. So the pages
 // a consumer has applied (Batch.Release) are read into again. The pool is
 // the listing's own: once the listing is applied it is garbage, and nothing
 // is held at rest.
