@@ -14,11 +14,18 @@ import (
 	"go.uber.org/zap"
 )
 
-func TestListPagesAtOneRevision(t *testing.T) {
+// startEtcd starts an etcd of the test's own and returns a client of it,
+// both stopped when the test ends.
+func startEtcd(t *testing.T) *clientv3.Client {
 	etcd := testbed.StartEtcd(t, t.TempDir())
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "client")
-	defer client.Close()
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+func TestListPagesAtOneRevision(t *testing.T) {
+	client := startEtcd(t)
 	ctx := testbed.Context(t, time.Minute)
 	n := watch.PageSize*2 + 17
 	for i := 0; i < n; i += 100 {
@@ -29,7 +36,7 @@ func TestListPagesAtOneRevision(t *testing.T) {
 		_, err := client.Txn(ctx).Then(ops...).Commit()
 		testbed.Must(t, err, "load")
 	}
-	_, err = client.Put(ctx, "rootless", "outside the prefix")
+	_, err := client.Put(ctx, "rootless", "outside the prefix")
 	testbed.Must(t, err, "put")
 	w := &watch.Watcher{Client: client, Prefix: "root"}
 	b, err := w.List(ctx)
@@ -90,16 +97,13 @@ func TestListPagesAtOneRevision(t *testing.T) {
 // on a split itself, deleted or new), it must read exactly what one
 // unlimited read of the prefix reads at its revision.
 func TestListBetweenSplitsReadsThePrefixWhole(t *testing.T) {
-	etcd := testbed.StartEtcd(t, t.TempDir())
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	testbed.Must(t, err, "client")
-	defer client.Close()
+	client := startEtcd(t)
 	ctx := testbed.Context(t, time.Minute)
 	var ops []clientv3.Op
 	for i := 0; i < 100; i++ {
 		ops = append(ops, clientv3.OpPut(fmt.Sprintf("root/k%03d", i), fmt.Sprint(i)))
 	}
-	_, err = client.Txn(ctx).Then(ops...).Commit()
+	_, err := client.Txn(ctx).Then(ops...).Commit()
 	testbed.Must(t, err, "load")
 	w := &watch.Watcher{Client: client, Prefix: "root", PageSize: 7, SplitEvery: 10}
 	same := func(step string) {
@@ -259,10 +263,7 @@ func TestRangesReadOnlyWhatARoleGrants(t *testing.T) {
 // as it goes must keep the count near n·log(n/page), and read every key in
 // order all the same, however the keys are spread.
 func TestAFirstListingDoesNotCountTheRangeForEveryPage(t *testing.T) {
-	etcd := testbed.StartEtcd(t, t.TempDir())
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	testbed.Must(t, err, "client")
-	defer client.Close()
+	client := startEtcd(t)
 	ctx := testbed.Context(t, time.Minute)
 	const n, page = 6000, 50
 	var keys []string
@@ -329,10 +330,7 @@ func TestMiddleIsBetween(t *testing.T) {
 // the memory of a few, one that keeps its pages gets fresh memory for each,
 // and a key kept past Release reads as zeros, not as a later page's key.
 func TestAReleasedPageIsReadIntoAgain(t *testing.T) {
-	etcd := testbed.StartEtcd(t, t.TempDir())
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	testbed.Must(t, err, "client")
-	defer client.Close()
+	client := startEtcd(t)
 	ctx := testbed.Context(t, time.Minute)
 	const n, size = 400, 10
 	for i := 0; i < n; i += 100 {
@@ -340,7 +338,7 @@ func TestAReleasedPageIsReadIntoAgain(t *testing.T) {
 		for j := i; j < i+100; j++ {
 			ops = append(ops, clientv3.OpPut(fmt.Sprintf("root/k%04d", j), fmt.Sprintf("v%04d", j)))
 		}
-		_, err = client.Txn(ctx).Then(ops...).Commit()
+		_, err := client.Txn(ctx).Then(ops...).Commit()
 		testbed.Must(t, err, "load")
 	}
 
