@@ -27,6 +27,7 @@ const (
 var (
 	defaultRemovalDelay   = mustDuration(DefaultRemovalDelay)
 	defaultResyncInterval = mustDuration(DefaultResyncInterval)
+	defaultTiming         = timing{removal: defaultRemovalDelay, resync: defaultResyncInterval}
 )
 
 func mustDuration(s string) time.Duration {
@@ -198,12 +199,92 @@ func (c *Config) checkFields() error {
 			return fmt.Errorf("labels.%s: value is not valid UTF-8", name)
 		}
 	}
-	// Checked on every call, not cached: under Yaegi a lock and a map
-	// lookup cost more native calls than the one url.Parse they would save.
-	if u, err := url.Parse(c.SidecarURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !sidecarURLOK(c.SidecarURL) {
 		return errors.New("sidecarURL: not an http(s) URL with a host")
 	}
 	return nil
+}
+
+// ok says whether checkFields would accept c, in a function small enough
+// for New to call on every router of every reload. Under Yaegi a call
+// costs an allocation for every value slot of the function called, run or
+// not: checkFields, which builds an error for each field, made some 150 of
+// them per New. ok builds none, and leaves each list to a helper called
+// only when the list has entries. When it says no, checkFields says why;
+// FuzzOkAgreesWithCheck holds the two to the same answer.
+func (c *Config) ok() bool {
+	if !utf8.ValidString(c.CircuitID) || !utf8.ValidString(c.WorkerAuthority) {
+		return false
+	}
+	if (c.WorkerAuthority != "" || len(c.SessionIDs) > 0) && strings.TrimSpace(c.CircuitID) == "" {
+		return false
+	}
+	if len(c.SessionIDs) > 0 && !validIDs(c.SessionIDs) {
+		return false
+	}
+	if len(c.Routes) > 0 && !validRoutes(c.Routes) {
+		return false
+	}
+	if c.MetricsPath != DefaultMetricsPath && !strings.HasPrefix(c.MetricsPath, "/") {
+		return false
+	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		return false
+	}
+	if len(c.Labels) > 0 && !validLabels(c.Labels) {
+		return false
+	}
+	return sidecarURLOK(c.SidecarURL)
+}
+
+func validIDs(ids []string) bool {
+	for _, id := range ids {
+		if !utf8.ValidString(id) {
+			return false
+		}
+	}
+	return true
+}
+
+func validRoutes(routes []Route) bool {
+	for i := range routes {
+		if !serverURLOK(routes[i].URL) || !utf8.ValidString(routes[i].SessionID) || !utf8.ValidString(routes[i].RouteID) {
+			return false
+		}
+	}
+	return true
+}
+
+func validLabels(labels map[string]string) bool {
+	for name, value := range labels {
+		if !IsLabelName(name) || reservedLabels[name] || !utf8.ValidString(value) {
+			return false
+		}
+	}
+	return true
+}
+
+// sidecarURLOK is parsed on every call, not cached: under Yaegi a lock
+// and a map lookup cost more native calls than the one url.Parse they
+// would save.
+func sidecarURLOK(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// serverURLOK says whether CheckServerURL accepts raw, without building
+// its error (see ok).
+func serverURLOK(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "h2c" || u.Hostname() == "" {
+		return false
+	}
+	p := u.Port()
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // clipKey bounds a key named in an error: keys are names, not secrets,

@@ -23,7 +23,23 @@ import (
 // New validates the configuration, registers this instance and hands back
 // next unchanged. A bad configuration returns an error naming the field;
 // Traefik then disables the router and logs it.
+//
+// Nearly every call is a router Traefik rebuilds on a reload, with a valid
+// configuration and the default intervals: that case runs here, in a
+// function kept small, because Yaegi gives every call a frame with a slot
+// allocated for each value its body could make, run or not. Everything
+// else, errors included, is newChecked's.
 func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	if config != nil && config.RemovalDelay == DefaultRemovalDelay && config.ResyncInterval == DefaultResyncInterval && config.ok() {
+		liveSet.arrive(arrival{ctx: ctx, name: name, cfg: config, timing: defaultTiming})
+		return next, nil
+	}
+	return newChecked(ctx, next, config, name)
+}
+
+// newChecked is New for a configuration that is invalid (the error says
+// which field) or that sets its own intervals (parsed here).
+func newChecked(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
 	if config == nil {
 		return nil, fmt.Errorf("traefik-sd %s: no configuration", name)
 	}

@@ -169,21 +169,31 @@ func (r *registry) arrive(a arrival) {
 	// Stamped under the lock, arrivals are in time order: the sender takes
 	// the last one's time for the newest without comparing them all.
 	a.at = time.Now()
-	first := len(r.arrivals) == 0
 	r.arrivals = append(r.arrivals, a)
-	startSender := !r.running
+	first := len(r.arrivals) == 1
+	r.mu.Unlock()
+	// Only the first call of a burst wakes the sender: it then waits for
+	// the burst to end by itself. The waking is a function of its own, as
+	// New is (see New): its statements run once a burst, their slots would
+	// be allocated on every call.
+	if first {
+		r.wakeSender()
+	}
+}
+
+// wakeSender starts the sender goroutine if it is not running yet, and
+// wakes it.
+func (r *registry) wakeSender() {
+	r.mu.Lock()
+	start := !r.running
 	r.running = true
 	r.mu.Unlock()
-	if startSender {
+	if start {
 		go r.run()
 	}
-	// Only the first call of a burst wakes the sender: it then waits for
-	// the burst to end by itself.
-	if first {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
+	select {
+	case r.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -17,6 +17,7 @@ targets=(
   "./sidecar/traefikapi FuzzRouterAnswer"
   "./sidecar/routeinfo FuzzDecode"
   "./sidecar/watch FuzzParseRange"
+  "./plugin FuzzOkAgreesWithCheck"
 )
 for t in "${targets[@]}"; do
   set -- $t
