@@ -9,7 +9,9 @@
 //     no-op Yaegi plugin, with their own traefik-sd middleware (so New runs
 //     10,000 times), and in Backend.AI's own middleware chain with and
 //     without traefik-sd (reload.go), rounds alternated; then a CPU profile
-//     of Traefik over one more reload of each chain (profile.go);
+//     of Traefik over one more reload of each variant with a plugin, so
+//     that each goal's variant and its baseline can be compared part by
+//     part (profile.go);
 //   - Traefik's etcd ceiling: with 1,000 to 10,000 circuits loaded before it
 //     starts, how long a new circuit takes to reach its API and the
 //     sidecar (ceiling.go); then etcd write -> /v1/targets through Traefik's
@@ -46,7 +48,7 @@ func main() {
 	rounds := flag.Int("rounds", 10, "throughput rounds per variant, variants alternated; one line per round")
 	routers := flag.Int("routers", 10000, "routers in the reload benchmark")
 	reloadRounds := flag.Int("reloadRounds", 5, "reload rounds per variant, variants alternated; one line per round")
-	profile := flag.Bool("profile", true, "after the reload rounds, profile Traefik over one more reload of each Backend.AI chain")
+	profile := flag.Bool("profile", true, "after the reload rounds, profile Traefik over one more reload of each variant with a plugin")
 	profileDir := flag.String("profileDir", "", "keep those CPU profiles in this directory (by default they go with the run's temporary directory)")
 	publishRounds := flag.Int("publishRounds", 10, "changes measured per scale in the etcd-to-targets benchmark")
 	ceilingRounds := flag.Int("ceilingRounds", 3, "new circuits measured per size in Traefik's etcd ceiling")

@@ -79,8 +79,11 @@ func reload(t testbed.T, dir, backend, sidecar string, n, rounds int, profile bo
 	if !profile {
 		return
 	}
+	// Each goal's variant and its baseline (with-plugin against the no-op
+	// plugin, the chain with traefik-sd against without), so that the
+	// report can say part by part where the added CPU goes.
 	for _, v := range variants {
-		if strings.HasPrefix(v.name, "backendai-chain") {
+		if v.name != "baseline=without-plugin" {
 			profileReload(t, dir, v.name, configs[v.name], n, longest[v.name], profileDir)
 		}
 	}

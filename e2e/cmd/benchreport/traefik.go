@@ -295,7 +295,53 @@ func profileWhy(rs runSet, variant, baseline string) string {
 	if other >= 0 {
 		why += fmt.Sprintf("; no part claims %s%%", format(other))
 	}
-	return why + " (\"Where Traefik's reload time goes\")."
+	why += " (\"Where Traefik's reload time goes\")."
+	if more := sampleGap(rs, variant, baseline); more != "" {
+		why += " " + more
+	}
+	return why
+}
+
+// sampleGap says where variant's profile holds more samples than the
+// baseline's, part by part: shares alone cannot, as the two totals differ.
+// Both profiles run as long as the reload needs, so the gap in samples is
+// the CPU the variant adds.
+func sampleGap(rs runSet, variant, baseline string) string {
+	a, b := rs.last(profileGroup, variant), rs.last(profileGroup, baseline)
+	if a == nil || b == nil || a.metrics["samples"] <= 0 || b.metrics["samples"] <= 0 {
+		return ""
+	}
+	ta, tb := a.metrics["samples"], b.metrics["samples"]
+	theirs := map[string]float64{}
+	for _, s := range rs.shares(baseline) {
+		theirs[s.part] = s.pct * tb / 100
+	}
+	type gap struct {
+		part string
+		n    float64
+	}
+	var gaps []gap
+	for _, s := range rs.shares(variant) {
+		if s.part == "other" {
+			continue
+		}
+		if d := s.pct*ta/100 - theirs[s.part]; d >= 0.5 {
+			gaps = append(gaps, gap{s.part, d})
+		}
+	}
+	if ta <= tb || len(gaps) == 0 {
+		return ""
+	}
+	sort.SliceStable(gaps, func(i, j int) bool { return gaps[i].n > gaps[j].n })
+	var parts []string
+	for i, g := range gaps {
+		if i == 3 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (+%.0f)", g.part, g.n))
+	}
+	return fmt.Sprintf("Its profile holds %.0f samples more than %s's (%.0f against %.0f); the parts that grew most: %s.",
+		ta-tb, baseline, ta, tb, strings.Join(parts, ", "))
 }
 
 // writeProfile is the profile group's table: a column per part.

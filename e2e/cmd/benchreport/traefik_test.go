@@ -71,6 +71,10 @@ func TestBackendAIReloadIsJudgedOnItsInterval(t *testing.T) {
 		if !strings.Contains(v.why, "yaegi 35% (backendai-chain: 20%), config-build 25% (backendai-chain: 30%), gc 12% (backendai-chain: 10%); no part claims 40%") {
 			t.Errorf("%s: why does not cite the profile: %q", tc.name, v.why)
 		}
+		// And where the samples it adds went, in samples, not shares.
+		if !strings.Contains(v.why, "Its profile holds 600 samples more than backendai-chain's (2600 against 2000); the parts that grew most: yaegi (+510), plugin-new (+130), gc (+112).") {
+			t.Errorf("%s: why does not say where the added samples went: %q", tc.name, v.why)
+		}
 	}
 	v := find(t, judge(t, backendAIRounds(1.20, 1.21, 1.19, 1.22, 1.20)), "Traefik reload of a Backend.AI")
 	if !strings.Contains(v.why, "no BenchmarkTraefikReloadProfile row for backendai-chain+traefik-sd") {
