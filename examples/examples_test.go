@@ -341,6 +341,22 @@ func TestKubernetesPodIsDeployable(t *testing.T) {
 	if sidecar.Resources.Requests["memory"] == "" || sidecar.Resources.Requests["cpu"] == "" || sidecar.Resources.Limits["memory"] == "" {
 		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", sidecar.Resources)
 	}
+	// Go's soft limit must sit under the container's, close enough that
+	// the collector runs before the kernel's limit is met, and in a form
+	// Go's runtime reads (GOMEMLIMIT=460MiB; Kubernetes writes 512Mi).
+	limit, limitOK := byteCount(sidecar.Resources.Limits["memory"], map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30})
+	soft, softOK := int64(0), false
+	for _, e := range sidecar.Env {
+		if e.Name == "GOMEMLIMIT" {
+			soft, softOK = byteCount(e.Value, map[string]int64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30})
+		}
+	}
+	switch {
+	case !limitOK || !softOK:
+		t.Errorf("memory limit %q, GOMEMLIMIT %v: want both, in Kubernetes' and Go's units", sidecar.Resources.Limits["memory"], softOK)
+	case soft >= limit || soft < limit*8/10:
+		t.Errorf("GOMEMLIMIT is %d bytes, the memory limit %d: want 80%% to under 100%% of it", soft, limit)
+	}
 	sc := sidecar.SecurityContext
 	switch {
 	case sc == nil:
@@ -553,4 +569,14 @@ func TestREADMEPackageTableListsEveryPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// byteCount reads a count of bytes with one of units' suffixes.
+func byteCount(s string, units map[string]int64) (int64, bool) {
+	for suffix, unit := range units {
+		if n, err := strconv.ParseInt(strings.TrimSuffix(s, suffix), 10, 64); strings.HasSuffix(s, suffix) && err == nil && n > 0 {
+			return n * unit, true
+		}
+	}
+	return 0, false
 }
