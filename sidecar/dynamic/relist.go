@@ -56,32 +56,28 @@ func (s *Store) EndReset() {
 // not applied but held for the next page.
 func (s *Store) resetRuns(l Listing, last bool) {
 	n := l.Len()
-	type run struct {
-		id   ObjectID
-		i, j int
-	}
-	var final run
+	var final keyRun
 	for i := 0; i < n; {
 		rel, _ := l.At(i)
-		id, _, ok := SplitKey(rel)
+		id, sub, ok := SplitKey(rel)
 		if !ok {
 			i++
 			continue
 		}
 		// The run of keys of this object.
-		j := i + 1
-		for ; j < n; j++ {
-			r, _ := l.At(j)
-			if next, _, ok := SplitKey(r); !ok || next != id {
+		r := keyRun{id: id, prefix: rel[:len(rel)-len(sub)], i: i, j: i + 1}
+		for ; r.j < n; r.j++ {
+			k, _ := l.At(r.j)
+			if _, ok := r.sub(k); !ok {
 				break
 			}
 		}
-		if j == n && !last {
-			final = run{id, i, j}
+		if r.j == n && !last {
+			final = r
 			break
 		}
-		s.resetRun(l, id, i, j)
-		i = j
+		s.resetRun(l, r)
+		i = r.j
 	}
 	held := make([]heldKey, 0, final.j-final.i)
 	for k := final.i; k < final.j; k++ {
@@ -91,14 +87,35 @@ func (s *Store) resetRuns(l Listing, last bool) {
 	s.held = held
 }
 
-// resetRun applies the listing's keys i..j, all of object id.
-func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
+// keyRun is the listing's keys i..j, all of object id; prefix is the
+// first one's text up to its key below the object.
+type keyRun struct {
+	id     ObjectID
+	prefix string
+	i, j   int
+}
+
+// sub is key's key below the run's object, if key belongs to it. A key
+// that starts with the run's prefix does, which spares SplitKey for
+// nearly every key of a listing; only an object's keys written in another
+// case (http/Routers/…) need it.
+func (r keyRun) sub(key string) (string, bool) {
+	if len(key) > len(r.prefix) && key[:len(r.prefix)] == r.prefix {
+		return key[len(r.prefix):], true
+	}
+	id, sub, ok := SplitKey(key)
+	return sub, ok && id == r.id
+}
+
+// resetRun applies one run of the listing.
+func (s *Store) resetRun(l Listing, r keyRun) {
+	id := r.id
 	obj := s.raw[id]
 	if obj == nil || obj.gen != s.gen {
 		// First run of this object in the listing.
-		if obj == nil || !sameRun(obj, l, i, j) {
+		if obj == nil || !sameRun(obj, l, r) {
 			id = own(id)
-			s.raw[id] = packRun(l, i, j, s.gen)
+			s.raw[id] = packRun(l, r, s.gen)
 			s.dirty[id] = true
 			s.fresh = append(s.fresh, id)
 		} else {
@@ -107,9 +124,9 @@ func (s *Store) resetRun(l Listing, id ObjectID, i, j int) {
 		return
 	}
 	// A key written in another case makes a second run: it merges.
-	for k := i; k < j; k++ {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
+	for k := r.i; k < r.j; k++ {
+		key, v := l.At(k)
+		sb, _ := r.sub(key)
 		obj = obj.with(sb, v, false)
 	}
 	id = own(id)
@@ -150,16 +167,16 @@ func own(id ObjectID) ObjectID {
 	return id
 }
 
-// sameRun says whether the listing's keys i..j of one object are exactly
-// the object's keys, in the same order.
-func sameRun(obj *rawObject, l Listing, i, j int) bool {
-	if obj.n != j-i {
+// sameRun says whether the listing's run is exactly the object's keys, in
+// the same order.
+func sameRun(obj *rawObject, l Listing, r keyRun) bool {
+	if obj.n != r.j-r.i {
 		return false
 	}
-	k := i
+	k := r.i
 	for key, value := range obj.all() {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
+		lk, v := l.At(k)
+		sb, _ := r.sub(lk)
 		if sb != key || v != value {
 			return false
 		}
@@ -168,16 +185,16 @@ func sameRun(obj *rawObject, l Listing, i, j int) bool {
 	return true
 }
 
-// packRun packs the listing's keys i..j of one object. They come in key
+// packRun packs the listing's run of one object. Its keys come in key
 // order unless the object's keys differ in case above its name.
-func packRun(l Listing, i, j int, gen uint64) *rawObject {
+func packRun(l Listing, r keyRun, gen uint64) *rawObject {
 	var p packer
 	sorted := true
 	prev := ""
-	for k := i; k < j; k++ {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
-		if k > i && sb <= prev {
+	for k := r.i; k < r.j; k++ {
+		key, v := l.At(k)
+		sb, _ := r.sub(key)
+		if k > r.i && sb <= prev {
 			sorted = false
 			break
 		}
@@ -188,9 +205,9 @@ func packRun(l Listing, i, j int, gen uint64) *rawObject {
 		return p.object(gen)
 	}
 	obj := &rawObject{gen: gen}
-	for k := i; k < j; k++ {
-		r, v := l.At(k)
-		_, sb, _ := SplitKey(r)
+	for k := r.i; k < r.j; k++ {
+		key, v := l.At(k)
+		sb, _ := r.sub(key)
 		obj = obj.with(sb, v, false)
 	}
 	return obj

@@ -175,3 +175,43 @@ func TestAStoreKeepsNothingOfAPage(t *testing.T) {
 		sameStore(t, fmt.Sprintf("pages of %d, each overwritten once applied", size), got, want)
 	}
 }
+
+// A listing keeps exactly the keys a watch event's Put keeps: beside an
+// object's own keys it may hold its prefix alone (http/routers/<name>/, a
+// key with nothing below the object), the object's name without the
+// slash, and its keys in another case. The run of one object's keys is
+// found by its first key's prefix; that shortcut must not take in the keys
+// SplitKey refuses.
+func TestAListingKeepsTheKeysAPutKeeps(t *testing.T) {
+	all := fixtureListing(t)
+	var odd listing
+	for _, kv := range all {
+		_, sub, ok := dynamic.SplitKey(kv[0])
+		if !ok || sub != "rule" {
+			continue
+		}
+		prefix := kv[0][:len(kv[0])-len(sub)]
+		odd = append(odd,
+			[2]string{prefix, "nothing below the object"},
+			[2]string{strings.TrimSuffix(prefix, "/"), "no slash after the name"},
+			[2]string{prefix + "priority", "7"},
+			[2]string{strings.Replace(prefix, "http/", "HTTP/", 1) + "entryPoints/0", "web"},
+		)
+	}
+	listed := append(append(listing{}, all...), odd...)
+	sort.Slice(listed, func(i, j int) bool { return listed[i][0] < listed[j][0] })
+
+	want := dynamic.NewStore("traefik-sd")
+	for _, kv := range listed {
+		if id, sub, ok := dynamic.SplitKey(kv[0]); ok {
+			want.Put(id, sub, kv[1])
+		}
+	}
+	want.Commit()
+	for size := 1; size <= len(listed); size += 7 {
+		got := dynamic.NewStore("traefik-sd")
+		paged(got, listed, size)
+		got.Commit()
+		sameStore(t, fmt.Sprintf("pages of %d", size), got, want)
+	}
+}
