@@ -208,9 +208,9 @@ func (c *Config) checkFields() error {
 // ok says whether checkFields would accept c, in a function small enough
 // for New to call on every router of every reload. Under Yaegi a call
 // costs an allocation for every value slot of the function called, run or
-// not: checkFields, which builds an error for each field, made some 150 of
-// them per New. ok builds none, and leaves each list to a helper called
-// only when the list has entries. When it says no, checkFields says why;
+// not: New calling check and checkFields, which build an error for each
+// field, allocated 267 times a call; through ok, 188. ok builds no error,
+// and leaves each list to a helper called only when the list has entries. When it says no, checkFields says why;
 // FuzzOkAgreesWithCheck holds the two to the same answer.
 func (c *Config) ok() bool {
 	if !utf8.ValidString(c.CircuitID) || !utf8.ValidString(c.WorkerAuthority) {

@@ -312,6 +312,9 @@ func sampleGap(rs runSet, variant, baseline string) string {
 		return ""
 	}
 	ta, tb := a.metrics["samples"], b.metrics["samples"]
+	if ta <= tb {
+		return ""
+	}
 	theirs := map[string]float64{}
 	for _, s := range rs.shares(baseline) {
 		theirs[s.part] = s.pct * tb / 100
@@ -329,7 +332,7 @@ func sampleGap(rs runSet, variant, baseline string) string {
 			gaps = append(gaps, gap{s.part, d})
 		}
 	}
-	if ta <= tb || len(gaps) == 0 {
+	if len(gaps) == 0 {
 		return ""
 	}
 	sort.SliceStable(gaps, func(i, j int) bool { return gaps[i].n > gaps[j].n })
