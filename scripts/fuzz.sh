@@ -13,6 +13,7 @@ targets=(
   "./sidecar/scrape FuzzParse"
   "./sidecar/kv FuzzDecode"
   "./sidecar/dynamic FuzzStore"
+  "./sidecar/dynamic FuzzSlimDecodesTheSame"
   "./sidecar/pluginsync FuzzDecode"
   "./sidecar/traefikapi FuzzRouterAnswer"
   "./sidecar/routeinfo FuzzDecode"

@@ -35,13 +35,13 @@ func TestPackedObjectMatchesAMap(t *testing.T) {
 		sort.Strings(want)
 		i := 0
 		for k, v := range obj.all() {
-			if i >= len(want) || k != want[i] || v != model[k] {
-				t.Fatalf("step %d: key %d is %q=%q, want %q=%q", step, i, k, v, want[i], model[want[i]])
+			if i >= len(want) || k != want[i] || v != (stored{s: model[k]}) {
+				t.Fatalf("step %d: key %d is %q=%q, want %q=%q", step, i, k, v.s, want[i], model[want[i]])
 			}
 			i++
 		}
-		if got, ok := obj.get(k); ok != (model[k] != "" || hasKey(model, k)) || got != model[k] {
-			t.Fatalf("step %d: get(%q) = %q, %v", step, k, got, ok)
+		if got, ok := obj.get(k); ok != (model[k] != "" || hasKey(model, k)) || got != (stored{s: model[k]}) {
+			t.Fatalf("step %d: get(%q) = %q, %v", step, k, got.s, ok)
 		}
 	}
 }

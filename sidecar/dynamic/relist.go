@@ -177,7 +177,7 @@ func sameRun(obj *rawObject, l Listing, r keyRun) bool {
 	for key, value := range obj.all() {
 		lk, v := l.At(k)
 		sb, _ := r.sub(lk)
-		if sb != key || v != value {
+		if sb != key || !value.is(v) {
 			return false
 		}
 		k++
@@ -199,7 +199,7 @@ func packRun(l Listing, r keyRun, gen uint64) *rawObject {
 			break
 		}
 		prev = sb
-		p.add(sb, v)
+		p.add(sb, stored{s: v})
 	}
 	if sorted {
 		return p.object(gen)

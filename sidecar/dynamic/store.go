@@ -147,7 +147,7 @@ func (s *Store) Put(id ObjectID, sub, value string) {
 	if obj == nil {
 		id = own(id)
 		obj = &rawObject{gen: s.gen}
-	} else if old, ok := obj.get(sub); ok && old == value {
+	} else if old, ok := obj.get(sub); ok && old.is(value) {
 		return
 	}
 	s.raw[id] = obj.with(sub, value, false)
@@ -188,10 +188,12 @@ func (s *Store) Commit() (changed []ObjectID, errs []error) {
 // millisecond, paid for with a core taken from Traefik beside us.
 const parallelMin = 256
 
-// decoded is one object's decoding, made by a worker and applied in order.
+// decoded is one object's decoding, made by a worker and applied in order;
+// slim is the raw object it was made from (from), slimmed to what it read.
 type decoded struct {
-	value interface{}
-	err   error
+	value      interface{}
+	err        error
+	from, slim *rawObject
 }
 
 // aheadDecoding is an object decoded while a listing's pages came.
@@ -280,7 +282,13 @@ func (s *Store) applyAll(ids []ObjectID, results []decoded) (changed []ObjectID,
 		if results != nil {
 			d = results[i]
 		} else {
-			d.value, d.err = s.decodeOne(id)
+			d = s.decodeOne(id)
+		}
+		if d.slim != nil && s.raw[id] == d.from {
+			// The slimmed object decodes the same and takes the place of
+			// the one it was made from, unless that changed since.
+			d.slim.gen = d.from.gen
+			s.raw[id] = d.slim
 		}
 		if s.apply(id, d.value, d.err) {
 			changed = append(changed, id)
@@ -310,7 +318,7 @@ func (s *Store) decodeAll(ids []ObjectID, workers int) []decoded {
 				return
 			}
 			for i := start; i < min(end, len(ids)); i++ {
-				results[i].value, results[i].err = s.decodeOne(ids[i])
+				results[i] = s.decodeOne(ids[i])
 			}
 		}
 	}
@@ -341,16 +349,16 @@ func (s *Store) Len() int { return len(s.raw) }
 // decodes to nil. It reads the store and writes nothing, so that workers
 // can run it side by side; a decoder panic is recovered in decodeObject, on
 // the worker's own goroutine.
-func (s *Store) decodeOne(id ObjectID) (interface{}, error) {
+func (s *Store) decodeOne(id ObjectID) decoded {
 	obj := s.raw[id]
 	if obj == nil || obj.n == 0 {
-		return nil, nil
+		return decoded{}
 	}
-	value, err := s.decodeObject(id, obj)
+	value, slim, err := s.decodeObject(id, obj)
 	if err != nil {
-		return nil, &kv.Error{Key: id.String(), Err: err}
+		return decoded{err: &kv.Error{Key: id.String(), Err: err}}
 	}
-	return value, nil
+	return decoded{value: value, from: obj, slim: slim}
 }
 
 // apply stores one object's decoding and reports whether its decoded form
@@ -398,98 +406,104 @@ func pairsOf(obj *rawObject, prefix string) []kv.Pair {
 			}
 			k = k[len(prefix):]
 		}
-		pairs = append(pairs, kv.Pair{Key: k, Value: v})
+		pairs = append(pairs, kv.Pair{Key: k, Value: v.text()})
 	}
 	return pairs
 }
 
-func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, err error) {
+func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, slim *rawObject, err error) {
 	// A decoder panic on some odd input must cost one object, not the
 	// process. Its message might quote the input, as decoders' do.
 	defer func() {
 		if p := recover(); p != nil {
-			value, err = nil, fmt.Errorf("decoder panicked: %s", redact.Quoted(fmt.Sprint(p)))
+			value, slim, err = nil, nil, fmt.Errorf("decoder panicked: %s", redact.Quoted(fmt.Sprint(p)))
 		}
 	}()
 	for k, v := range obj.all() {
-		if !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%s: value is not valid UTF-8", k)
+		if !utf8.ValidString(v.text()) {
+			return nil, nil, fmt.Errorf("%s: value is not valid UTF-8", k)
 		}
 	}
 	switch id.Kind {
 	case Routers, TCPRouters:
 		r := &Router{}
 		if err := kv.Decode(pairsOf(obj, ""), r); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return r, nil
+		return r, nil, nil
 	case Services:
 		svc := &Service{}
 		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if svc.LoadBalancer != nil {
 			for i, srv := range svc.LoadBalancer.Servers {
 				if err := plugin.CheckServerURL(srv.URL); err != nil {
-					return nil, fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
+					return nil, nil, fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
 				}
 			}
 		}
-		return svc, nil
+		return svc, nil, nil
 	case TCPServices:
 		svc := &Service{}
 		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if svc.LoadBalancer != nil {
 			for i, srv := range svc.LoadBalancer.Servers {
 				if err := checkAddress(srv.Address); err != nil {
-					return nil, fmt.Errorf("loadBalancer/servers/[%d]/address: %w", i, err)
+					return nil, nil, fmt.Errorf("loadBalancer/servers/[%d]/address: %w", i, err)
 				}
 			}
 		}
-		return svc, nil
+		return svc, nil, nil
 	default:
 		return s.decodeMiddleware(obj)
 	}
 }
 
 // decodeMiddleware reads only the plugin sections traefik-sd understands;
-// any other middleware decodes to an empty, harmless value.
-func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
+// any other middleware decodes to an empty, harmless value. It also returns
+// the object slimmed to what it read (see stored), nil when that saves
+// nothing: the values it did not read kept as digests, the circuit JSON as
+// a digest and the fields read from it.
+func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, *rawObject, error) {
 	m := &Middleware{}
-	if pairs := pairsOf(obj, "plugin/"+s.pluginName+"/"); len(pairs) > 0 {
+	sdPrefix, goPrefix := "plugin/"+s.pluginName+"/", "plugin/"+appProxyGoPlugin+"/"
+	if pairs := pairsOf(obj, sdPrefix); len(pairs) > 0 {
 		cfg := plugin.CreateConfig()
 		if err := kv.Decode(pairs, cfg); err != nil {
-			return nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
+			return nil, nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
+			return nil, nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
 		described := cfg.Described()
 		m.SD = &described
 	}
-	if pairs := pairsOf(obj, "plugin/"+appProxyGoPlugin+"/"); len(pairs) > 0 {
+	if pairs := pairsOf(obj, goPrefix); len(pairs) > 0 {
 		var goCfg struct {
 			ID         string
 			SessionIDs []string
 		}
 		if err := kv.Decode(pairs, &goCfg); err != nil {
-			return nil, fmt.Errorf("plugin/%s/%w", appProxyGoPlugin, err)
+			return nil, nil, fmt.Errorf("plugin/%s/%w", appProxyGoPlugin, err)
 		}
 		m.AppProxy = &AppProxyIdentity{CircuitID: goCfg.ID, SessionIDs: nonEmpty(goCfg.SessionIDs)}
 	}
+	// Slimming costs a copy of the object: it is made only when it keeps
+	// less, which a first pass over the keys tells.
+	circuitKey := "plugin/" + appProxyWASMPlugin + "/circuit"
+	saved := false
+	var projections []string
 	for k, v := range obj.all() {
-		if !strings.EqualFold(k, "plugin/"+appProxyWASMPlugin+"/circuit") {
+		if !strings.EqualFold(k, circuitKey) {
+			saved = saved || s.digests(k, v, sdPrefix, goPrefix)
 			continue
 		}
-		var circuit struct {
-			ID         string   `json:"id"`
-			App        string   `json:"app"`
-			SessionIDs []string `json:"session_ids"`
-		}
-		if err := json.Unmarshal([]byte(v), &circuit); err != nil {
-			return nil, fmt.Errorf("%s: circuit JSON: %s", k, redact.JSONError(err))
+		var circuit circuitFields
+		if err := json.Unmarshal([]byte(v.text()), &circuit); err != nil {
+			return nil, nil, fmt.Errorf("%s: circuit JSON: %s", k, redact.JSONError(err))
 		}
 		if m.AppProxy == nil {
 			m.AppProxy = &AppProxyIdentity{}
@@ -501,8 +515,54 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, error) {
 			m.AppProxy.SessionIDs = nonEmpty(circuit.SessionIDs)
 		}
 		m.AppProxy.App = circuit.App
+		// What is read of it, as JSON that reads the same; "" keeps it whole.
+		projection := ""
+		if !v.digest {
+			if p, err := json.Marshal(circuit); err == nil && digestLen+len(p) < len(v.s) {
+				projection, saved = string(p), true
+			}
+		}
+		projections = append(projections, projection)
 	}
-	return m, nil
+	if !saved {
+		return m, nil, nil
+	}
+	slim := packer{b: make([]byte, 0, len(obj.packed)/2)}
+	for k, v := range obj.all() {
+		switch {
+		case strings.EqualFold(k, circuitKey):
+			if projections[0] != "" {
+				slim.addDigest(k, v.s, projections[0])
+			} else {
+				slim.add(k, v)
+			}
+			projections = projections[1:]
+		case s.digests(k, v, sdPrefix, goPrefix):
+			slim.addDigest(k, v.s, "")
+		default:
+			slim.add(k, v)
+		}
+	}
+	return m, slim.object(obj.gen), nil
+}
+
+// digests tells whether a middleware's value is one decoding does not read
+// and a digest would keep in less room.
+func (s *Store) digests(k string, v stored, sdPrefix, goPrefix string) bool {
+	return !v.digest && len(v.s) > digestLen && !hasPrefixFold(k, sdPrefix) && !hasPrefixFold(k, goPrefix)
+}
+
+// circuitFields are the fields traefik-sd reads of the circuit JSON.
+type circuitFields struct {
+	ID         string   `json:"id"`
+	App        string   `json:"app"`
+	SessionIDs []string `json:"session_ids"`
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring case, with a key below the
+// prefix, as pairsOf selects a plugin's keys.
+func hasPrefixFold(k, prefix string) bool {
+	return len(k) > len(prefix) && strings.EqualFold(k[:len(prefix)], prefix)
 }
 
 // checkAddress accepts a TCP server's host:port, as Traefik dials it.

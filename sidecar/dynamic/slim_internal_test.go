@@ -1,0 +1,205 @@
+package dynamic
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/traefik-sd/traefik-sd/internal/coordinator"
+)
+
+// circuitListing is one circuit as Backend.AI's coordinator writes it, with
+// traefik-sd's middleware, relative to the root key and sorted.
+func circuitListing(t testing.TB, edit func(key, value string) string) listing {
+	w := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
+	root := w.RootKey() + "/"
+	var l listing
+	for k, v := range w.Keys(coordinator.SampleInference(7)) {
+		k = strings.TrimPrefix(k, root)
+		if edit != nil {
+			v = edit(k, v)
+		}
+		l = append(l, [2]string{k, v})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i][0] < l[j][0] })
+	return l
+}
+
+func packedSize(s *Store) int {
+	n := 0
+	for _, obj := range s.raw {
+		n += len(obj.packed)
+	}
+	return n
+}
+
+// The mirror keeps what decoding reads, and only a digest of the rest:
+// AppProxy's secrets and the kilobyte of circuit JSON of which three
+// fields are read are not held, the object decodes the same from what is
+// kept, and a re-list or a watch event still tells a changed value from an
+// unchanged one, read or not.
+func TestTheMirrorKeepsWhatDecodingReads(t *testing.T) {
+	l := circuitListing(t, nil)
+	s := NewStore("traefik-sd")
+	full := 0
+	for _, kv := range l {
+		full += len(kv[0]) + len(kv[1])
+	}
+	s.Reset(l)
+	if _, errs := s.Commit(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	before := map[string]Middleware{}
+	for name, m := range s.Middlewares {
+		before[name] = *m
+	}
+	for id, obj := range s.raw {
+		for _, secret := range []string{"7b3e0f1c9d2a4e8f", "f0e1d2c3b4a5968778695a4b3c2d1e0f", "kernel_host", "10.0.0.14\","} {
+			if strings.Contains(obj.packed, secret) {
+				t.Errorf("%s keeps %q", id, secret)
+			}
+		}
+	}
+	if kept := packedSize(s); kept*2 > full {
+		t.Errorf("the mirror keeps %d bytes of the circuit's %d", kept, full)
+	}
+	// What is kept decodes the same.
+	for id, obj := range s.raw {
+		if id.Kind != Middlewares {
+			continue
+		}
+		m, slim, err := s.decodeMiddleware(obj)
+		first := before[id.Name]
+		if err != nil || slim != nil || !reflect.DeepEqual(*m, first) {
+			t.Errorf("%s decodes again to %s (slimmed again: %v), error %v; first %s", id, describe(m), slim != nil, err, describe(&first))
+		}
+	}
+
+	// The same listing: nothing to decode again.
+	s.Reset(l)
+	if n := s.Dirty(); n != 0 {
+		t.Errorf("an unchanged listing leaves %d objects to decode", n)
+	}
+	// A secret and a circuit field traefik-sd does not read change: the
+	// objects are decoded again, and nothing that is read changed.
+	edited := circuitListing(t, func(k, v string) string {
+		switch {
+		case strings.HasSuffix(k, "/jwt_secret"):
+			return "rotated"
+		case strings.HasSuffix(k, "/circuit"):
+			return strings.Replace(v, "10.0.0.14", "10.0.0.99", 1)
+		}
+		return v
+	})
+	s.Reset(edited)
+	if n := s.Dirty(); n != 1 {
+		t.Errorf("a listing with a rotated secret and a moved kernel leaves %d objects to decode, want 1", n)
+	}
+	if changed, errs := s.Commit(); len(changed)+len(errs) != 0 {
+		t.Errorf("what traefik-sd reads did not change, yet %v changed (%v)", changed, errs)
+	}
+	// A circuit field that is read changes.
+	renamed := circuitListing(t, func(k, v string) string {
+		if strings.HasSuffix(k, "/circuit") {
+			return strings.Replace(v, `"app":"llama-chat"`, `"app":"llama-chat-2"`, 1)
+		}
+		return v
+	})
+	s.Reset(renamed)
+	changed, _ := s.Commit()
+	if len(changed) != 1 || s.Middlewares[changed[0].Name].AppProxy.App != "llama-chat-2" {
+		t.Errorf("a renamed app changed %v", changed)
+	}
+
+	// A watch event rewriting a digested value unchanged changes nothing;
+	// with a new value, its object is decoded again.
+	for _, kv := range renamed {
+		if !strings.HasSuffix(kv[0], "/permit_hash_secret") {
+			continue
+		}
+		id, sub, _ := SplitKey(kv[0])
+		s.Put(id, sub, kv[1])
+		if n := s.Dirty(); n != 0 {
+			t.Errorf("an unchanged secret leaves %d objects to decode", n)
+		}
+		s.Put(id, sub, "another")
+		if n := s.Dirty(); n != 1 {
+			t.Errorf("a changed secret leaves %d objects to decode, want 1", n)
+		}
+	}
+}
+
+// FuzzSlimDecodesTheSame: for any middleware key and value beside those a
+// real circuit writes, the object slimmed to what decoding read decodes to
+// exactly what the whole object did, and each value written is still
+// recognised as the one kept; the oracle is the decoding of the whole.
+func FuzzSlimDecodesTheSame(f *testing.F) {
+	f.Add("plugin/appproxy-traefik-plugin/circuit", `{"id":"c","app":"a","session_ids":["s2"," s1",""],"x":"`+strings.Repeat("y", 100)+`"}`)
+	f.Add("plugin/APPPROXY-traefik-plugin/Circuit", `{"ID":"c2","App":"b"}`)
+	f.Add("plugin/traefik-sd/labels/team", "ml-platform-and-a-long-team-name")
+	f.Add("plugin/appproxy-traefik-plugin-go/sessionids/0", "00000007-0000-4000-8000-0000000000a0")
+	f.Add("headers/customRequestHeaders/X-Long", strings.Repeat("h", 40))
+	f.Add("plugin/appproxy-traefik-plugin/circuit", `{"id":1}`)
+	f.Fuzz(func(t *testing.T, sub, v string) {
+		if sub == "" {
+			return
+		}
+		s := NewStore("traefik-sd")
+		id := ObjectID{Kind: Middlewares, Name: "bai_appproxy_plugin_00000007-0000-4000-8000-000000000000"}
+		for _, kv := range circuitListing(t, nil) {
+			if oid, ksub, ok := SplitKey(kv[0]); ok && oid == id {
+				s.Put(id, ksub, kv[1])
+			}
+		}
+		s.Put(id, sub, v)
+		obj := s.raw[id]
+		m, slim, err := s.decodeMiddleware(obj)
+		if err != nil || slim == nil {
+			return
+		}
+		again, slimAgain, err := s.decodeMiddleware(slim)
+		if err != nil || !reflect.DeepEqual(m, again) {
+			t.Fatalf("the whole decodes to %s, the slimmed to %s (error %v)", describe(m), describe(again), err)
+		}
+		if slimAgain != nil {
+			t.Fatalf("a slimmed object slims again")
+		}
+		if slim.n != obj.n || !sameKeys(obj, slim) {
+			t.Fatalf("slimming lost a key")
+		}
+	})
+}
+
+func describe(m *Middleware) string {
+	if m == nil {
+		return "nil"
+	}
+	s := fmt.Sprintf("SD %+v", m.SD)
+	if m.AppProxy != nil {
+		s += fmt.Sprintf(", AppProxy %+v", *m.AppProxy)
+	}
+	return s
+}
+
+// sameKeys tells whether slim keeps each of obj's keys, and each value of
+// obj is the one slim keeps.
+func sameKeys(obj, slim *rawObject) bool {
+	type kv struct {
+		k string
+		v stored
+	}
+	var kept []kv
+	for k, v := range slim.all() {
+		kept = append(kept, kv{k, v})
+	}
+	i := 0
+	for k, v := range obj.all() {
+		if i >= len(kept) || kept[i].k != k || !kept[i].v.is(v.s) {
+			return false
+		}
+		i++
+	}
+	return i == len(kept)
+}
