@@ -113,21 +113,25 @@ func parseGoal(rs runSet) verdict {
 }
 
 func serveGoal(rs runSet) verdict {
+	// Prometheus's HTTP SD asks with neither Accept-Encoding nor
+	// If-None-Match (discovery/http sets only User-Agent, Accept and
+	// X-Prometheus-Refresh-Interval-Seconds, and its client turns off Go's
+	// transparent gzip): the identity body is what it gets, every refresh.
 	v := verdict{what: "serve `/v1/targets`, 10,000 targets, loopback", baseline: "net/http + encoding/json per request",
-		goal: "≥ 10× requests/s as Prometheus asks (gzip)"}
+		goal: "≥ 10× requests/s as Prometheus asks (uncompressed, no ETag)"}
 	const g = "BenchmarkServeTargets"
-	base, gz, ok := rs.pair(g, "baseline=nethttp-json-per-request", "traefik-sd-200-gzip", "req/s")
+	base, id, ok := rs.pair(g, "baseline=nethttp-json-per-request", "traefik-sd-200-identity", "req/s")
 	if !ok {
 		return notMeasured(v, g)
 	}
-	v.measured = fmt.Sprintf("200 gzip: %s×", format(gz/base))
-	if id, ok := rs.one(g, "traefik-sd-200-identity", "req/s"); ok {
-		v.measured += fmt.Sprintf("; 200 identity: %s×", format(id/base))
+	v.measured = fmt.Sprintf("200 identity: %s×", format(id/base))
+	if gz, ok := rs.one(g, "traefik-sd-200-gzip", "req/s"); ok {
+		v.measured += fmt.Sprintf("; for clients that ask, 200 gzip: %s×", format(gz/base))
 	}
 	if nm, ok := rs.one(g, "traefik-sd-304", "req/s"); ok {
 		v.measured += fmt.Sprintf("; 304: %s×", format(nm/base))
 	}
-	v.met = metIf(gz/base >= 10)
+	v.met = metIf(id/base >= 10)
 	return v
 }
 
