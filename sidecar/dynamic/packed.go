@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"sort"
+	"strings"
 )
 
 // rawObject is the keys of one object as etcd holds them, packed into one
@@ -138,34 +139,64 @@ func (o *rawObject) with(key, v string, del bool) *rawObject {
 	return p.object(o.gen)
 }
 
-// packer builds a rawObject from keys given in ascending order.
+// packer builds a rawObject from keys given in ascending order; a
+// Builder's String does not copy what it built.
 type packer struct {
-	b []byte
+	b strings.Builder
 	n int
 }
 
+func (p *packer) uvarint(x uint64) {
+	var buf [binary.MaxVarintLen64]byte
+	p.b.Write(binary.AppendUvarint(buf[:0], x))
+}
+
 func (p *packer) add(key string, v stored) {
-	p.b = binary.AppendUvarint(p.b, uint64(len(key)))
-	p.b = append(p.b, key...)
+	p.uvarint(uint64(len(key)))
+	p.b.WriteString(key)
 	n := uint64(len(v.s)) << 1
 	if v.digest {
 		n |= 1
 	}
-	p.b = binary.AppendUvarint(p.b, n)
-	p.b = append(p.b, v.s...)
+	p.uvarint(n)
+	p.b.WriteString(v.s)
 	p.n++
+}
+
+// entrySize is the room add takes for key and a value of n bytes.
+func entrySize(key string, n int) int {
+	return uvarintLen(uint64(len(key))) + len(key) + uvarintLen(uint64(n)<<1|1) + n
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 // addDigest adds key with x kept as its digest followed by projection.
 func (p *packer) addDigest(key, x, projection string) {
-	p.b = binary.AppendUvarint(p.b, uint64(len(key)))
-	p.b = append(p.b, key...)
-	p.b = binary.AppendUvarint(p.b, uint64(digestLen+len(projection))<<1|1)
-	p.b = binary.LittleEndian.AppendUint64(p.b, maphash.String(digestSeed, x))
-	p.b = append(p.b, projection...)
+	p.uvarint(uint64(len(key)))
+	p.b.WriteString(key)
+	p.uvarint(uint64(digestLen+len(projection))<<1 | 1)
+	var d [digestLen]byte
+	binary.LittleEndian.PutUint64(d[:], maphash.String(digestSeed, x))
+	p.b.Write(d[:])
+	p.b.WriteString(projection)
 	p.n++
 }
 
 func (p *packer) object(gen uint64) *rawObject {
-	return &rawObject{packed: string(p.b), n: p.n, gen: gen}
+	return &rawObject{packed: p.String(), n: p.n, gen: gen}
+}
+
+// String is what was packed, in memory of its exact size: the mirror holds
+// it for as long as the object lives.
+func (p *packer) String() string {
+	if p.b.Cap() > p.b.Len() {
+		return strings.Clone(p.b.String())
+	}
+	return p.b.String()
 }

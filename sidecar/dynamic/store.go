@@ -189,11 +189,12 @@ func (s *Store) Commit() (changed []ObjectID, errs []error) {
 const parallelMin = 256
 
 // decoded is one object's decoding, made by a worker and applied in order;
-// slim is the raw object it was made from (from), slimmed to what it read.
+// slim, when not empty, is the object's keys packed anew with what it did
+// not read kept as digests.
 type decoded struct {
-	value      interface{}
-	err        error
-	from, slim *rawObject
+	value interface{}
+	err   error
+	slim  string
 }
 
 // aheadDecoding is an object decoded while a listing's pages came.
@@ -284,11 +285,10 @@ func (s *Store) applyAll(ids []ObjectID, results []decoded) (changed []ObjectID,
 		} else {
 			d = s.decodeOne(id)
 		}
-		if d.slim != nil && s.raw[id] == d.from {
-			// The slimmed object decodes the same and takes the place of
-			// the one it was made from, unless that changed since.
-			d.slim.gen = d.from.gen
-			s.raw[id] = d.slim
+		if d.slim != "" {
+			// It decodes the same. The object is the one decoded: a
+			// decoding made ahead is used only while it is (commit).
+			s.raw[id].packed = d.slim
 		}
 		if s.apply(id, d.value, d.err) {
 			changed = append(changed, id)
@@ -358,7 +358,7 @@ func (s *Store) decodeOne(id ObjectID) decoded {
 	if err != nil {
 		return decoded{err: &kv.Error{Key: id.String(), Err: err}}
 	}
-	return decoded{value: value, from: obj, slim: slim}
+	return decoded{value: value, slim: slim}
 }
 
 // apply stores one object's decoding and reports whether its decoded form
@@ -411,52 +411,52 @@ func pairsOf(obj *rawObject, prefix string) []kv.Pair {
 	return pairs
 }
 
-func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, slim *rawObject, err error) {
+func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, slim string, err error) {
 	// A decoder panic on some odd input must cost one object, not the
 	// process. Its message might quote the input, as decoders' do.
 	defer func() {
 		if p := recover(); p != nil {
-			value, slim, err = nil, nil, fmt.Errorf("decoder panicked: %s", redact.Quoted(fmt.Sprint(p)))
+			value, slim, err = nil, "", fmt.Errorf("decoder panicked: %s", redact.Quoted(fmt.Sprint(p)))
 		}
 	}()
 	for k, v := range obj.all() {
 		if !utf8.ValidString(v.text()) {
-			return nil, nil, fmt.Errorf("%s: value is not valid UTF-8", k)
+			return nil, "", fmt.Errorf("%s: value is not valid UTF-8", k)
 		}
 	}
 	switch id.Kind {
 	case Routers, TCPRouters:
 		r := &Router{}
 		if err := kv.Decode(pairsOf(obj, ""), r); err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
-		return r, nil, nil
+		return r, "", nil
 	case Services:
 		svc := &Service{}
 		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
 		if svc.LoadBalancer != nil {
 			for i, srv := range svc.LoadBalancer.Servers {
 				if err := plugin.CheckServerURL(srv.URL); err != nil {
-					return nil, nil, fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
+					return nil, "", fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
 				}
 			}
 		}
-		return svc, nil, nil
+		return svc, "", nil
 	case TCPServices:
 		svc := &Service{}
 		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
 		if svc.LoadBalancer != nil {
 			for i, srv := range svc.LoadBalancer.Servers {
 				if err := checkAddress(srv.Address); err != nil {
-					return nil, nil, fmt.Errorf("loadBalancer/servers/[%d]/address: %w", i, err)
+					return nil, "", fmt.Errorf("loadBalancer/servers/[%d]/address: %w", i, err)
 				}
 			}
 		}
-		return svc, nil, nil
+		return svc, "", nil
 	default:
 		return s.decodeMiddleware(obj)
 	}
@@ -464,19 +464,19 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 
 // decodeMiddleware reads only the plugin sections traefik-sd understands;
 // any other middleware decodes to an empty, harmless value. It also returns
-// the object slimmed to what it read (see stored), nil when that saves
-// nothing: the values it did not read kept as digests, the circuit JSON as
-// a digest and the fields read from it.
-func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, *rawObject, error) {
+// the object's keys packed anew with what it did not read kept as digests,
+// and the circuit JSON as a digest and the fields read from it; "" when
+// that would keep as much.
+func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 	m := &Middleware{}
 	sdPrefix, goPrefix := "plugin/"+s.pluginName+"/", "plugin/"+appProxyGoPlugin+"/"
 	if pairs := pairsOf(obj, sdPrefix); len(pairs) > 0 {
 		cfg := plugin.CreateConfig()
 		if err := kv.Decode(pairs, cfg); err != nil {
-			return nil, nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
+			return nil, "", fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("plugin/%s/%w", s.pluginName, err)
+			return nil, "", fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
 		described := cfg.Described()
 		m.SD = &described
@@ -487,23 +487,28 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, *rawObject, error
 			SessionIDs []string
 		}
 		if err := kv.Decode(pairs, &goCfg); err != nil {
-			return nil, nil, fmt.Errorf("plugin/%s/%w", appProxyGoPlugin, err)
+			return nil, "", fmt.Errorf("plugin/%s/%w", appProxyGoPlugin, err)
 		}
 		m.AppProxy = &AppProxyIdentity{CircuitID: goCfg.ID, SessionIDs: nonEmpty(goCfg.SessionIDs)}
 	}
-	// Slimming costs a copy of the object: it is made only when it keeps
-	// less, which a first pass over the keys tells.
+	// The slimmed keys are packed only when they keep less, which a first
+	// pass tells with their exact size: one allocation, on a cold start
+	// once per circuit.
 	circuitKey := "plugin/" + appProxyWASMPlugin + "/circuit"
-	saved := false
+	size, whole := 0, len(obj.packed)
 	var projections []string
 	for k, v := range obj.all() {
 		if !strings.EqualFold(k, circuitKey) {
-			saved = saved || s.digests(k, v, sdPrefix, goPrefix)
+			if s.digests(k, v, sdPrefix, goPrefix) {
+				size += entrySize(k, digestLen)
+			} else {
+				size += entrySize(k, len(v.s))
+			}
 			continue
 		}
 		var circuit circuitFields
 		if err := json.Unmarshal([]byte(v.text()), &circuit); err != nil {
-			return nil, nil, fmt.Errorf("%s: circuit JSON: %s", k, redact.JSONError(err))
+			return nil, "", fmt.Errorf("%s: circuit JSON: %s", k, redact.JSONError(err))
 		}
 		if m.AppProxy == nil {
 			m.AppProxy = &AppProxyIdentity{}
@@ -517,17 +522,19 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, *rawObject, error
 		m.AppProxy.App = circuit.App
 		// What is read of it, as JSON that reads the same; "" keeps it whole.
 		projection := ""
-		if !v.digest {
-			if p, err := json.Marshal(circuit); err == nil && digestLen+len(p) < len(v.s) {
-				projection, saved = string(p), true
-			}
+		if p := circuit.appendJSON(nil); !v.digest && digestLen+len(p) < len(v.s) {
+			projection = string(p)
+			size += entrySize(k, digestLen+len(p))
+		} else {
+			size += entrySize(k, len(v.s))
 		}
 		projections = append(projections, projection)
 	}
-	if !saved {
-		return m, nil, nil
+	if size >= whole {
+		return m, "", nil
 	}
-	slim := packer{b: make([]byte, 0, len(obj.packed)/2)}
+	var slim packer
+	slim.b.Grow(size)
 	for k, v := range obj.all() {
 		switch {
 		case strings.EqualFold(k, circuitKey):
@@ -543,7 +550,7 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, *rawObject, error
 			slim.add(k, v)
 		}
 	}
-	return m, slim.object(obj.gen), nil
+	return m, slim.String(), nil
 }
 
 // digests tells whether a middleware's value is one decoding does not read
@@ -557,6 +564,46 @@ type circuitFields struct {
 	ID         string   `json:"id"`
 	App        string   `json:"app"`
 	SessionIDs []string `json:"session_ids"`
+}
+
+// appendJSON appends the fields as JSON that decodes to them again, as
+// encoding/json's Marshal would but without reflection (a cold start makes
+// one per circuit). The strings are valid UTF-8: decoding made them.
+func (c circuitFields) appendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, c.ID)
+	b = append(b, `,"app":`...)
+	b = appendJSONString(b, c.App)
+	b = append(b, `,"session_ids":`...)
+	if c.SessionIDs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, id := range c.SessionIDs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, id)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // hasPrefixFold is strings.HasPrefix ignoring case, with a key below the
