@@ -38,6 +38,8 @@ const (
 const (
 	appProxyGoPlugin   = "appproxy-traefik-plugin-go"
 	appProxyWASMPlugin = "appproxy-traefik-plugin"
+	// circuitKey is the WASM middleware's circuit JSON.
+	circuitKey = "plugin/" + appProxyWASMPlugin + "/circuit"
 )
 
 // ObjectID names one router, service or middleware.
@@ -401,7 +403,7 @@ func pairsOf(obj *rawObject, prefix string) []kv.Pair {
 	pairs := make([]kv.Pair, 0, obj.n)
 	for k, v := range obj.all() {
 		if prefix != "" {
-			if len(k) <= len(prefix) || !strings.EqualFold(k[:len(prefix)], prefix) {
+			if !hasPrefixFold(k, prefix) {
 				continue
 			}
 			k = k[len(prefix):]
@@ -494,7 +496,6 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 	// The slimmed keys are packed only when they keep less, which a first
 	// pass tells with their exact size: one allocation, on a cold start
 	// once per circuit.
-	circuitKey := "plugin/" + appProxyWASMPlugin + "/circuit"
 	size, whole := 0, len(obj.packed)
 	var projections []string
 	for k, v := range obj.all() {
@@ -522,9 +523,13 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 		m.AppProxy.App = circuit.App
 		// What is read of it, as JSON that reads the same; "" keeps it whole.
 		projection := ""
-		if p := circuit.appendJSON(nil); !v.digest && digestLen+len(p) < len(v.s) {
-			projection = string(p)
-			size += entrySize(k, digestLen+len(p))
+		if !v.digest {
+			if p := circuit.appendJSON(nil); digestLen+len(p) < len(v.s) {
+				projection = string(p)
+			}
+		}
+		if projection != "" {
+			size += entrySize(k, digestLen+len(projection))
 		} else {
 			size += entrySize(k, len(v.s))
 		}
@@ -533,6 +538,13 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 	if size >= whole {
 		return m, "", nil
 	}
+	return m, s.slim(obj, size, projections, sdPrefix, goPrefix), nil
+}
+
+// slim packs obj's keys in size bytes, as decodeMiddleware's first pass
+// sized them: the circuit JSON as its digest and projection (in key order;
+// "" keeps one whole), every other value it does not read as a digest.
+func (s *Store) slim(obj *rawObject, size int, projections []string, sdPrefix, goPrefix string) string {
 	var slim packer
 	slim.b.Grow(size)
 	for k, v := range obj.all() {
@@ -550,7 +562,7 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 			slim.add(k, v)
 		}
 	}
-	return m, slim.String(), nil
+	return slim.String()
 }
 
 // digests tells whether a middleware's value is one decoding does not read
