@@ -11,10 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/traefik-sd/traefik-sd/internal/fanout"
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/kv"
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
@@ -310,30 +309,9 @@ func (s *Store) applyAll(ids []ObjectID, results []decoded) (changed []ObjectID,
 // while they read it: the store's one owner is waiting here.
 func (s *Store) decodeAll(ids []ObjectID, workers int) []decoded {
 	results := make([]decoded, len(ids))
-	chunk := max(1, len(ids)/(workers*8))
-	var next atomic.Int64
-	work := func() {
-		for {
-			end := int(next.Add(int64(chunk)))
-			start := end - chunk
-			if start >= len(ids) {
-				return
-			}
-			for i := start; i < min(end, len(ids)); i++ {
-				results[i] = s.decodeOne(ids[i])
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work()
-	wg.Wait()
+	fanout.Each(len(ids), workers, func() func(int) {
+		return func(i int) { results[i] = s.decodeOne(ids[i]) }
+	})
 	return results
 }
 

@@ -3,9 +3,11 @@ package targets
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"runtime"
 	"slices"
 	"sort"
 
+	"github.com/traefik-sd/traefik-sd/internal/fanout"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 )
 
@@ -49,6 +51,9 @@ type Builder struct {
 	// held names the routers that left a server out waiting for the
 	// coordinator (Inputs.HoldUnnamed).
 	held map[string]bool
+	// workers and parallelFrom, when set, replace GOMAXPROCS and
+	// parallelMin: the tests build on both paths.
+	workers, parallelFrom int
 }
 
 // routerTargets is one router's part of the set. Its targets are never
@@ -144,10 +149,10 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 	}
 	names := make([]string, 0, len(dirty))
 	for name := range dirty {
-		b.rebuild(in, defs, name)
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	b.build(in, defs, names)
 	if b.reorder {
 		b.order = b.order[:0]
 		for name, rt := range b.routers {
@@ -210,35 +215,110 @@ func (b *Builder) Dropped() map[string]int {
 	return d
 }
 
-func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
-	old := b.routers[name]
+// parallelMin is the fewest routers built on more than one core. A change
+// rebuilds a handful; a first listing, the plugin's first full set or the
+// coordinator's first answer rebuilds every router, which at 100,000
+// circuits took seconds on one core while the other waited.
+const parallelMin = 256
+
+// build rebuilds the named routers: each router's targets are made side by
+// side (they read the inputs and write nothing shared), then stored in
+// order, one at a time.
+func (b *Builder) build(in Inputs, defs definitions, names []string) {
+	workers := b.workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	least := b.parallelFrom
+	if least == 0 {
+		least = parallelMin
+	}
+	if workers < 2 || len(names) < least {
+		for _, name := range names {
+			old := b.routers[name]
+			b.store(name, old, b.make(in, defs, name, old, &b.scratch))
+		}
+		return
+	}
+	results := make([]built, len(names))
+	fanout.Each(len(names), workers, func() func(int) {
+		var scratch []byte
+		return func(i int) { results[i] = b.make(in, defs, names[i], b.routers[names[i]], &scratch) }
+	})
+	for i, name := range names {
+		b.store(name, b.routers[name], results[i])
+	}
+}
+
+// built is one router's targets as made, before they are stored.
+type built struct {
+	rt         routerTargets
+	exists     bool
+	held       bool
+	notServed  *NotServed
+	overLabels int
+}
+
+// make builds one router's targets from the inputs. It reads the builder
+// and writes nothing of it, so that workers can run it side by side; its
+// JSON is rendered into scratch, the caller's own.
+func (b *Builder) make(in Inputs, defs definitions, name string, old *routerTargets, scratch *[]byte) built {
+	bl := &builder{opts: b.opts, in: in, defs: defs}
 	if old != nil {
+		bl.before = old.targets
+	}
+	ts := Normalize(bl.router(nil, name))
+	out := built{exists: bl.exists, held: bl.held, notServed: bl.notServed}
+	if !bl.exists {
+		return out
+	}
+	if b.opts.MaxLabels > 0 {
+		kept := ts[:0]
+		for _, t := range ts {
+			if len(t.Labels) > b.opts.MaxLabels {
+				out.overLabels++
+				continue
+			}
+			kept = append(kept, t)
+		}
+		ts = kept
+	}
+	out.rt = routerTargets{targets: ts, reads: bl.reads}
+	if len(ts) > 0 {
+		*scratch = AppendJSON((*scratch)[:0], ts)
+		out.rt.size, out.rt.sum = len(*scratch), sha256.Sum256(*scratch)
+	}
+	return out
+}
+
+// store replaces a router's targets (old, nil if it had none) with a build
+// of them.
+func (b *Builder) store(name string, old *routerTargets, r built) {
+	// A rebuild that read the same inputs as before (every router, when
+	// the plugin's first set makes them live) leaves the index as it was.
+	sameReads := old != nil && r.exists && slices.Equal(old.reads, r.rt.reads)
+	if old != nil && !sameReads {
 		for _, id := range old.reads {
 			if rs := b.readers[id]; rs != nil && rs.remove(name) {
 				delete(b.readers, id)
 			}
 		}
 	}
-	bl := &builder{opts: b.opts, in: in, defs: defs}
-	if old != nil {
-		bl.before = old.targets
-	}
-	ts := Normalize(bl.router(nil, name))
 	delete(b.overLabels, name)
 	delete(b.notServed, name)
 	delete(b.held, name)
-	if bl.held {
+	if r.held {
 		b.held[name] = true
 	}
-	if bl.notServed != nil {
-		b.notServed[name] = *bl.notServed
+	if r.notServed != nil {
+		b.notServed[name] = *r.notServed
 	}
 	if old != nil && len(old.targets) > 0 {
 		b.routed -= len(old.targets)
 		b.inner -= old.size - 2
 		b.mixIn(name, old.sum, false)
 	}
-	if !bl.exists {
+	if !r.exists {
 		// Its source no longer holds it: forget it.
 		if old != nil {
 			delete(b.routers, name)
@@ -246,32 +326,26 @@ func (b *Builder) rebuild(in Inputs, defs definitions, name string) {
 		}
 		return
 	}
-	if b.opts.MaxLabels > 0 {
-		kept := ts[:0]
-		for _, t := range ts {
-			if len(t.Labels) > b.opts.MaxLabels {
-				b.overLabels[name]++
-				continue
-			}
-			kept = append(kept, t)
-		}
-		ts = kept
+	if r.overLabels > 0 {
+		b.overLabels[name] = r.overLabels
 	}
-	rt := &routerTargets{targets: ts, reads: bl.reads}
+	// A copy, so that the router holds its targets and not the whole build.
+	rt := new(routerTargets)
+	*rt = r.rt
 	if len(rt.targets) > 0 {
-		b.scratch = AppendJSON(b.scratch[:0], rt.targets)
-		rt.size, rt.sum = len(b.scratch), sha256.Sum256(b.scratch)
 		b.routed += len(rt.targets)
 		b.inner += rt.size - 2
 		b.mixIn(name, rt.sum, true)
 	}
-	for _, id := range rt.reads {
-		rs := b.readers[id]
-		if rs == nil {
-			rs = &readerSet{}
-			b.readers[id] = rs
+	if !sameReads {
+		for _, id := range rt.reads {
+			rs := b.readers[id]
+			if rs == nil {
+				rs = &readerSet{}
+				b.readers[id] = rs
+			}
+			rs.add(name)
 		}
-		rs.add(name)
 	}
 	b.routers[name] = rt
 	if (old == nil || len(old.targets) == 0) != (len(rt.targets) == 0) {

@@ -232,3 +232,120 @@ func TestIncrementalEqualsFullBuildUnderTraefiksView(t *testing.T) {
 		})
 	}
 }
+
+// Building routers side by side stores what building them one by one does:
+// the same body, digest and counts, the same circuits not served and the
+// same index of what each router read, through changes that rebuild one
+// router, some, or all of them at once.
+func TestParallelBuildIsTheSerialBuild(t *testing.T) {
+	const circuits = 300
+	rng := rand.New(rand.NewSource(5))
+	w := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
+	plain := &coordinator.Writer{Authority: "worker-1"}
+	// Its targets carry a label more (__metrics_path__).
+	ownPath := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{MetricsPath: "/m"}}
+	store := dynamic.NewStore("traefik-sd")
+	view := &fakeTraefik{live: map[string]*plugin.Config{}, routers: map[string]targets.RouterState{}}
+	down := downSet{}
+	in := targets.Inputs{Store: store, Traefik: view, Health: down}
+	opts := options()
+	opts.MaxLabels = 11 // a route target's eleven: those with their own metrics path are left out
+	serial := targets.BuildOn(targets.NewBuilder(opts), 1)
+	parallel := targets.BuildOn(targets.NewBuilder(opts), 4)
+	present := map[string]map[string]bool{}
+	write := func(i int) {
+		id := fmt.Sprintf("c%03d", i)
+		c := coordinator.Circuit{ID: id, App: "app", Mode: "inference", Hostname: "h"}
+		for r := 0; r < rng.Intn(4); r++ {
+			c.Routes = append(c.Routes, coordinator.Route{RouteID: fmt.Sprintf("r%d", r), SessionID: fmt.Sprintf("s%d", r), Host: fmt.Sprintf("10.%d.%d.%d", i/200, i%200, r), Port: 8000})
+		}
+		cw := w
+		switch rng.Intn(5) {
+		case 0:
+			cw = plain // no traefik-sd middleware: its router reads other inputs
+		case 1:
+			cw = ownPath
+		}
+		applyKeys(store, cw, c, present)
+	}
+	live := func(i int) string {
+		id := fmt.Sprintf("c%03d", i)
+		mw := "bai_sd_" + id + "@etcd"
+		view.live[mw] = &plugin.Config{CircuitID: id, MetricsPath: "/metrics"}
+		view.routers["bai_router_"+id+"@etcd"] = targets.RouterState{Served: rng.Intn(8) > 0, Error: "bad rule"}
+		return mw
+	}
+	for i := 0; i < circuits; i++ {
+		write(i)
+	}
+	ids := func() []dynamic.ObjectID {
+		var out []dynamic.ObjectID
+		for i := 0; i < circuits; i++ {
+			id := fmt.Sprintf("c%03d", i)
+			out = append(out,
+				dynamic.ObjectID{Kind: dynamic.Middlewares, Name: "bai_sd_" + id},
+				dynamic.ObjectID{Kind: dynamic.Services, Name: "bai_service_" + id},
+				dynamic.ObjectID{Kind: dynamic.Middlewares, Name: "bai_appproxy_plugin_" + id})
+		}
+		return out
+	}()
+	for step := 0; step < 40; step++ {
+		var ch targets.Changes
+		switch op := rng.Intn(5); {
+		case step == 0:
+			ch.All = true // the first listing
+		case op == 0:
+			// The plugin's full set: every router's middleware goes live.
+			for i := 0; i < circuits; i++ {
+				ch.Live = append(ch.Live, live(i))
+			}
+		case op == 1:
+			for n := rng.Intn(circuits); n > 0; n-- {
+				write(rng.Intn(circuits))
+			}
+		case op == 2:
+			for n := rng.Intn(40); n > 0; n-- {
+				deleteKeys(store, fmt.Sprintf("c%03d", rng.Intn(circuits)), present)
+			}
+		case op == 3:
+			for n := rng.Intn(circuits); n > 0; n-- {
+				i := rng.Intn(circuits)
+				svc := fmt.Sprintf("bai_service_c%03d@etcd", i)
+				key := svc + fmt.Sprintf(" http://10.%d.%d.%d:8000/", i/200, i%200, rng.Intn(3))
+				down[key] = !down[key]
+				ch.Services = append(ch.Services, svc)
+			}
+		default:
+			ch.All = true
+		}
+		changed, _ := store.Commit()
+		ch.Objects = changed
+		a, b := serial.Update(in, ch), parallel.Update(in, ch)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("step %d: rebuilt %d routers one by one, %d side by side", step, len(a), len(b))
+		}
+		if s, p := string(serial.AppendJSON(nil)), string(parallel.AppendJSON(nil)); s != p {
+			t.Fatalf("step %d: bodies differ:\n%s\n%s", step, s, p)
+		}
+		if serial.Digest() != parallel.Digest() {
+			t.Fatalf("step %d: digests differ", step)
+		}
+		for _, f := range []func(*targets.Builder) string{
+			func(b *targets.Builder) string { return fmt.Sprint(b.Groups()) },
+			func(b *targets.Builder) string { return fmt.Sprint(b.Dropped()) },
+			func(b *targets.Builder) string { return fmt.Sprint(b.NotServed()) },
+		} {
+			if s, p := f(serial), f(parallel); s != p {
+				t.Fatalf("step %d: one by one %s, side by side %s", step, s, p)
+			}
+		}
+		for _, id := range ids {
+			if s, p := serial.Readers(id), parallel.Readers(id); fmt.Sprint(s) != fmt.Sprint(p) {
+				t.Fatalf("step %d: %v is read by %v one by one, by %v side by side", step, id, s, p)
+			}
+		}
+	}
+	if len(serial.NotServed()) == 0 || serial.Dropped()["labels"] == 0 || serial.Groups()[targets.GroupRoute] == 0 {
+		t.Fatalf("the walk ends with %d not served, %v dropped, %v: it does not exercise them", len(serial.NotServed()), serial.Dropped(), serial.Groups())
+	}
+}

@@ -135,7 +135,10 @@ type ServiceDef struct {
 	Children []string
 }
 
-// Inputs are the sources a target set is built from.
+// Inputs are the sources a target set is built from. A large change builds
+// routers on several goroutines at once: nothing may change the inputs
+// while Update runs, and reading them must write nothing (Traefik.Routers,
+// which may cache its list, is called before the routers are built).
 type Inputs struct {
 	// Store is the configuration decoded from etcd; nil when the sidecar
 	// runs without etcd, and then routers come from Traefik and servers
