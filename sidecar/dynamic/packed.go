@@ -9,8 +9,9 @@ import (
 )
 
 // rawObject is the keys of one object as etcd holds them, packed into one
-// string sorted by key: for each key, its length, the key, the value's
-// length and whether it is a digest (see stored), the value (lengths as
+// string sorted by key: for each key, its length and text or its index in
+// the store's subKeys (the low bit tells which), the value's length and
+// whether it is a digest (see stored), the value (lengths and indexes as
 // uvarints). A tree of 100,000 circuits holds about 2 million keys; one
 // string per object instead of a map and two strings per key is most of
 // what makes that mirror affordable, and packing copies the bytes, so the
@@ -34,6 +35,47 @@ type stored struct {
 }
 
 const digestLen = 8
+
+// subKeys interns the keys below objects (middlewares/0, rule,
+// loadBalancer/servers/0/url, plugin/…/circuit): a tree's objects share a
+// few dozen, which as text in every object were about 550 bytes a circuit,
+// two fifths of the mirror. Only the store's owner adds to it, never while
+// decoding workers read it; a packer that workers run only looks keys up.
+type subKeys struct {
+	index map[string]uint32
+	names []string
+}
+
+// maxSubKeys bounds the table, which never shrinks: past it, keys are
+// packed as text, so a tree whose every object has keys of its own costs
+// what it did before there was a table.
+const maxSubKeys = 4096
+
+// add interns k, unless the table is full.
+func (t *subKeys) add(k string) (uint32, bool) {
+	if i, ok := t.index[k]; ok {
+		return i, true
+	}
+	if len(t.names) >= maxSubKeys {
+		return 0, false
+	}
+	if t.index == nil {
+		t.index = map[string]uint32{}
+	}
+	k = strings.Clone(k) // a listing's memory is read into again
+	i := uint32(len(t.names))
+	t.names = append(t.names, k)
+	t.index[k] = i
+	return i, true
+}
+
+// keySize is the room a key takes packed, interned or not.
+func (t *subKeys) keySize(k string) int {
+	if i, ok := t.index[k]; ok {
+		return uvarintLen(uint64(i)<<1 | 1)
+	}
+	return uvarintLen(uint64(len(k))<<1) + len(k)
+}
 
 // digestSeed is this process's: a digest cannot be aimed at from outside.
 var digestSeed = maphash.MakeSeed()
@@ -61,12 +103,12 @@ func (v stored) is(x string) bool {
 }
 
 // all yields the object's keys and values in key order, without allocating.
-func (o *rawObject) all() iter.Seq2[string, stored] {
+func (o *rawObject) all(t *subKeys) iter.Seq2[string, stored] {
 	return func(yield func(string, stored) bool) {
 		for p := o.packed; len(p) > 0; {
 			var k string
 			var v stored
-			k, p = cut(p)
+			k, p = cutKey(p, t)
 			v, p = cutValue(p)
 			if !yield(k, v) {
 				return
@@ -90,10 +132,15 @@ func uvarint(p string) (n uint64, rest string) {
 	return n, p[i+1:]
 }
 
-// cut reads one length-prefixed string off the front of p.
-func cut(p string) (s, rest string) {
+// cutKey reads one key off the front of p: its length shifted left by one
+// and its text, or its index in t shifted left by one with the low bit set.
+func cutKey(p string, t *subKeys) (k, rest string) {
 	n, p := uvarint(p)
-	return p[:n], p[n:]
+	if n&1 == 1 {
+		return t.names[n>>1], p
+	}
+	l := n >> 1
+	return p[:l], p[l:]
 }
 
 // cutValue reads one value off the front of p: its length is shifted left
@@ -105,8 +152,8 @@ func cutValue(p string) (v stored, rest string) {
 }
 
 // get returns a key's value.
-func (o *rawObject) get(key string) (stored, bool) {
-	for k, v := range o.all() {
+func (o *rawObject) get(t *subKeys, key string) (stored, bool) {
+	for k, v := range o.all(t) {
 		if k == key {
 			return v, true
 		}
@@ -114,14 +161,15 @@ func (o *rawObject) get(key string) (stored, bool) {
 	return stored{}, false
 }
 
-// with returns the object with key set to v (deleted when del).
-func (o *rawObject) with(key, v string, del bool) *rawObject {
+// with returns the object with key set to v (deleted when del), interning
+// its keys in t.
+func (o *rawObject) with(t *subKeys, key, v string, del bool) *rawObject {
 	type pair struct {
 		k string
 		v stored
 	}
 	pairs := make([]pair, 0, o.n+1)
-	for k, v := range o.all() {
+	for k, v := range o.all(t) {
 		if k != key {
 			pairs = append(pairs, pair{k, v})
 		}
@@ -132,7 +180,7 @@ func (o *rawObject) with(key, v string, del bool) *rawObject {
 		copy(pairs[i+1:], pairs[i:])
 		pairs[i] = pair{key, stored{s: v}}
 	}
-	var p packer
+	p := packer{keys: t, intern: true}
 	for _, kv := range pairs {
 		p.add(kv.k, kv.v)
 	}
@@ -140,10 +188,27 @@ func (o *rawObject) with(key, v string, del bool) *rawObject {
 }
 
 // packer builds a rawObject from keys given in ascending order; a
-// Builder's String does not copy what it built.
+// Builder's String does not copy what it built. It packs keys by their
+// index in keys where they have one, adding those without when intern is
+// set (only the store's owner may).
 type packer struct {
-	b strings.Builder
-	n int
+	b      strings.Builder
+	n      int
+	keys   *subKeys
+	intern bool
+}
+
+func (p *packer) key(k string) {
+	i, ok := p.keys.index[k]
+	if !ok && p.intern {
+		i, ok = p.keys.add(k)
+	}
+	if ok {
+		p.uvarint(uint64(i)<<1 | 1)
+		return
+	}
+	p.uvarint(uint64(len(k)) << 1)
+	p.b.WriteString(k)
 }
 
 func (p *packer) uvarint(x uint64) {
@@ -152,8 +217,7 @@ func (p *packer) uvarint(x uint64) {
 }
 
 func (p *packer) add(key string, v stored) {
-	p.uvarint(uint64(len(key)))
-	p.b.WriteString(key)
+	p.key(key)
 	n := uint64(len(v.s)) << 1
 	if v.digest {
 		n |= 1
@@ -163,9 +227,9 @@ func (p *packer) add(key string, v stored) {
 	p.n++
 }
 
-// entrySize is the room add takes for key and a value of n bytes.
-func entrySize(key string, n int) int {
-	return uvarintLen(uint64(len(key))) + len(key) + uvarintLen(uint64(n)<<1|1) + n
+// entrySize is the room add takes for a key of keySize and a value of n bytes.
+func entrySize(keySize, n int) int {
+	return keySize + uvarintLen(uint64(n)<<1|1) + n
 }
 
 func uvarintLen(x uint64) int {
@@ -178,8 +242,7 @@ func uvarintLen(x uint64) int {
 
 // addDigest adds key with x kept as its digest followed by projection.
 func (p *packer) addDigest(key, x, projection string) {
-	p.uvarint(uint64(len(key)))
-	p.b.WriteString(key)
+	p.key(key)
 	p.uvarint(uint64(digestLen+len(projection))<<1 | 1)
 	var d [digestLen]byte
 	binary.LittleEndian.PutUint64(d[:], maphash.String(digestSeed, x))

@@ -113,9 +113,9 @@ func (s *Store) resetRun(l Listing, r keyRun) {
 	obj := s.raw[id]
 	if obj == nil || obj.gen != s.gen {
 		// First run of this object in the listing.
-		if obj == nil || !sameRun(obj, l, r) {
+		if obj == nil || !s.sameRun(obj, l, r) {
 			id = own(id)
-			s.raw[id] = packRun(l, r, s.gen)
+			s.raw[id] = s.packRun(l, r)
 			s.dirty[id] = true
 			s.fresh = append(s.fresh, id)
 		} else {
@@ -127,7 +127,7 @@ func (s *Store) resetRun(l Listing, r keyRun) {
 	for k := r.i; k < r.j; k++ {
 		key, v := l.At(k)
 		sb, _ := r.sub(key)
-		obj = obj.with(sb, v, false)
+		obj = obj.with(&s.keys, sb, v, false)
 	}
 	id = own(id)
 	s.raw[id] = obj
@@ -169,12 +169,12 @@ func own(id ObjectID) ObjectID {
 
 // sameRun says whether the listing's run is exactly the object's keys, in
 // the same order.
-func sameRun(obj *rawObject, l Listing, r keyRun) bool {
+func (s *Store) sameRun(obj *rawObject, l Listing, r keyRun) bool {
 	if obj.n != r.j-r.i {
 		return false
 	}
 	k := r.i
-	for key, value := range obj.all() {
+	for key, value := range obj.all(&s.keys) {
 		lk, v := l.At(k)
 		sb, _ := r.sub(lk)
 		if sb != key || !value.is(v) {
@@ -187,8 +187,8 @@ func sameRun(obj *rawObject, l Listing, r keyRun) bool {
 
 // packRun packs the listing's run of one object. Its keys come in key
 // order unless the object's keys differ in case above its name.
-func packRun(l Listing, r keyRun, gen uint64) *rawObject {
-	var p packer
+func (s *Store) packRun(l Listing, r keyRun) *rawObject {
+	p := packer{keys: &s.keys, intern: true}
 	sorted := true
 	prev := ""
 	for k := r.i; k < r.j; k++ {
@@ -202,13 +202,13 @@ func packRun(l Listing, r keyRun, gen uint64) *rawObject {
 		p.add(sb, stored{s: v})
 	}
 	if sorted {
-		return p.object(gen)
+		return p.object(s.gen)
 	}
-	obj := &rawObject{gen: gen}
+	obj := &rawObject{gen: s.gen}
 	for k := r.i; k < r.j; k++ {
 		key, v := l.At(k)
 		sb, _ := r.sub(key)
-		obj = obj.with(sb, v, false)
+		obj = obj.with(&s.keys, sb, v, false)
 	}
 	return obj
 }

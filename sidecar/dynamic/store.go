@@ -70,6 +70,7 @@ type Store struct {
 	fresh    []ObjectID
 	ahead    map[ObjectID]aheadDecoding
 	aheadMin int // the fewest fresh objects decoded ahead; 0 is parallelMin
+	keys     subKeys
 
 	Routers     map[string]*Router
 	Services    map[string]*Service
@@ -148,10 +149,10 @@ func (s *Store) Put(id ObjectID, sub, value string) {
 	if obj == nil {
 		id = own(id)
 		obj = &rawObject{gen: s.gen}
-	} else if old, ok := obj.get(sub); ok && old.is(value) {
+	} else if old, ok := obj.get(&s.keys, sub); ok && old.is(value) {
 		return
 	}
-	s.raw[id] = obj.with(sub, value, false)
+	s.raw[id] = obj.with(&s.keys, sub, value, false)
 	s.dirty[id] = true
 }
 
@@ -161,10 +162,10 @@ func (s *Store) Delete(id ObjectID, sub string) {
 	if obj == nil {
 		return
 	}
-	if _, ok := obj.get(sub); !ok {
+	if _, ok := obj.get(&s.keys, sub); !ok {
 		return
 	}
-	if obj = obj.with(sub, "", true); obj.n == 0 {
+	if obj = obj.with(&s.keys, sub, "", true); obj.n == 0 {
 		delete(s.raw, id)
 	} else {
 		s.raw[id] = obj
@@ -377,9 +378,9 @@ func setIfChanged[T any](m map[string]*T, name string, value interface{}) bool {
 	return true
 }
 
-func pairsOf(obj *rawObject, prefix string) []kv.Pair {
+func (s *Store) pairsOf(obj *rawObject, prefix string) []kv.Pair {
 	pairs := make([]kv.Pair, 0, obj.n)
-	for k, v := range obj.all() {
+	for k, v := range obj.all(&s.keys) {
 		if prefix != "" {
 			if !hasPrefixFold(k, prefix) {
 				continue
@@ -399,7 +400,7 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 			value, slim, err = nil, "", fmt.Errorf("decoder panicked: %s", redact.Quoted(fmt.Sprint(p)))
 		}
 	}()
-	for k, v := range obj.all() {
+	for k, v := range obj.all(&s.keys) {
 		if !utf8.ValidString(v.text()) {
 			return nil, "", fmt.Errorf("%s: value is not valid UTF-8", k)
 		}
@@ -407,13 +408,13 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 	switch id.Kind {
 	case Routers, TCPRouters:
 		r := &Router{}
-		if err := kv.Decode(pairsOf(obj, ""), r); err != nil {
+		if err := kv.Decode(s.pairsOf(obj, ""), r); err != nil {
 			return nil, "", err
 		}
 		return r, "", nil
 	case Services:
 		svc := &Service{}
-		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
+		if err := kv.Decode(s.pairsOf(obj, ""), svc); err != nil {
 			return nil, "", err
 		}
 		if svc.LoadBalancer != nil {
@@ -426,7 +427,7 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 		return svc, "", nil
 	case TCPServices:
 		svc := &Service{}
-		if err := kv.Decode(pairsOf(obj, ""), svc); err != nil {
+		if err := kv.Decode(s.pairsOf(obj, ""), svc); err != nil {
 			return nil, "", err
 		}
 		if svc.LoadBalancer != nil {
@@ -450,7 +451,7 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 	m := &Middleware{}
 	sdPrefix, goPrefix := "plugin/"+s.pluginName+"/", "plugin/"+appProxyGoPlugin+"/"
-	if pairs := pairsOf(obj, sdPrefix); len(pairs) > 0 {
+	if pairs := s.pairsOf(obj, sdPrefix); len(pairs) > 0 {
 		cfg := plugin.CreateConfig()
 		if err := kv.Decode(pairs, cfg); err != nil {
 			return nil, "", fmt.Errorf("plugin/%s/%w", s.pluginName, err)
@@ -461,7 +462,7 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 		described := cfg.Described()
 		m.SD = &described
 	}
-	if pairs := pairsOf(obj, goPrefix); len(pairs) > 0 {
+	if pairs := s.pairsOf(obj, goPrefix); len(pairs) > 0 {
 		var goCfg struct {
 			ID         string
 			SessionIDs []string
@@ -476,12 +477,12 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 	// once per circuit.
 	size, whole := 0, len(obj.packed)
 	var projections []string
-	for k, v := range obj.all() {
+	for k, v := range obj.all(&s.keys) {
 		if !strings.EqualFold(k, circuitKey) {
 			if s.digests(k, v, sdPrefix, goPrefix) {
-				size += entrySize(k, digestLen)
+				size += entrySize(s.keys.keySize(k), digestLen)
 			} else {
-				size += entrySize(k, len(v.s))
+				size += entrySize(s.keys.keySize(k), len(v.s))
 			}
 			continue
 		}
@@ -507,9 +508,9 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 			}
 		}
 		if projection != "" {
-			size += entrySize(k, digestLen+len(projection))
+			size += entrySize(s.keys.keySize(k), digestLen+len(projection))
 		} else {
-			size += entrySize(k, len(v.s))
+			size += entrySize(s.keys.keySize(k), len(v.s))
 		}
 		projections = append(projections, projection)
 	}
@@ -523,9 +524,10 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 // sized them: the circuit JSON as its digest and projection (in key order;
 // "" keeps one whole), every other value it does not read as a digest.
 func (s *Store) slim(obj *rawObject, size int, projections []string, sdPrefix, goPrefix string) string {
-	var slim packer
+	// Run by decoding workers: it only looks keys up.
+	slim := packer{keys: &s.keys}
 	slim.b.Grow(size)
-	for k, v := range obj.all() {
+	for k, v := range obj.all(&s.keys) {
 		switch {
 		case strings.EqualFold(k, circuitKey):
 			if projections[0] != "" {
