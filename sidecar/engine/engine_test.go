@@ -519,6 +519,23 @@ func TestEtcdChangeToPushDelayIsMeasuredOnMatchingConfig(t *testing.T) {
 	}
 }
 
+// What a first listing holds, Traefik loaded before the sidecar looked: the
+// plugin's set that follows is no etcd change reaching Traefik. A change
+// after it still is.
+func TestAFirstListingMeasuresNoDelayToThePush(t *testing.T) {
+	c, d := circuit("c1", true), circuit("c2", true)
+	e := newEngine(t, options(true), t0)
+	e.Etcd([]watch.Batch{{Snapshot: true, Received: t0, Events: put(c, t0).Events}})
+	if res := e.Pushes([]pluginsync.Update{live("traefik-0", true, t0.Add(2*time.Second), c)}); len(res.PushDelays) != 0 {
+		t.Fatalf("the first listing's middleware measured %v", res.PushDelays)
+	}
+	e.Etcd([]watch.Batch{put(d, t0.Add(3*time.Second))})
+	res := e.Pushes([]pluginsync.Update{live("traefik-0", false, t0.Add(4*time.Second), d)})
+	if len(res.PushDelays) != 1 || res.PushDelays[0] != time.Second {
+		t.Fatalf("a circuit written after the listing measured %v", res.PushDelays)
+	}
+}
+
 func TestAnUnchangedInputPublishesNothingNew(t *testing.T) {
 	e := readyEngine(t)
 	c := circuit("c1", true)
