@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/traefik-sd/traefik-sd/internal/shrink"
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 	"github.com/traefik-sd/traefik-sd/sidecar/source"
@@ -96,6 +97,9 @@ type Engine struct {
 	// unserved stamps when each router began to be unserved, and whether
 	// that was reported.
 	unserved map[string]unservedSince
+	// The most pending and unserved held since they were last copied: a
+	// re-list or a start can fill them with every circuit (shrink).
+	pendingPeak, unservedPeak int
 	// services holds the etcd services that exist: a router's status in
 	// Traefik depends on its service existing, not on its servers.
 	services map[string]bool
@@ -333,6 +337,7 @@ func (e *Engine) Pushes(updates []source.Pushes) Result {
 			}
 		}
 	}
+	e.pending = shrink.Map(e.pending, &e.pendingPeak)
 	if len(changed) == 0 {
 		return res
 	}
@@ -585,6 +590,7 @@ func (e *Engine) NotServed(now time.Time) (counts map[string]int, report []targe
 			delete(e.unserved, router)
 		}
 	}
+	e.unserved = shrink.Map(e.unserved, &e.unservedPeak)
 	for router, ns := range current {
 		counts[ns.Reason]++
 		u, ok := e.unserved[router]

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/traefik-sd/traefik-sd/internal/fanout"
+	"github.com/traefik-sd/traefik-sd/internal/shrink"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 )
 
@@ -51,6 +52,9 @@ type Builder struct {
 	// held names the routers that left a server out waiting for the
 	// coordinator (Inputs.HoldUnnamed).
 	held map[string]bool
+	// The most notServed and held held since they were last copied: both
+	// hold every router at a start (shrink).
+	notServedPeak, heldPeak int
 	// workers and parallelFrom, when set, replace GOMAXPROCS and
 	// parallelMin: the tests build on both paths.
 	workers, parallelFrom int
@@ -153,6 +157,8 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 	}
 	sort.Strings(names)
 	b.build(in, defs, names)
+	b.notServed = shrink.Map(b.notServed, &b.notServedPeak)
+	b.held = shrink.Map(b.held, &b.heldPeak)
 	if b.reorder {
 		b.order = b.order[:0]
 		for name, rt := range b.routers {
