@@ -151,11 +151,13 @@ func (d etcdDefinitions) collect(b *builder, name string, tcp bool, depth int, s
 	}
 	switch {
 	case svc.LoadBalancer != nil:
+		// One string for the service's servers: every target keeps it.
+		qualified := name + "@" + d.provider
 		for _, s := range svc.LoadBalancer.Servers {
 			if u := s.URL; u != "" && !tcp {
-				out = append(out, server{service: name + "@" + d.provider, url: u})
+				out = append(out, server{service: qualified, url: u})
 			} else if a := s.Address; a != "" && tcp {
-				out = append(out, server{service: name + "@" + d.provider, url: a, tcp: true})
+				out = append(out, server{service: qualified, url: a, tcp: true})
 			}
 		}
 	case svc.Weighted != nil:
