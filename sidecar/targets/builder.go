@@ -242,14 +242,14 @@ func (b *Builder) build(in Inputs, defs definitions, names []string) {
 	if workers < 2 || len(names) < least {
 		for _, name := range names {
 			old := b.routers[name]
-			b.store(name, old, b.make(in, defs, name, old, &b.scratch))
+			b.store(name, old, b.buildOne(in, defs, name, old, &b.scratch))
 		}
 		return
 	}
 	results := make([]built, len(names))
 	fanout.Each(len(names), workers, func() func(int) {
 		var scratch []byte
-		return func(i int) { results[i] = b.make(in, defs, names[i], b.routers[names[i]], &scratch) }
+		return func(i int) { results[i] = b.buildOne(in, defs, names[i], b.routers[names[i]], &scratch) }
 	})
 	for i, name := range names {
 		b.store(name, b.routers[name], results[i])
@@ -265,10 +265,10 @@ type built struct {
 	overLabels int
 }
 
-// make builds one router's targets from the inputs. It reads the builder
+// buildOne builds one router's targets from the inputs. It reads the builder
 // and writes nothing of it, so that workers can run it side by side; its
 // JSON is rendered into scratch, the caller's own.
-func (b *Builder) make(in Inputs, defs definitions, name string, old *routerTargets, scratch *[]byte) built {
+func (b *Builder) buildOne(in Inputs, defs definitions, name string, old *routerTargets, scratch *[]byte) built {
 	bl := &builder{opts: b.opts, in: in, defs: defs}
 	if old != nil {
 		bl.before = old.targets
