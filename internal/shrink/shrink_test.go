@@ -37,7 +37,6 @@ func TestAMapBelowAQuarterOfItsPeakIsCopied(t *testing.T) {
 	for i := 10; i < 30; i++ {
 		m[i] = "y"
 	}
-	m[0] = "kept"
 	m2 := Map(m, &peak)
 	m2[1] = "same map"
 	if peak != 30 || m[1] != "same map" {

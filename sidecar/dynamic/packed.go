@@ -227,9 +227,9 @@ func (p *packer) add(key string, v stored) {
 	p.n++
 }
 
-// entrySize is the room add takes for a key of keySize and a value of n bytes.
-func entrySize(keySize, n int) int {
-	return keySize + uvarintLen(uint64(n)<<1|1) + n
+// entrySize is the room add takes for key and a value of n bytes.
+func (t *subKeys) entrySize(key string, n int) int {
+	return t.keySize(key) + uvarintLen(uint64(n)<<1|1) + n
 }
 
 func uvarintLen(x uint64) int {

@@ -41,7 +41,7 @@ func TestPackedObjectMatchesAMap(t *testing.T) {
 			size := 0
 			for k := range model {
 				want = append(want, k)
-				size += entrySize(keys.keySize(k), len(model[k]))
+				size += keys.entrySize(k, len(model[k]))
 			}
 			sort.Strings(want)
 			i := 0

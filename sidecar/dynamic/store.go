@@ -480,9 +480,9 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 	for k, v := range obj.all(&s.keys) {
 		if !strings.EqualFold(k, circuitKey) {
 			if s.digests(k, v, sdPrefix, goPrefix) {
-				size += entrySize(s.keys.keySize(k), digestLen)
+				size += s.keys.entrySize(k, digestLen)
 			} else {
-				size += entrySize(s.keys.keySize(k), len(v.s))
+				size += s.keys.entrySize(k, len(v.s))
 			}
 			continue
 		}
@@ -508,9 +508,9 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 			}
 		}
 		if projection != "" {
-			size += entrySize(s.keys.keySize(k), digestLen+len(projection))
+			size += s.keys.entrySize(k, digestLen+len(projection))
 		} else {
-			size += entrySize(s.keys.keySize(k), len(v.s))
+			size += s.keys.entrySize(k, len(v.s))
 		}
 		projections = append(projections, projection)
 	}

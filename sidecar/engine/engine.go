@@ -263,19 +263,12 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 	changed, errs := e.store.Commit()
 	res.DecodeErrors = errs
 	first := !e.listed
-	for _, id := range changed {
+	if !first {
 		// A first listing changes every object, but etcd changed none of
 		// them: Traefik loaded them before the sidecar looked, and the
 		// plugin's set that follows measures nothing (at 100,000 circuits
 		// it was as many false delays, and a map of them kept).
-		if first || id.Kind != dynamic.Middlewares {
-			continue
-		}
-		if m := e.store.Middlewares[id.Name]; m != nil && m.SD != nil {
-			if key, ok := configHash(m.SD); ok {
-				e.pending[id.Name] = pendingChange{config: key, at: received}
-			}
-		}
+		e.notePending(changed, received)
 	}
 	dueNow := false
 	if e.opts.AskCoordinator && e.idsDue.IsZero() {
@@ -386,6 +379,21 @@ func (e *Engine) routerStatusMayChange(changed []dynamic.ObjectID) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// notePending records each changed traefik-sd middleware's configuration,
+// for the push that shows Traefik loaded it (matchPending).
+func (e *Engine) notePending(changed []dynamic.ObjectID, received time.Time) {
+	for _, id := range changed {
+		if id.Kind != dynamic.Middlewares {
+			continue
+		}
+		if m := e.store.Middlewares[id.Name]; m != nil && m.SD != nil {
+			if key, ok := configHash(m.SD); ok {
+				e.pending[id.Name] = pendingChange{config: key, at: received}
+			}
+		}
+	}
 }
 
 func (e *Engine) matchPending(m plugin.LiveMiddleware, at time.Time) (time.Duration, bool) {
