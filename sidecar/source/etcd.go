@@ -20,6 +20,10 @@ type EtcdBatch struct {
 	Part     int
 	Events   EtcdEvents
 	Revision int64
+	// Since, when set, marks a re-list that read only the keys written
+	// after this revision (nothing was deleted since): changes, not a
+	// listing.
+	Since int64
 	// Received is when the batch arrived from etcd.
 	Received time.Time
 	// Release, when set (a listing's page), gives the page's memory back to

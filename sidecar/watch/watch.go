@@ -60,6 +60,13 @@ type Watcher struct {
 	// called from one goroutine, touch them).
 	splits []string
 	listed int
+	// since holds, for each watched range, the revision through which the
+	// keys handed out are etcd's: the last listing's, then its watch's (nil:
+	// none, or a listing failed half way). held[i] counts the keys handed out
+	// between splits[i-1] and splits[i]. With both, Relist reads only what
+	// changed.
+	since []int64
+	held  []int
 	// counted is the keys etcd counted for the listings' reads (tests).
 	counted atomic.Int64
 }
@@ -74,7 +81,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Report) {
 		}
 	}
 	for ctx.Err() == nil {
-		rev, err := w.list(ctx, out)
+		rev, err := w.relist(ctx, out)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -98,8 +105,8 @@ var errCompacted = errors.New("watch revision compacted")
 
 func (w *Watcher) prefix() string { return w.Prefix + "/" }
 
-func (w *Watcher) list(ctx context.Context, out chan<- Report) (int64, error) {
-	return w.ListPages(ctx, func(b Batch) error {
+func (w *Watcher) relist(ctx context.Context, out chan<- Report) (int64, error) {
+	return w.Relist(ctx, func(b Batch) error {
 		select {
 		case out <- Report{Batch: &b}:
 			return nil
@@ -155,6 +162,8 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	defer cancel()
 	p := w.prefix()
 	spans := w.spans()
+	// A listing that fails half way leaves the consumer holding part of it.
+	w.since, w.held = nil, nil
 	pages := newPagePool()
 	// Each span is read by a goroutine of its own into a short queue,
 	// started as the one before it is emitted, so that etcd reads the next
@@ -249,6 +258,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 		return 0, err
 	}
 	w.splits, w.listed = splits, listed
+	w.since, w.held = w.all(rev), heldAfterListing(len(splits), listed, every)
 	return rev, nil
 }
 
@@ -299,14 +309,7 @@ func (w *Watcher) spans() []span {
 // the lower half first: each read counts only its own part, whatever the
 // keys are, and the pages still come in key order.
 func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, pages *pagePool, got func(*rangePage, int64) bool) (int64, error) {
-	timeout := w.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	page := int64(w.PageSize)
-	if page <= 0 {
-		page = PageSize
-	}
+	timeout, page := w.sizes()
 	// after holds the ends of the upper halves still to read, the nearest
 	// last: when [key, end) is done, [end, after[len-1]) comes next.
 	var after []string
@@ -355,6 +358,18 @@ func (w *Watcher) readRange(ctx context.Context, key, end string, rev int64, pag
 		}
 		key, end, after = end, after[len(after)-1], after[:len(after)-1]
 	}
+}
+
+// sizes are the timeout of one read and the keys of one page.
+func (w *Watcher) sizes() (time.Duration, int64) {
+	timeout, page := w.Timeout, int64(w.PageSize)
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if page <= 0 {
+		page = PageSize
+	}
+	return timeout, page
 }
 
 // halfway guesses the key below which half of the left keys of a range
@@ -431,18 +446,19 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 	type answer struct {
 		clientv3.WatchResponse
 		closed bool
+		watch  int
 	}
 	wch := make(chan answer)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	for _, s := range w.watched() {
+	for i, s := range w.watched() {
 		rch := w.Client.Watch(wctx, s.key, clientv3.WithRange(s.end), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for resp := range rch {
 				select {
-				case wch <- answer{WatchResponse: resp}:
+				case wch <- answer{WatchResponse: resp, watch: i}:
 				case <-wctx.Done():
 					return
 				}
@@ -470,7 +486,10 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 		}
 	}
 	for {
-		var resp clientv3.WatchResponse
+		var (
+			resp clientv3.WatchResponse
+			a    answer
+		)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -485,7 +504,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 			_ = w.Client.RequestProgress(pctx) // the answer, if any, comes on the watch
 			pcancel()
 			continue
-		case a := <-wch:
+		case a = <-wch:
 			if a.closed {
 				return errors.New("watch channel closed")
 			}
@@ -505,6 +524,8 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 			}
 		}
 		if resp.IsProgressNotify() {
+			// Every event through this revision has come.
+			w.handedOut(a.watch, resp.Header.Revision)
 			continue
 		}
 		b := Batch{Revision: resp.Header.Revision, Received: lastHeard, Events: make(Events, 0, len(resp.Events))}
@@ -514,11 +535,18 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 				e.Value = string(ev.Kv.Value)
 			}
 			b.Events = append(b.Events, e)
+			w.noteEvent(ev)
 		}
 		select {
 		case out <- Report{Batch: &b}:
 		case <-ctx.Done():
+			// Not handed out: only a listing knows what the consumer holds.
+			w.since, w.held = nil, nil
 			return ctx.Err()
+		}
+		if n := len(resp.Events); n > 0 {
+			// A revision's events come in one answer, in order.
+			w.handedOut(a.watch, resp.Events[n-1].Kv.ModRevision)
 		}
 	}
 }

@@ -45,7 +45,9 @@ func TestListPagesAtOneRevision(t *testing.T) {
 		t.Fatalf("listed %d keys (first %v), want %d", len(b.Events), b.Events[0], n)
 	}
 
-	// Run hands out the listing, then each change as its own batch.
+	// Run hands out the listing, then each change as its own batch. (A
+	// watcher that has listed would re-read only what changed since.)
+	w = &watch.Watcher{Client: client, Prefix: "root"}
 	reports := make(chan watch.Report, 16)
 	batches := make(chan watch.Batch, 16)
 	runCtx, cancel := context.WithCancel(ctx)

@@ -1,0 +1,212 @@
+package watch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/traefik-sd/traefik-sd/internal/testbed"
+	"github.com/traefik-sd/traefik-sd/sidecar/watch"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// heldKeys is what a consumer of the watcher holds: listings replace it,
+// changes are applied to it.
+type heldKeys struct {
+	keys    map[string]string
+	listing map[string]string // a listing's pages so far
+	rev     int64
+}
+
+func (h *heldKeys) apply(b watch.Batch) {
+	if b.Snapshot {
+		if b.Part == 0 {
+			h.listing = map[string]string{}
+		}
+		for _, e := range b.Events {
+			h.listing[e.Key] = e.Value
+		}
+		if !b.More {
+			h.keys, h.listing = h.listing, nil
+		}
+	} else {
+		for _, e := range b.Events {
+			if e.Deleted {
+				delete(h.keys, e.Key)
+			} else {
+				h.keys[e.Key] = e.Value
+			}
+		}
+	}
+	h.rev = b.Revision
+}
+
+// TestARelistHoldsWhatAListingReads walks etcd through random changes,
+// some followed by the watch and some missed (as by a watch that lost its
+// revision to a compaction), and re-lists after each: what the consumer
+// holds must be exactly what a read of the prefix returns at the
+// re-list's revision. A re-list after changes with no key deleted since the
+// watcher last knew the prefix must read only those changes; one after a
+// deletion must list the prefix whole.
+func TestARelistHoldsWhatAListingReads(t *testing.T) {
+	for _, ranges := range [][]string{nil, {"a/", "c/"}} {
+		t.Run(fmt.Sprintf("ranges=%v", ranges), func(t *testing.T) {
+			client := startEtcd(t)
+			ctx := testbed.Context(t, 2*time.Minute)
+			rng := rand.New(rand.NewPCG(uint64(len(ranges)), 7))
+			dirs := []string{"a/", "b/", "c/"}
+			present := map[string]bool{} // keys in etcd, as written
+			var wrote int
+			h := &heldKeys{keys: map[string]string{}}
+
+			put := func(k string) {
+				wrote++
+				_, err := client.Put(ctx, "root/"+k, fmt.Sprintf("v%d", wrote))
+				testbed.Must(t, err, "put")
+				present[k] = true
+			}
+			// deleted says whether a key the consumer holds was deleted
+			// since the watcher last knew the prefix: the re-list must then
+			// list it whole.
+			var deleted bool
+			del := func(k string) {
+				_, err := client.Delete(ctx, "root/"+k)
+				testbed.Must(t, err, "delete")
+				delete(present, k)
+				_, held := h.keys[k]
+				deleted = deleted || held
+			}
+			any := func() (string, bool) {
+				if len(present) == 0 {
+					return "", false
+				}
+				keys := slices.Sorted(maps.Keys(present))
+				return keys[rng.IntN(len(keys))], true
+			}
+			for i := range 60 {
+				put(fmt.Sprintf("%s%03d", dirs[i%3], rng.IntN(1000)))
+			}
+			// Small pages and splits: many spans, several intervals.
+			w := &watch.Watcher{Client: client, Prefix: "root", Ranges: ranges, PageSize: 10, SplitEvery: 7, Timeout: 10 * time.Second}
+			change := func() {
+				for range rng.IntN(6) {
+					switch k, ok := any(); {
+					case rng.IntN(4) == 0 && ok:
+						del(k)
+					case rng.IntN(4) == 0 && ok:
+						del(k)
+						put(k) // created again: a held key deleted in between
+					case rng.IntN(3) == 0 && ok:
+						put(k)
+					default:
+						put(fmt.Sprintf("%s%03d", dirs[rng.IntN(3)], rng.IntN(1000)))
+					}
+				}
+			}
+			relist := func(step int) (changes bool) {
+				rev, err := w.Relist(ctx, func(b watch.Batch) error {
+					changes = changes || b.Since != 0
+					h.apply(b)
+					return nil
+				})
+				testbed.Must(t, err, "re-list")
+				if h.rev != rev {
+					t.Fatalf("step %d: the batches end at revision %d, the re-list at %d", step, h.rev, rev)
+				}
+				return changes
+			}
+			// etcdHolds is what the watcher reads of etcd at rev (0: now).
+			etcdHolds := func(rev int64) map[string]string {
+				want := map[string]string{}
+				for _, d := range []string{"a/", "b/", "c/"} {
+					if ranges != nil && d == "b/" {
+						continue
+					}
+					resp, err := client.Get(ctx, "root/"+d, clientv3.WithPrefix(), clientv3.WithRev(rev))
+					testbed.Must(t, err, "get")
+					for _, kv := range resp.Kvs {
+						want[string(kv.Key[len("root/"):])] = string(kv.Value)
+					}
+				}
+				return want
+			}
+			check := func(step int) {
+				if want := etcdHolds(h.rev); !maps.Equal(h.keys, want) {
+					t.Fatalf("step %d: the consumer holds %d keys, etcd %d at revision %d:\nheld %v\nwant %v", step, len(h.keys), len(want), h.rev, h.keys, want)
+				}
+			}
+			if relist(-1) {
+				t.Fatal("a first listing read only changes")
+			}
+			check(-1)
+			var read, listed int
+			for step := range 40 {
+				if rng.IntN(2) == 0 {
+					// Changes the watch follows: it knows their creations and
+					// deletions, so they never force a listing.
+					reports := make(chan watch.Report)
+					runCtx, stop := context.WithCancel(ctx)
+					done := make(chan struct{})
+					go func() { w.Run(runCtx, reports); close(done) }()
+					connected := false
+					for !connected {
+						r := <-reports
+						if r.Batch != nil {
+							h.apply(*r.Batch)
+						}
+						connected = r.Status != nil && r.Status.Connected
+					}
+					change()
+					// Until the consumer holds what etcd does (the ranges'
+					// watches hand out their changes in any order).
+					for want := etcdHolds(0); !maps.Equal(h.keys, want); {
+						select {
+						case r := <-reports:
+							if r.Batch != nil {
+								h.apply(*r.Batch)
+							}
+						case <-time.After(10 * time.Second):
+							t.Fatalf("step %d: the watch did not hand out every change", step)
+						}
+					}
+					deleted = false // the watch followed them
+					stop()
+					go func() {
+						for range reports {
+						}
+					}()
+					<-done
+					close(reports)
+				}
+				// Changes the watch misses, then a compaction now and then.
+				change()
+				if rng.IntN(3) == 0 {
+					resp, err := client.Get(ctx, "x")
+					testbed.Must(t, err, "revision")
+					// Compacted already, when nothing was written since.
+					if _, err = client.Compact(ctx, resp.Header.Revision); err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+						t.Fatal(err)
+					}
+				}
+				changes := relist(step)
+				check(step)
+				if changes == deleted {
+					t.Fatalf("step %d: a key deleted since the watcher knew the prefix: %v; the re-list read only changes: %v", step, deleted, changes)
+				}
+				deleted = false
+				if changes {
+					read++
+				} else {
+					listed++
+				}
+			}
+			t.Logf("%d re-lists read only changes, %d listed whole", read, listed)
+		})
+	}
+}
