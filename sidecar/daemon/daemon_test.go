@@ -370,11 +370,7 @@ func (e *env) sidecarMetric(_ *testing.T, series string) string {
 // returns the watch cannot resume: the sidecar must re-list, count it as a
 // compaction, and converge.
 func TestCompactionAndEtcdRestartConverge(t *testing.T) {
-	var proxy *testbed.Proxy
-	e := startEnvWith(t, "worker-2", func(cfg *config.Configuration) {
-		proxy = testbed.StartProxy(t, cfg.Etcd.Endpoints[0])
-		cfg.Etcd.Endpoints = []string{proxy.Address}
-	})
+	e, proxy := startBehindProxy(t, "worker-2")
 	ctx := testbed.Context(t, 2*time.Minute)
 	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
 	want := "10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i "
@@ -515,13 +511,10 @@ func TestRouteIDsFromTheCoordinator(t *testing.T) {
 // TestAWatchPastACompactionReLists: the sidecar's connection to etcd is cut
 // (the etcd server keeps running) while circuits change and etcd compacts
 // past the watch's revision; when the connection returns, the watch cannot
-// resume there, so the sidecar re-lists, counts it, and converges.
+// resume there, so the sidecar re-lists, counts it, and converges; a key
+// was deleted, so it lists the root key whole.
 func TestAWatchPastACompactionReLists(t *testing.T) {
-	var proxy *testbed.Proxy
-	e := startEnvWith(t, "worker-cp", func(cfg *config.Configuration) {
-		proxy = testbed.StartProxy(t, cfg.Etcd.Endpoints[0])
-		cfg.Etcd.Endpoints = []string{proxy.Address}
-	})
+	e, proxy := startBehindProxy(t, "worker-cp")
 	ctx := testbed.Context(t, 2*time.Minute)
 	testbed.Must(t, e.coord.Put(ctx, interactive()), "create")
 	e.waitRoutes(t, "created", "10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ")
@@ -529,17 +522,10 @@ func TestAWatchPastACompactionReLists(t *testing.T) {
 		t.Fatalf("compacted re-lists before any compaction: %q", m)
 	}
 
-	proxy.Cut()
-	testbed.Eventually(t, 20*time.Second, "the cut noticed", func() (bool, string) {
-		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
-		return m == "0", m
-	})
+	e.cutOff(t, proxy)
 	testbed.Must(t, e.coord.Put(ctx, inference()), "create while cut off")
 	testbed.Must(t, e.coord.Delete(ctx, interactive().ID), "delete while cut off")
-	resp, err := e.client.Get(ctx, "x")
-	testbed.Must(t, err, "revision")
-	_, err = e.client.Compact(ctx, resp.Header.Revision)
-	testbed.Must(t, err, "compact")
+	e.compactNow(t, ctx)
 	proxy.Restore()
 
 	testbed.Eventually(t, 30*time.Second, "a re-list counted as compacted", func() (bool, string) {
@@ -550,6 +536,75 @@ func TestAWatchPastACompactionReLists(t *testing.T) {
 		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
 		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
 	}, "\n"))
+	// A key was deleted while cut off: only a listing could find it.
+	if m := e.sidecarMetric(t, "traefik_sd_etcd_relists_read_changes_total"); m != "0" {
+		t.Fatalf("re-lists that read only changes after a deletion: %q", m)
+	}
+
+}
+
+// TestAWatchPastACompactionReadsOnlyWhatWasWritten: as above, but while cut
+// off a circuit is created and another's route moves, and nothing is
+// deleted: the re-list reads only the keys written since, and converges.
+func TestAWatchPastACompactionReadsOnlyWhatWasWritten(t *testing.T) {
+	e, proxy := startBehindProxy(t, "worker-cw")
+	ctx := testbed.Context(t, 2*time.Minute)
+	testbed.Must(t, e.coord.Put(ctx, inference()), "create")
+	e.waitRoutes(t, "created", strings.Join([]string{
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.22:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+	}, "\n"))
+
+	e.cutOff(t, proxy)
+	moved := inference()
+	moved.Routes[1].Host = "10.0.1.23"
+	// Two revisions, so that compacting at the last one removes the
+	// revision the watch would resume from.
+	testbed.Must(t, e.coord.Put(ctx, interactive()), "create while cut off")
+	testbed.Must(t, e.coord.Put(ctx, moved), "move while cut off")
+	e.compactNow(t, ctx)
+	proxy.Restore()
+
+	testbed.Eventually(t, 30*time.Second, "a compacted re-list that read only changes", func() (bool, string) {
+		m := e.sidecarMetric(t, `traefik_sd_etcd_relists_total{reason="compacted"}`)
+		c := e.sidecarMetric(t, "traefik_sd_etcd_relists_read_changes_total")
+		return m == "1" && c == "1", m + " " + c
+	})
+	e.waitRoutes(t, "converged after the compaction", strings.Join([]string{
+		"10.0.1.10:9100 11111111-aaaa-4aaa-8aaa-000000000001 sess-i ",
+		"10.0.1.21:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-1 route-1",
+		"10.0.1.23:8000 22222222-bbbb-4bbb-8bbb-000000000002 sess-2 route-2",
+	}, "\n"))
+}
+
+// startBehindProxy starts the environment with the sidecar reaching etcd
+// through a proxy that can cut it off.
+func startBehindProxy(t *testing.T, worker string) (*env, *testbed.Proxy) {
+	var proxy *testbed.Proxy
+	e := startEnvWith(t, worker, func(cfg *config.Configuration) {
+		proxy = testbed.StartProxy(t, cfg.Etcd.Endpoints[0])
+		cfg.Etcd.Endpoints = []string{proxy.Address}
+	})
+	return e, proxy
+}
+
+// cutOff cuts the sidecar off from etcd and waits until it says so.
+func (e *env) cutOff(t *testing.T, proxy *testbed.Proxy) {
+	t.Helper()
+	proxy.Cut()
+	testbed.Eventually(t, 20*time.Second, "the cut noticed", func() (bool, string) {
+		m := e.sidecarMetric(t, "traefik_sd_etcd_watch_up")
+		return m == "0", m
+	})
+}
+
+// compactNow compacts etcd at its latest revision.
+func (e *env) compactNow(t *testing.T, ctx context.Context) {
+	t.Helper()
+	resp, err := e.client.Get(ctx, "x")
+	testbed.Must(t, err, "revision")
+	_, err = e.client.Compact(ctx, resp.Header.Revision)
+	testbed.Must(t, err, "compact")
 }
 
 // TestLimitsLeaveTargetsOutAndCountThem: past --limits.maxTargets, whole

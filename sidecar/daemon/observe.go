@@ -118,6 +118,10 @@ func (d *Daemon) watchStatus(st watch.Status) {
 // etcdListed logs each listing of etcd among batches.
 func (d *Daemon) etcdListed(batches []watch.Batch) {
 	for _, b := range batches {
+		if b.Since != 0 {
+			d.metrics.EtcdRelistsChangesOnly.Inc()
+			d.log.Info("etcd re-read: nothing deleted since the watch was lost, so only what was written since", "rootKey", d.cfg.Etcd.RootKey, "keys", len(b.Events), "since", b.Since, "revision", b.Revision)
+		}
 		if !b.Snapshot {
 			continue
 		}
