@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -69,6 +70,11 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 		return nil, nil, err
 	}
 	rev := at.Header.Revision
+	if !w.history.continues(at.Header) || rev < slices.Max(w.since) {
+		// Another history (etcd restored from a snapshot, or another
+		// cluster): the keys written since are not all its later ones.
+		return nil, nil, nil
+	}
 	// The keys written since, a span's in one read, which also counts the
 	// span's keys (etcd reads its index for that). Those created since
 	// must account for every key more than were handed out; one deleted
@@ -181,4 +187,33 @@ func (w *Watcher) handedOut(r int, rev int64) {
 	if w.since != nil {
 		w.since[r] = max(w.since[r], rev)
 	}
+}
+
+// history tells one etcd history from another. A read of the keys written
+// since a revision trusts that every key etcd holds got there by the writes
+// the watch followed. An etcd restored from a snapshot breaks that (and its
+// revision may be bumped past the watch's, so that watchers re-list): it
+// keeps its cluster's ID but starts its raft term again at 1, which in one
+// history only grows.
+type history struct {
+	cluster, term uint64
+}
+
+func historyOf(h *pb.ResponseHeader) history {
+	if h == nil {
+		return history{}
+	}
+	return history{h.ClusterId, h.RaftTerm}
+}
+
+// advance notes a later term of the same history.
+func (hs *history) advance(h *pb.ResponseHeader) {
+	if h != nil && h.ClusterId == hs.cluster {
+		hs.term = max(hs.term, h.RaftTerm)
+	}
+}
+
+// continues says whether an answer comes from the same history.
+func (hs history) continues(h *pb.ResponseHeader) bool {
+	return h != nil && hs.cluster != 0 && h.ClusterId == hs.cluster && h.RaftTerm >= hs.term
 }

@@ -210,3 +210,41 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 		})
 	}
 }
+
+// TestARelistFromAnotherHistoryListsWhole: the client is pointed at another
+// etcd holding the same keys, its revision past the watcher's, where one key
+// has an older value written at a low revision. Nothing there was written
+// since the watcher's revision, and every span counts as it did, but the
+// history is another: the re-list must list the prefix whole.
+func TestARelistFromAnotherHistoryListsWhole(t *testing.T) {
+	a, b := startEtcd(t), startEtcd(t)
+	ctx := testbed.Context(t, time.Minute)
+	for _, c := range []*clientv3.Client{a, b} {
+		for i := range 30 {
+			_, err := c.Put(ctx, fmt.Sprintf("root/k%02d", i), "old")
+			testbed.Must(t, err, "put")
+		}
+	}
+	_, err := a.Put(ctx, "root/k07", "new")
+	testbed.Must(t, err, "put")
+	for range 100 {
+		// b's revision past a's, with nothing written below the prefix.
+		_, err := b.Put(ctx, "elsewhere", "x")
+		testbed.Must(t, err, "put")
+	}
+	w := &watch.Watcher{Client: a, Prefix: "root", SplitEvery: 7}
+	h := &heldKeys{keys: map[string]string{}}
+	_, err = w.Relist(ctx, func(b watch.Batch) error { h.apply(b); return nil })
+	testbed.Must(t, err, "listing")
+	a.SetEndpoints(b.Endpoints()...)
+	snapshot := false
+	_, err = w.Relist(ctx, func(b watch.Batch) error {
+		snapshot = snapshot || b.Snapshot
+		h.apply(b)
+		return nil
+	})
+	testbed.Must(t, err, "re-list")
+	if !snapshot || h.keys["k07"] != "old" {
+		t.Fatalf("re-listed from another etcd: listed whole %v, k07 %q", snapshot, h.keys["k07"])
+	}
+}

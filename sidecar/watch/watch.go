@@ -65,8 +65,9 @@ type Watcher struct {
 	// none, or a listing failed half way). held[i] counts the keys handed out
 	// between splits[i-1] and splits[i]. With both, Relist reads only what
 	// changed.
-	since []int64
-	held  []int
+	since   []int64
+	held    []int
+	history history
 	// counted is the keys etcd counted for the listings' reads (tests).
 	counted atomic.Int64
 }
@@ -164,6 +165,14 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	spans := w.spans()
 	// A listing that fails half way leaves the consumer holding part of it.
 	w.since, w.held = nil, nil
+	// Which etcd history the listing reads, asked before it (see history).
+	timeout, _ := w.sizes()
+	hctx, hcancel := context.WithTimeout(ctx, timeout)
+	h, err := w.Client.Get(hctx, spans[0].key, clientv3.WithCountOnly())
+	hcancel()
+	if err != nil {
+		return 0, err
+	}
 	pages := newPagePool()
 	// Each span is read by a goroutine of its own into a short queue,
 	// started as the one before it is emitted, so that etcd reads the next
@@ -259,6 +268,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	}
 	w.splits, w.listed = splits, listed
 	w.since, w.held = w.all(rev), heldAfterListing(len(splits), listed, every)
+	w.history = historyOf(h.Header)
 	return rev, nil
 }
 
@@ -511,6 +521,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 			resp = a.WatchResponse
 		}
 		lastHeard = time.Now()
+		w.history.advance(resp.Header)
 		if resp.CompactRevision != 0 {
 			return fmt.Errorf("%w at %d", errCompacted, resp.CompactRevision)
 		}
