@@ -70,9 +70,10 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 		return nil, nil, err
 	}
 	rev := at.Header.Revision
-	if !w.history.continues(at.Header) || rev < slices.Max(w.since) {
+	if now := w.historyNow(ctx); !w.history.continuedBy(now) || now.cluster != at.Header.ClusterId || rev < slices.Max(w.since) {
 		// Another history (etcd restored from a snapshot, or another
-		// cluster): the keys written since are not all its later ones.
+		// cluster), or one that cannot be told: the keys written since
+		// are not all its later ones.
 		return nil, nil, nil
 	}
 	// The keys written since, a span's in one read, which also counts the
@@ -193,27 +194,38 @@ func (w *Watcher) handedOut(r int, rev int64) {
 // since a revision trusts that every key etcd holds got there by the writes
 // the watch followed. An etcd restored from a snapshot breaks that (and its
 // revision may be bumped past the watch's, so that watchers re-list): it
-// keeps its cluster's ID but starts its raft term again at 1, which in one
-// history only grows.
+// keeps its cluster's ID, and its raft term may be the same, but its raft
+// log starts again, at an index about its members' count. In one history a
+// member's index only grows, and its term too.
 type history struct {
-	cluster, term uint64
+	cluster, term, index uint64
 }
 
-func historyOf(h *pb.ResponseHeader) history {
-	if h == nil {
+// historyNow asks the first endpoint's member where its history is; the
+// zero history, which continues none, when it cannot answer.
+func (w *Watcher) historyNow(ctx context.Context) history {
+	eps := w.Client.Endpoints()
+	if len(eps) == 0 {
 		return history{}
 	}
-	return history{h.ClusterId, h.RaftTerm}
+	timeout, _ := w.sizes()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := w.Client.Status(ctx, eps[0])
+	if err != nil || st.Header == nil {
+		return history{}
+	}
+	return history{st.Header.ClusterId, st.Header.RaftTerm, st.RaftIndex}
 }
 
-// advance notes a later term of the same history.
+// advance notes a later term of the same history, from a watch's answer.
 func (hs *history) advance(h *pb.ResponseHeader) {
 	if h != nil && h.ClusterId == hs.cluster {
 		hs.term = max(hs.term, h.RaftTerm)
 	}
 }
 
-// continues says whether an answer comes from the same history.
-func (hs history) continues(h *pb.ResponseHeader) bool {
-	return h != nil && hs.cluster != 0 && h.ClusterId == hs.cluster && h.RaftTerm >= hs.term
+// continuedBy says whether now is later in the same history.
+func (hs history) continuedBy(now history) bool {
+	return hs.cluster != 0 && now.cluster == hs.cluster && now.term >= hs.term && now.index >= hs.index
 }

@@ -166,13 +166,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	// A listing that fails half way leaves the consumer holding part of it.
 	w.since, w.held = nil, nil
 	// Which etcd history the listing reads, asked before it (see history).
-	timeout, _ := w.sizes()
-	hctx, hcancel := context.WithTimeout(ctx, timeout)
-	h, err := w.Client.Get(hctx, spans[0].key, clientv3.WithCountOnly())
-	hcancel()
-	if err != nil {
-		return 0, err
-	}
+	before := w.historyNow(ctx)
 	pages := newPagePool()
 	// Each span is read by a goroutine of its own into a short queue,
 	// started as the one before it is emitted, so that etcd reads the next
@@ -268,7 +262,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	}
 	w.splits, w.listed = splits, listed
 	w.since, w.held = w.all(rev), heldAfterListing(len(splits), listed, every)
-	w.history = historyOf(h.Header)
+	w.history = before
 	return rev, nil
 }
 
