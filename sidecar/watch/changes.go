@@ -16,13 +16,13 @@ import (
 // else a whole listing in pages, as ListPages.
 //
 // etcd cannot say which keys a compacted watch missed, but a read with a
-// minimum modification revision returns only the keys written since, and
-// etcd reads its index alone to count a range. A key deleted since is in
-// neither answer, so each span between two splits is counted against the
-// keys handed out for it (the listing's, then the watch's creations and
-// deletions), plus those the read shows created since: any that is short
-// lost a key, and only a listing can say which. A re-list after a short
-// outage of a large tree then costs etcd one read of its keys (the floor the
+// minimum modification revision returns only the keys written since, with
+// the count of every key of its range. A key deleted since is not in the
+// answer, so each interval between two splits is counted against the keys
+// handed out for it (the listing's, then the watch's creations and
+// deletions), plus those the read shows created since: one that is short
+// lost a key, and only a listing can say which. A re-list after an outage
+// of a large tree then costs etcd one read of its keys (the floor the
 // re-list benchmark measures) and sends only what changed, not the tree.
 func (w *Watcher) Relist(ctx context.Context, emit func(Batch) error) (int64, error) {
 	if w.since != nil {
