@@ -159,9 +159,8 @@ func heldAfterListing(splits, listed, every int) []int {
 	return held
 }
 
-// noteEvent keeps the counts of held keys and the revision known whole as
-// a watch hands out an event: a created key adds one between its splits, a
-// deleted one takes one away.
+// noteEvent keeps the counts of held keys as a watch hands out an event: a
+// created key adds one between its splits, a deleted one takes one away.
 func (w *Watcher) noteEvent(ev *clientv3.Event) {
 	if w.held == nil {
 		return

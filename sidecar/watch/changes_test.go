@@ -243,14 +243,7 @@ func TestARelistFromAnotherHistoryListsWhole(t *testing.T) {
 	_, err = w.Relist(ctx, func(b watch.Batch) error { h.apply(b); return nil })
 	testbed.Must(t, err, "listing")
 	a.SetEndpoints(b.Endpoints()...)
-	snapshot := false
-	_, err = w.Relist(ctx, func(b watch.Batch) error {
-		snapshot = snapshot || b.Snapshot
-		h.apply(b)
-		return nil
-	})
-	testbed.Must(t, err, "re-list")
-	if !snapshot || h.keys["k07"] != "old" {
+	if snapshot := relistInto(t, ctx, w, h); !snapshot || h.keys["k07"] != "old" {
 		t.Fatalf("re-listed from another etcd: listed whole %v, k07 %q", snapshot, h.keys["k07"])
 	}
 }
@@ -319,16 +312,21 @@ func TestARelistAfterARestoreListsWhole(t *testing.T) {
 		testbed.Must(t, err, "put")
 		rev = resp.Header.Revision
 	}
-	snapshot := false
-	_, err = w.Relist(ctx, func(b watch.Batch) error {
+	if snapshot := relistInto(t, ctx, w, h); !snapshot || h.keys["k07"] != "old" {
+		t.Fatalf("re-listed from a restored etcd: listed whole %v, k07 %q", snapshot, h.keys["k07"])
+	}
+}
+
+// relistInto re-lists into h and says whether it listed whole.
+func relistInto(t *testing.T, ctx context.Context, w *watch.Watcher, h *heldKeys) (snapshot bool) {
+	t.Helper()
+	_, err := w.Relist(ctx, func(b watch.Batch) error {
 		snapshot = snapshot || b.Snapshot
 		h.apply(b)
 		return nil
 	})
 	testbed.Must(t, err, "re-list")
-	if !snapshot || h.keys["k07"] != "old" {
-		t.Fatalf("re-listed from a restored etcd: listed whole %v, k07 %q", snapshot, h.keys["k07"])
-	}
+	return snapshot
 }
 
 // minorVersion is the major.minor a binary of etcd's prints.
