@@ -2,6 +2,7 @@ package dynamic
 
 import (
 	"runtime"
+	"sort"
 	"strings"
 )
 
@@ -211,4 +212,73 @@ func (s *Store) packRun(l Listing, r keyRun) *rawObject {
 		obj = obj.with(&s.keys, sb, v, false)
 	}
 	return obj
+}
+
+// Findable says whether the store finds a key by its text: a key it does
+// not read, or one whose object is named as ObjectID.String names it. A
+// key written in another case (http/Routers/…, which Traefik reads too) is
+// held under its object, and its own text is not kept.
+func Findable(rel string) bool {
+	id, sub, ok := SplitKey(rel)
+	if !ok {
+		return true
+	}
+	return rel[:len(rel)-len(sub)-len(id.Name)-1] == kindPrefix(id.Kind)
+}
+
+// kindPrefix is how ObjectID.String begins for a kind.
+func kindPrefix(k Kind) string {
+	switch k {
+	case Routers:
+		return "http/routers/"
+	case Services:
+		return "http/services/"
+	case Middlewares:
+		return "http/middlewares/"
+	case TCPRouters:
+		return "tcp/routers/"
+	default:
+		return "tcp/services/"
+	}
+}
+
+// DeleteUnlisted deletes the keys held between lo and hi (excluded; ""
+// has no end) that l, every key of that range as etcd holds it now,
+// sorted, lacks: a re-list that listed part of the tree, as a deletion
+// leaves nothing else to read. A held key's text is rebuilt from its
+// object, so each key put must have been Findable.
+func (s *Store) DeleteUnlisted(lo, hi string, l Listing) {
+	type held struct {
+		id  ObjectID
+		sub string
+	}
+	var gone []held
+	var text []byte
+	for id, obj := range s.raw {
+		text = append(append(append(text[:0], kindPrefix(id.Kind)...), id.Name...), '/')
+		p := len(text)
+		// Every key of the object begins with its name.
+		if (string(text) < lo && !strings.HasPrefix(lo, string(text))) || (hi != "" && string(text) >= hi) {
+			continue
+		}
+		for sub := range obj.all(&s.keys) {
+			text = append(text[:p], sub...)
+			if string(text) < lo || (hi != "" && string(text) >= hi) {
+				continue
+			}
+			i := sort.Search(l.Len(), func(i int) bool {
+				k, _ := l.At(i)
+				return k >= string(text)
+			})
+			if i < l.Len() {
+				if k, _ := l.At(i); k == string(text) {
+					continue
+				}
+			}
+			gone = append(gone, held{id, sub})
+		}
+	}
+	for _, g := range gone {
+		s.Delete(g.id, g.sub)
+	}
 }

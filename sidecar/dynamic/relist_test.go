@@ -13,10 +13,13 @@ import (
 )
 
 // fixtureListing is three circuits' keys (one of them with keys in
-// another case), sorted as a listing holds them.
-func fixtureListing(t *testing.T) listing {
+// another case), sorted as a listing holds them; or the named fixtures'.
+func fixtureListing(t *testing.T, names ...string) listing {
+	if len(names) == 0 {
+		names = []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"}
+	}
 	var all listing
-	for _, name := range []string{"etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/mixed-case.kv"} {
+	for _, name := range names {
 		for _, p := range fixture.KV(t, name) {
 			all = append(all, [2]string{strings.TrimPrefix(p.Key, rootKey+"/"), p.Value})
 		}
@@ -39,7 +42,7 @@ func sameStore(t *testing.T, what string, got, want *dynamic.Store) {
 	if !reflect.DeepEqual(got.Routers, want.Routers) || !reflect.DeepEqual(got.Services, want.Services) ||
 		!reflect.DeepEqual(got.Middlewares, want.Middlewares) || !reflect.DeepEqual(got.TCPRouters, want.TCPRouters) ||
 		!reflect.DeepEqual(got.TCPServices, want.TCPServices) || got.Len() != want.Len() || len(got.Errors) != len(want.Errors) {
-		t.Fatalf("%s: the paged store differs from the whole listing's (%d objects, want %d)", what, got.Len(), want.Len())
+		t.Fatalf("%s: the store differs from the whole listing's (%d objects, want %d)", what, got.Len(), want.Len())
 	}
 }
 
@@ -213,5 +216,75 @@ func TestAListingKeepsTheKeysAPutKeeps(t *testing.T) {
 		paged(got, listed, size)
 		got.Commit()
 		sameStore(t, fmt.Sprintf("pages of %d", size), got, want)
+	}
+}
+
+// A re-list that lists one range of the tree (the keys between two
+// splits, after a deletion there) deletes what the range lacks and keeps
+// every key outside it: for every range between two keys of a listing,
+// with a third of its keys deleted and one value outside it changed, the
+// store ends where a whole listing of the tree as it is now ends.
+func TestAListedRangeDeletesWhatItLacks(t *testing.T) {
+	all := fixtureListing(t, "etcd/interactive.kv", "etcd/inference-two-routes.kv", "etcd/tcp.kv")
+	for _, kv := range all {
+		if !dynamic.Findable(kv[0]) {
+			t.Fatalf("the fixture's %s is not findable", kv[0])
+		}
+	}
+	for i := range len(all) {
+		for j := i + 1; j <= len(all); j++ {
+			lo, hi := "", ""
+			if i > 0 {
+				lo = all[i][0]
+			}
+			if j < len(all) {
+				hi = all[j][0]
+			}
+			var now, ranged listing
+			for k, kv := range all {
+				if k >= i && k < j && (k-i)%3 == 0 {
+					continue // deleted
+				}
+				if k == (j+1)%len(all) && (k < i || k >= j) {
+					kv[1] += "-changed"
+				}
+				now = append(now, kv)
+				if k >= i && k < j {
+					ranged = append(ranged, kv)
+				}
+			}
+			got := dynamic.NewStore("traefik-sd")
+			got.Reset(all)
+			got.Commit()
+			got.DeleteUnlisted(lo, hi, ranged)
+			for _, kv := range now {
+				if id, sub, ok := dynamic.SplitKey(kv[0]); ok {
+					got.Put(id, sub, kv[1])
+				}
+			}
+			got.Commit()
+			want := dynamic.NewStore("traefik-sd")
+			want.Reset(now)
+			want.Commit()
+			sameStore(t, fmt.Sprintf("range [%q, %q)", lo, hi), got, want)
+		}
+	}
+}
+
+func TestFindable(t *testing.T) {
+	for key, want := range map[string]bool{
+		"http/routers/r/rule":                        true,
+		"http/middlewares/m/plugin/traefik-sd/x":     true,
+		"tcp/services/s/loadBalancer/servers/0/addr": true,
+		"http/Routers/r/rule":                        false,
+		"HTTP/routers/r/rule":                        false,
+		"Tcp/services/s/weighted":                    false,
+		"http/serversTransports/t/x":                 true, // not read
+		"udp/routers/r/service":                      true, // not read
+		"http/routers/r":                             true, // not read
+	} {
+		if got := dynamic.Findable(key); got != want {
+			t.Errorf("Findable(%q) = %v, want %v", key, got, want)
+		}
 	}
 }

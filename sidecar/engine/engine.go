@@ -242,6 +242,11 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 			}
 			continue
 		}
+		for _, r := range b.Listed {
+			// A re-list listed this range as it is: what it lacks was
+			// deleted. Its keys are among the events, in key order.
+			e.store.DeleteUnlisted(r.Key, r.End, b.Events)
+		}
 		for _, ev := range b.Events {
 			id, sub, ok := dynamic.SplitKey(ev.Key)
 			if !ok {

@@ -767,13 +767,19 @@ func TestACoordinatorAnswerRebuildsTheCircuitsItChanged(t *testing.T) {
 // A re-list comes in pages: until its last page the published set is the
 // one before it, whatever the pages already said; a listing that starts
 // over (etcd failed half way) forgets the pages before.
-func TestARelistInPagesChangesTheSetOnlyAtItsLastPage(t *testing.T) {
+// twoServed is a ready engine publishing circuits a and b, both served.
+func twoServed(t *testing.T) (*engine.Engine, tc, tc) {
 	e := readyEngine(t)
 	a, b := circuit("a", true), circuit("b", true)
 	e.Etcd([]watch.Batch{put(a, t0), put(b, t0)})
 	e.Pushes([]pluginsync.Update{live("traefik-0", true, t0, a, b)})
 	e.Routers(answer(router(a, traefikapi.StatusEnabled), router(b, traefikapi.StatusEnabled)))
 	e.Take()
+	return e, a, b
+}
+
+func TestARelistInPagesChangesTheSetOnlyAtItsLastPage(t *testing.T) {
+	e, a, b := twoServed(t)
 	before := routes(e)
 	if before != both(a)+"\n"+both(b) {
 		t.Fatalf("published before the re-list:\n%s", before)
@@ -807,5 +813,33 @@ func TestARelistInPagesChangesTheSetOnlyAtItsLastPage(t *testing.T) {
 	}
 	if n := e.Store().Len(); n != len(objects) {
 		t.Fatalf("the store holds %d objects after the listing, the listing %d", n, len(objects))
+	}
+}
+
+// A re-list after a deletion while the watch was lost lists the ranges
+// that lost a key (Batch.Listed): a held key in one of them that the batch
+// lacks is deleted, and keys outside them are kept.
+func TestARelistThatListedARangeDeletesWhatItLacks(t *testing.T) {
+	e, a, b := twoServed(t)
+	if got := routes(e); got != both(a)+"\n"+both(b) {
+		t.Fatalf("published before the re-list:\n%s", got)
+	}
+	// b's router deleted meanwhile: the routers' range listed, a's router
+	// alone in it; nothing else read.
+	relist := watch.Batch{Since: 1, Revision: 2, Received: t0, Listed: []watch.KeyRange{{Key: "http/routers/", End: "http/routers0"}}}
+	for _, ev := range put(a, t0).Events {
+		if strings.HasPrefix(ev.Key, "http/routers/") {
+			relist.Events = append(relist.Events, ev)
+		}
+	}
+	e.Etcd([]watch.Batch{relist})
+	if got := routes(e); got != both(a) {
+		t.Fatalf("after the re-list:\n%s\nwant\n%s", got, both(a))
+	}
+	if n, want := len(e.Store().Routers), 1; n != want {
+		t.Fatalf("%d routers held after the re-list, want %d", n, want)
+	}
+	if n, want := len(e.Store().Services), 2; n != want {
+		t.Fatalf("%d services held after the re-list, want %d: it listed only the routers", n, want)
 	}
 }

@@ -21,9 +21,12 @@ type EtcdBatch struct {
 	Events   EtcdEvents
 	Revision int64
 	// Since, when set, marks a re-list that read only the keys written
-	// after this revision (nothing was deleted since): changes, not a
-	// listing.
-	Since int64
+	// after this revision: changes, not a listing. Where a key was deleted
+	// meanwhile, the re-list listed the ranges that lost it: Events hold
+	// every key of each of Listed, and a held key in one of them that
+	// Events lack was deleted.
+	Since  int64
+	Listed []KeyRange
 	// Received is when the batch arrived from etcd.
 	Received time.Time
 	// Release, when set (a listing's page), gives the page's memory back to
@@ -33,7 +36,17 @@ type EtcdBatch struct {
 	Release func()
 }
 
-// EtcdEvents are a batch's changes; a snapshot's are sorted by key.
+// KeyRange is the keys from Key up to End, excluded, below the root key;
+// an empty End is the root key's end.
+type KeyRange struct{ Key, End string }
+
+// Holds says whether key lies in the range.
+func (r KeyRange) Holds(key string) bool {
+	return key >= r.Key && (r.End == "" || key < r.End)
+}
+
+// EtcdEvents are a batch's changes; a snapshot's are sorted by key, and so
+// are a re-list's.
 type EtcdEvents []EtcdEvent
 
 // Len and At make a snapshot a dynamic.Listing.
