@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
 	"github.com/traefik-sd/traefik-sd/sidecar/metrics"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
@@ -207,7 +208,7 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	var etcd *watch.Watcher
 	if client != nil {
 		etcd = &watch.Watcher{Client: client, Prefix: d.cfg.Etcd.RootKey, Ranges: d.cfg.Etcd.Ranges, Timeout: time.Duration(d.cfg.Etcd.RequestTimeout),
-			ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval)}
+			ProgressInterval: time.Duration(d.cfg.Etcd.ProgressInterval), Findable: dynamic.Findable}
 	}
 	// One line per source: one that is off does not run.
 	messages := make(chan source.Reported)

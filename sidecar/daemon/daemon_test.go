@@ -512,7 +512,8 @@ func TestRouteIDsFromTheCoordinator(t *testing.T) {
 // (the etcd server keeps running) while circuits change and etcd compacts
 // past the watch's revision; when the connection returns, the watch cannot
 // resume there, so the sidecar re-lists, counts it, and converges; a key
-// was deleted, so it lists the root key whole.
+// was deleted, and the tree is one range between splits, so listing the
+// range that lost it is listing the root key whole.
 func TestAWatchPastACompactionReLists(t *testing.T) {
 	e, proxy := startBehindProxy(t, "worker-cp")
 	ctx := testbed.Context(t, 2*time.Minute)

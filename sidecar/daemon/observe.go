@@ -120,7 +120,8 @@ func (d *Daemon) etcdListed(batches []watch.Batch) {
 	for _, b := range batches {
 		if b.Since != 0 {
 			d.metrics.EtcdRelistsChangesOnly.Inc()
-			d.log.Info("etcd re-read: nothing deleted since the watch was lost, so only what was written since", "rootKey", d.cfg.Etcd.RootKey, "keys", len(b.Events), "since", b.Since, "revision", b.Revision)
+			d.metrics.EtcdRelistRangesListed.Add(float64(len(b.Listed)))
+			d.log.Info("etcd re-read: what was written since the watch was lost, and the ranges that lost a key meanwhile", "rootKey", d.cfg.Etcd.RootKey, "keys", len(b.Events), "rangesListed", len(b.Listed), "since", b.Since, "revision", b.Revision)
 		}
 		if !b.Snapshot {
 			continue

@@ -21,6 +21,7 @@ type Metrics struct {
 	EtcdLastProgress         prometheus.Gauge
 	EtcdRelists              *prometheus.CounterVec
 	EtcdRelistsChangesOnly   prometheus.Counter
+	EtcdRelistRangesListed   prometheus.Counter
 	EtcdObjects              prometheus.Gauge
 	DecodeErrors             prometheus.Counter
 	DecodeBroken             prometheus.Gauge
@@ -74,7 +75,8 @@ func New() *Metrics {
 		EtcdLastEvent:            prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_update_timestamp_seconds", Help: "When the last etcd listing or change was applied."}),
 		EtcdLastProgress:         prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_last_contact_timestamp_seconds", Help: "When etcd last confirmed the watch is current; the published set may be stale by now minus this."}),
 		EtcdRelists:              prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_total", Help: "Re-lists of the root key, by reason."}, []string{"reason"}),
-		EtcdRelistsChangesOnly:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_read_changes_total", Help: "Re-lists that read only the keys written since the watch was lost, as none had been deleted meanwhile; the others listed the root key whole."}),
+		EtcdRelistsChangesOnly:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relists_read_changes_total", Help: "Re-lists that read only the keys written since the watch was lost, and listed only the ranges between two splits that lost a key meanwhile; the others listed the root key whole."}),
+		EtcdRelistRangesListed:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "etcd_relist_ranges_listed_total", Help: "Ranges of the root key listed by re-lists that read only changes, because a key in them was deleted while the watch was lost."}),
 		EtcdObjects:              prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "etcd_objects", Help: "HTTP routers, services and middlewares under the root key."}),
 		DecodeErrors:             prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "decode_errors_total", Help: "Objects under the root key that could not be decoded (each time one is written)."}),
 		DecodeBroken:             prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "decode_broken_objects", Help: "Objects currently ignored because they cannot be decoded."}),
@@ -103,7 +105,7 @@ func New() *Metrics {
 		RejectedPerIP:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "http_rejected_connections_per_ip_total", Help: "Connections refused because their client address already held --server.maxConnsPerIP."}),
 	}
 	m.Registry.MustRegister(m.Targets, m.TargetsDropped, m.Renders, m.RenderSeconds, m.ChangeToPublish, m.EtcdConnected, m.EtcdRevision,
-		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdRelistsChangesOnly, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
+		m.EtcdLastEvent, m.EtcdLastProgress, m.EtcdRelists, m.EtcdRelistsChangesOnly, m.EtcdRelistRangesListed, m.EtcdObjects, m.DecodeErrors, m.DecodeBroken, m.Pushes, m.PluginNodes,
 		m.PluginMiddlewares, m.EtcdToPluginPush, m.Scrapes, m.ScrapeBrokenLines, m.ScrapeLastSuccess,
 		m.TraefikServersDown, m.TraefikReload, m.Requests, m.RequestErrors, m.CoordinatorPolls, m.CoordinatorLastSuccess, m.CoordinatorRoutes, m.SDEntries, m.SDErrors, m.SDLastSuccess, m.CoordinatorRoutesSkipped, m.PluginSessions,
 		m.CircuitsNotServed, m.TraefikAPI, m.TraefikAPILastSuccess, m.RejectedPerIP,

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -12,8 +13,8 @@ import (
 
 // Relist reads the prefix again, as after a lost watch, and hands what it
 // read to emit: the keys changed since the watcher last knew the prefix,
-// as one batch of changes (Since set), when that is all that changed, or
-// else a whole listing in pages, as ListPages.
+// as one batch of changes (Since set), or else a whole listing in pages,
+// as ListPages.
 //
 // etcd cannot say which keys a compacted watch missed, but a read with a
 // minimum modification revision returns only the keys written since, with
@@ -21,9 +22,11 @@ import (
 // answer, so each interval between two splits is counted against the keys
 // handed out for it (the listing's, then the watch's creations and
 // deletions), plus those the read shows created since: one that is short
-// lost a key, and only a listing can say which. A re-list after an outage
-// of a large tree then costs etcd one read of its keys (the floor the
-// re-list benchmark measures) and sends only what changed, not the tree.
+// lost a key, and only a listing of it can say which, so the batch holds
+// that interval's listing (Batch.Listed). A re-list after an outage of a
+// large tree then costs etcd one read of its keys (the floor the re-list
+// benchmark measures) and sends only what changed and the intervals that
+// lost a key, not the tree.
 func (w *Watcher) Relist(ctx context.Context, emit func(Batch) error) (int64, error) {
 	if w.since != nil {
 		b, held, err := w.changes(ctx)
@@ -42,8 +45,9 @@ func (w *Watcher) Relist(ctx context.Context, emit func(Batch) error) (int64, er
 }
 
 // changes reads what changed since w.since, with the counts of keys held
-// once it is applied, or returns nil when a key was deleted since (or too
-// much changed) and the prefix must be listed whole.
+// once it is applied, or returns nil when the prefix must be listed whole:
+// too much changed, more than half the intervals lost a key, or one did
+// and the consumer cannot find its keys by their text (Findable).
 func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 	timeout, limit := w.sizes()
 	get := func(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
@@ -55,8 +59,10 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 	// watch knew it through its own revision.
 	spans, watched := w.spans(), w.watched()
 	in, since := make([]int, len(spans)), make([]int64, len(spans))
+	read := make([]bool, len(w.held))
 	for i, s := range spans {
 		in[i] = w.between(s.key)
+		read[in[i]] = true
 		for r := range watched {
 			if watched[r].key <= s.key && s.key < watched[r].end {
 				since[i] = w.since[r]
@@ -80,18 +86,18 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 	// span's keys (etcd reads its index for that). Those created since
 	// must account for every key more than were handed out; one deleted
 	// and created again since counts as created, and fails the check as a
-	// lost key would: listed whole, never missed. Two reads are in flight,
-	// and an interval is checked once its spans are read: a lost key ends
-	// the reading there.
-	type read struct {
+	// lost key would: its interval is listed, never missed. Two reads are
+	// in flight, and an interval is checked once its spans are read: the
+	// reading ends as soon as the prefix must be listed whole.
+	type answer struct {
 		resp *clientv3.GetResponse
 		err  error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	reads := make([]chan read, len(spans))
-	for i := range reads {
-		reads[i] = make(chan read, 1)
+	answers := make([]chan answer, len(spans))
+	for i := range answers {
+		answers[i] = make(chan answer, 1)
 	}
 	slots := make(chan struct{}, 2)
 	go func() {
@@ -104,42 +110,113 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 			go func() {
 				resp, err := get(s.key, clientv3.WithRange(s.end), clientv3.WithRev(rev), clientv3.WithSerializable(),
 					clientv3.WithMinModRev(since[i]+1), clientv3.WithLimit(limit))
-				reads[i] <- read{resp, err}
+				answers[i] <- answer{resp, err}
 				<-slots
 			}()
 		}
 	}()
 	p := w.prefix()
 	now, created := make([]int, len(w.held)), make([]int, len(w.held))
-	b := &Batch{Revision: rev, Since: slices.Min(w.since)}
+	written := make([]Events, len(spans))
+	lost, short := make([]bool, len(w.held)), 0
+	whole := func() bool { return short > 0 && (w.unfindable || 2*short > len(w.held)) }
 	for i := range spans {
-		r := <-reads[i]
-		if r.err != nil {
-			return nil, nil, r.err
+		a := <-answers[i]
+		if a.err != nil {
+			return nil, nil, a.err
 		}
-		if r.resp.More {
+		if a.resp.More {
 			// A page's worth changed in one span: a listing is as cheap.
 			return nil, nil, nil
 		}
-		now[in[i]] += int(r.resp.Count)
-		for _, kv := range r.resp.Kvs {
+		now[in[i]] += int(a.resp.Count)
+		for _, kv := range a.resp.Kvs {
 			if kv.CreateRevision > since[i] {
 				created[in[i]]++
 			}
-			b.Events = append(b.Events, Event{Key: string(kv.Key[len(p):]), Value: string(kv.Value)})
+			written[i] = append(written[i], Event{Key: string(kv.Key[len(p):]), Value: string(kv.Value)})
 		}
 		if j := in[i]; (i+1 == len(spans) || in[i+1] != j) && now[j] != w.held[j]+created[j] {
-			return nil, nil, nil
+			lost[j], short = true, short+1
+			if whole() {
+				return nil, nil, nil
+			}
 		}
 	}
 	for j, n := range now {
-		// An interval no span reads (its keys lie outside the ranges).
-		if n != w.held[j]+created[j] {
+		if !read[j] && n != w.held[j]+created[j] {
+			// An interval no span reads (its keys lie outside the ranges)
+			// cannot be listed.
 			return nil, nil, nil
+		}
+	}
+	b := &Batch{Revision: rev, Since: slices.Min(w.since)}
+	listed := make([]int, len(w.held))
+	for i, s := range spans {
+		j := in[i]
+		if !lost[j] {
+			b.Events = append(b.Events, written[i]...)
+			w.noteFindable(written[i]...)
+			continue
+		}
+		if i == 0 || in[i-1] != j {
+			b.Listed = append(b.Listed, w.interval(j))
+		}
+		n := len(b.Events)
+		if b.Events, err = w.listSpan(ctx, s, rev, b.Events); err != nil {
+			return nil, nil, err
+		}
+		w.noteFindable(b.Events[n:]...)
+		listed[j] += len(b.Events) - n
+	}
+	for j := range lost {
+		if lost[j] && listed[j] != now[j] {
+			return nil, nil, fmt.Errorf("listing %s at revision %d: %d keys between two splits, where etcd counted %d", w.Prefix, rev, listed[j], now[j])
 		}
 	}
 	b.Received = time.Now()
 	return b, now, nil
+}
+
+// interval is the range between splits j-1 and j, below the prefix. Its
+// keys outside the watched ranges were never handed out, so a listing of
+// its spans is a listing of all it holds.
+func (w *Watcher) interval(j int) KeyRange {
+	p := w.prefix()
+	var r KeyRange
+	if j > 0 {
+		r.Key = w.splits[j-1][len(p):]
+	}
+	if j < len(w.splits) {
+		r.End = w.splits[j][len(p):]
+	}
+	return r
+}
+
+// listSpan appends every key of the span at rev to events.
+func (w *Watcher) listSpan(ctx context.Context, s span, rev int64, events Events) (Events, error) {
+	p := w.prefix()
+	_, err := w.readRange(ctx, s.key, s.end, rev, newPagePool(), func(pg *rangePage, _ int64) bool {
+		for _, kv := range pg.kvs {
+			events = append(events, Event{Key: string(kv.key[len(p):]), Value: string(kv.value)})
+		}
+		return true
+	})
+	return events, err
+}
+
+// noteFindable notes a key handed out that the consumer cannot find by its
+// text (Findable).
+func (w *Watcher) noteFindable(events ...Event) {
+	if w.Findable == nil || w.unfindable {
+		return
+	}
+	for _, e := range events {
+		if !w.Findable(e.Key) {
+			w.unfindable = true
+			return
+		}
+	}
 }
 
 // between is the index of the interval between splits that holds key:

@@ -42,6 +42,14 @@ func (h *heldKeys) apply(b watch.Batch) {
 			h.keys, h.listing = h.listing, nil
 		}
 	} else {
+		for _, r := range b.Listed {
+			// A listed range: what it lacks was deleted.
+			for k := range h.keys {
+				if r.Holds(k) && !slices.ContainsFunc(b.Events, func(e watch.Event) bool { return e.Key == k }) {
+					delete(h.keys, k)
+				}
+			}
+		}
 		for _, e := range b.Events {
 			if e.Deleted {
 				delete(h.keys, e.Key)
@@ -57,9 +65,10 @@ func (h *heldKeys) apply(b watch.Batch) {
 // some followed by the watch and some missed (as by a watch that lost its
 // revision to a compaction), and re-lists after each: what the consumer
 // holds must be exactly what a read of the prefix returns at the
-// re-list's revision. A re-list after changes with no key deleted since the
-// watcher last knew the prefix must read only those changes; one after a
-// deletion must list the prefix whole.
+// re-list's revision. A re-list must read only the changes since the
+// watcher last knew the prefix, and list an interval between two splits
+// if and only if a key held in it was deleted since; it lists the prefix
+// whole only when more than half the intervals lost a key.
 func TestARelistHoldsWhatAListingReads(t *testing.T) {
 	for _, ranges := range [][]string{nil, {"a/", "c/"}} {
 		t.Run(fmt.Sprintf("ranges=%v", ranges), func(t *testing.T) {
@@ -77,16 +86,17 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 				testbed.Must(t, err, "put")
 				present[k] = true
 			}
-			// deleted says whether a key the consumer holds was deleted
-			// since the watcher last knew the prefix: the re-list must then
-			// list it whole.
-			var deleted bool
+			// deleted are the keys the consumer holds that were deleted
+			// since the watcher last knew the prefix: the re-list must
+			// list the intervals that hold them, and only those.
+			deleted := map[string]bool{}
 			del := func(k string) {
 				_, err := client.Delete(ctx, "root/"+k)
 				testbed.Must(t, err, "delete")
 				delete(present, k)
-				_, held := h.keys[k]
-				deleted = deleted || held
+				if _, held := h.keys[k]; held {
+					deleted[k] = true
+				}
 			}
 			any := func() (string, bool) {
 				if len(present) == 0 {
@@ -101,6 +111,17 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 			// Small pages and splits: many spans, several intervals.
 			w := &watch.Watcher{Client: client, Prefix: "root", Ranges: ranges, PageSize: 10, SplitEvery: 7, Timeout: 10 * time.Second}
 			change := func() {
+				if rng.IntN(10) == 0 {
+					// Most of the tree deleted: a listing is as cheap.
+					for _, k := range slices.Sorted(maps.Keys(present)) {
+						if rng.IntN(3) != 0 {
+							del(k)
+						}
+					}
+					for range 20 {
+						put(fmt.Sprintf("%s%03d", dirs[rng.IntN(3)], rng.IntN(1000)))
+					}
+				}
 				for range rng.IntN(6) {
 					switch k, ok := any(); {
 					case rng.IntN(4) == 0 && ok:
@@ -115,9 +136,10 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 					}
 				}
 			}
-			relist := func(step int) (changes bool) {
+			relist := func(step int) (changes bool, listed []watch.KeyRange) {
 				rev, err := w.Relist(ctx, func(b watch.Batch) error {
 					changes = changes || b.Since != 0
+					listed = append(listed, b.Listed...)
 					h.apply(b)
 					return nil
 				})
@@ -125,7 +147,7 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 				if h.rev != rev {
 					t.Fatalf("step %d: the batches end at revision %d, the re-list at %d", step, h.rev, rev)
 				}
-				return changes
+				return changes, listed
 			}
 			// etcdHolds is what the watcher reads of etcd at rev (0: now).
 			etcdHolds := func(rev int64) map[string]string {
@@ -147,11 +169,11 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 					t.Fatalf("step %d: the consumer holds %d keys, etcd %d at revision %d:\nheld %v\nwant %v", step, len(h.keys), len(want), h.rev, h.keys, want)
 				}
 			}
-			if relist(-1) {
+			if changes, _ := relist(-1); changes {
 				t.Fatal("a first listing read only changes")
 			}
 			check(-1)
-			var read, listed int
+			var read, ranged, whole int
 			for step := range 40 {
 				if rng.IntN(2) == 0 {
 					// Changes the watch follows: it knows their creations and
@@ -181,7 +203,7 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 							t.Fatalf("step %d: the watch did not hand out every change", step)
 						}
 					}
-					deleted = false // the watch followed them
+					clear(deleted) // the watch followed them
 					stop()
 					go func() {
 						for range reports {
@@ -200,19 +222,36 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				changes := relist(step)
+				changes, listed := relist(step)
 				check(step)
-				if changes == deleted {
-					t.Fatalf("step %d: a key deleted since the watcher knew the prefix: %v; the re-list read only changes: %v", step, deleted, changes)
-				}
-				deleted = false
-				if changes {
+				switch {
+				case !changes && len(deleted) == 0:
+					t.Fatalf("step %d: no held key deleted since the watcher knew the prefix, and the re-list listed it whole", step)
+				case !changes:
+					whole++
+				case len(deleted) > 0 && len(listed) == 0:
+					t.Fatalf("step %d: held keys deleted since the watcher knew the prefix (%v), and the re-list listed no range", step, slices.Sorted(maps.Keys(deleted)))
+				case len(listed) > 0:
+					ranged++
+				default:
 					read++
-				} else {
-					listed++
 				}
+				for _, r := range listed {
+					if !slices.ContainsFunc(slices.Collect(maps.Keys(deleted)), r.Holds) {
+						t.Fatalf("step %d: the re-list listed %v, which lost no held key (deleted: %v)", step, r, slices.Sorted(maps.Keys(deleted)))
+					}
+				}
+				for k := range deleted {
+					if changes && !slices.ContainsFunc(listed, func(r watch.KeyRange) bool { return r.Holds(k) }) {
+						t.Fatalf("step %d: %s was deleted, and the re-list listed no range holding it: %v", step, k, listed)
+					}
+				}
+				clear(deleted)
 			}
-			t.Logf("%d re-lists read only changes, %d listed whole", read, listed)
+			t.Logf("%d re-lists read only changes, %d also listed the intervals that lost a key, %d listed whole", read, ranged, whole)
+			if ranged == 0 || read == 0 || whole == 0 {
+				t.Fatal("the walk never re-listed both ways; change its seed")
+			}
 		})
 	}
 }
@@ -342,4 +381,43 @@ func minorVersion(t *testing.T, bin, arg string) string {
 	}
 	t.Fatalf("no version in %q", out)
 	return ""
+}
+
+// TestARelistAfterAnUnfindableKeyListsWhole: a consumer that cannot find
+// some key by its text (the engine rebuilds a key's text from its object,
+// and a key written in another case is not that text) cannot apply the
+// listing of an interval, which tells a deleted key only by its absence.
+// Once such a key was handed out, a re-list after a deletion lists whole;
+// without one, it lists the interval that lost the key.
+func TestARelistAfterAnUnfindableKeyListsWhole(t *testing.T) {
+	for _, odd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("odd=%v", odd), func(t *testing.T) {
+			client := startEtcd(t)
+			ctx := testbed.Context(t, time.Minute)
+			for i := range 30 {
+				_, err := client.Put(ctx, fmt.Sprintf("root/k%02d", i), "v")
+				testbed.Must(t, err, "put")
+			}
+			if odd {
+				_, err := client.Put(ctx, "root/K99", "v")
+				testbed.Must(t, err, "put")
+			}
+			w := &watch.Watcher{Client: client, Prefix: "root", SplitEvery: 7,
+				Findable: func(rel string) bool { return !strings.HasPrefix(rel, "K") }}
+			h := &heldKeys{keys: map[string]string{}}
+			_, err := w.Relist(ctx, func(b watch.Batch) error { h.apply(b); return nil })
+			testbed.Must(t, err, "listing")
+			_, err = client.Delete(ctx, "root/k20")
+			testbed.Must(t, err, "delete")
+			var listed []watch.KeyRange
+			_, err = w.Relist(ctx, func(b watch.Batch) error {
+				listed = append(listed, b.Listed...)
+				return nil
+			})
+			testbed.Must(t, err, "re-list")
+			if whole := listed == nil; whole != odd || (!odd && len(listed) != 1) {
+				t.Fatalf("with a key the consumer cannot find: %v; the re-list listed %v (nil: whole)", odd, listed)
+			}
+		})
+	}
 }

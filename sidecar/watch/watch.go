@@ -38,6 +38,8 @@ type (
 	Batch  = source.EtcdBatch
 	Status = source.EtcdStatus
 	Report = source.EtcdReport
+	// KeyRange is a range of keys below the prefix (Batch.Listed).
+	KeyRange = source.KeyRange
 )
 
 // Watcher lists and watches Prefix.
@@ -54,6 +56,12 @@ type Watcher struct {
 	ProgressInterval time.Duration
 	// PageSize and SplitEvery override the listing sizes (tests).
 	PageSize, SplitEvery int
+	// Findable says whether the consumer can find a key it holds by the
+	// key's text, which a re-list's listing of a range (Batch.Listed)
+	// needs to tell what the range lost. Once a key that is not has been
+	// handed out, a re-list after a deletion lists the prefix whole, until
+	// a whole listing without one. Nil: every key is.
+	Findable func(rel string) bool
 
 	// splits are keys of the last listing, SplitEvery apart; listed is how
 	// many keys it had. The next listing uses both (only Run and List,
@@ -68,6 +76,9 @@ type Watcher struct {
 	since   []int64
 	held    []int
 	history history
+	// unfindable: a key Findable refuses was handed out since the last
+	// whole listing began.
+	unfindable bool
 	// counted is the keys etcd counted for the listings' reads (tests).
 	counted atomic.Int64
 }
@@ -165,6 +176,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	spans := w.spans()
 	// A listing that fails half way leaves the consumer holding part of it.
 	w.since, w.held = nil, nil
+	w.unfindable = false
 	// Which etcd history the listing reads, asked before it (see history).
 	before := w.historyNow(ctx)
 	pages := newPagePool()
@@ -236,6 +248,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 				listed++
 				pg.events = append(pg.events, Event{Key: alias(kv.key[len(p):]), Value: alias(kv.value)})
 			}
+			w.noteFindable(pg.events...)
 			b := &Batch{Snapshot: true, More: true, Revision: rev, Events: pg.events, Release: pages.release(pg.rangePage)}
 			b.Received = time.Now()
 			if err := send(ready); err != nil {
@@ -544,6 +557,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, out chan<- Report) erro
 			b.Events = append(b.Events, e)
 			w.noteEvent(ev)
 		}
+		w.noteFindable(b.Events...)
 		select {
 		case out <- Report{Batch: &b}:
 		case <-ctx.Done():
