@@ -79,7 +79,7 @@ type verdict struct {
 type goal func(runSet) verdict
 
 var goals = []goal{
-	parseGoal, serveGoal, changeLatencyGoal, changeLatencyAtScale, relistGoal, relistWholeGoal, coldStartGoal, memoryGoal,
+	parseGoal, serveGoal, changeLatencyGoal, changeLatencyAtScale, relistGoal, relistDeletedGoal, relistWholeGoal, coldStartGoal, memoryGoal,
 	noEtcdGoal(1000), noEtcdGoal(10000),
 	// Traefik's part, through the real Traefik.
 	backendAIReloadGoal, requestPathGoal, reloadGoal, loadReport(false), loadReport(true), newUnderYaegi,
@@ -249,29 +249,49 @@ func relistGoal(rs runSet) verdict {
 	return v
 }
 
-// relistWholeGoal judges the re-list after a compaction when a key was
-// deleted meanwhile: only a whole listing can find it.
-func relistWholeGoal(rs runSet) verdict {
-	v := verdict{what: "re-list of 100,000 circuits after a compaction, a key deleted meanwhile (a whole listing), etcd's time included",
-		baseline: "etcd reading the same keys and returning none (the floor)", goal: fmt.Sprintf("≤ %s× the floor", format(relistOverFloor))}
-	wholes, floors := rs.rounds(relistGroup, "", "relist-whole-round", "-s"), rs.rounds(relistGroup, "", "floor-round", "-s")
-	if len(wholes) == 0 || len(wholes) != len(floors) {
-		return notMeasured(v, relistGroup+" relist-whole-round<n>-s and floor-round<n>-s")
-	}
-	c, err := compare(wholes, floors)
-	if err != nil {
-		v.measured, v.met, v.settle = err.Error(), "unsettled", "every round must measure something"
+// relistWholeGoal judges a whole listing of the tree, what a re-list costs
+// when most of it changed meanwhile, or etcd's history is another.
+var relistWholeGoal = relistRoundsGoal(
+	"re-list of 100,000 circuits, listed whole (most of the tree changed meanwhile, or etcd restored), etcd's time included",
+	"relist-whole-round", "whole listing", "",
+	"A whole listing reads every key as the floor does, then sends them all and compares each with what is held.")
+
+// relistDeletedGoal judges the re-list after a compaction when a circuit was
+// deleted meanwhile: it lists the ranges between splits that lost a key.
+var relistDeletedGoal = relistRoundsGoal(
+	"re-list of 100,000 circuits after a compaction, a circuit deleted meanwhile, etcd's time included",
+	"relist-deleted-round", "re-list", "relist-deleted-keys-read",
+	"It reads every key as the floor does and sends what was written since, then lists each range between two splits "+
+		"that lost a key (%s keys sent in all): a deletion leaves nothing else to find it by.")
+
+// relistRoundsGoal judges a re-list timed in rounds (name<n>-s), each
+// followed by a reading of the floor, from the pairs' ratios; why, said
+// when the goal is not met, may quote the keys metric.
+func relistRoundsGoal(what, name, label, keys, why string) func(runSet) verdict {
+	return func(rs runSet) verdict {
+		v := verdict{what: what, baseline: "etcd reading the same keys and returning none (the floor)",
+			goal: fmt.Sprintf("≤ %s× the floor", format(relistOverFloor))}
+		runs, floors := rs.rounds(relistGroup, "", name, "-s"), rs.rounds(relistGroup, "", "floor-round", "-s")
+		if len(runs) == 0 || len(runs) != len(floors) {
+			return notMeasured(v, relistGroup+" "+name+"<n>-s and floor-round<n>-s")
+		}
+		c, err := compare(runs, floors)
+		if err != nil {
+			v.measured, v.met, v.settle = err.Error(), "unsettled", "every round must measure something"
+			return v
+		}
+		v.measured = describe(c, label, "floor", shown{1, "s"})
+		j := c.judge(relistOverFloor, atMost)
+		v.met, v.settle = j.met, j.settle
+		if v.met != "met" {
+			if keys != "" {
+				n, _ := rs.one(relistGroup, "", keys)
+				why = fmt.Sprintf(why, format(n))
+			}
+			v.why = intervalWhy(c, relistOverFloor, atMost, "the "+label, "the floor", v.met) + " " + why
+		}
 		return v
 	}
-	v.measured = describe(c, "whole listing", "floor", shown{1, "s"})
-	j := c.judge(relistOverFloor, atMost)
-	v.met, v.settle = j.met, j.settle
-	if v.met != "met" {
-		v.why = intervalWhy(c, relistOverFloor, atMost, "the whole listing", "the floor", v.met) +
-			" A whole listing reads every key as the floor does, then sends them all and compares each with what is held; " +
-			"what a deletion costs beyond that is finding it, which only a listing of the keys can."
-	}
-	return v
 }
 
 // coldOverFloor: a cold start reads every key, as the floor does, and then

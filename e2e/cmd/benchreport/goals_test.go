@@ -120,10 +120,34 @@ func TestTheWholeListingIsJudgedFromItsRounds(t *testing.T) {
 		// Ratios 1.20, 1.22, 1.18, 1.21, 1.19: wholly below 1.3.
 		{rounds(6, 5, 6.1, 5, 5.9, 5, 6.05, 5, 5.95, 5), "met", "ratio median 1.200"},
 		// 1.40 to 1.44: wholly above, and said why.
-		{rounds(7, 5, 7.2, 5, 7.1, 5, 7.05, 5, 7.15, 5), "missed", "only a listing of the keys can"},
+		{rounds(7, 5, 7.2, 5, 7.1, 5, 7.05, 5, 7.15, 5), "missed", "then sends them all"},
 	} {
 		text := strings.Replace(strings.Replace(out, "200000 targets", "200000 targets"+tc.rounds, 1), "%s", "43", 1)
-		v := find(t, judge(t, text), "re-list of 100,000 circuits after a compaction, a key deleted")
+		v := find(t, judge(t, text), "re-list of 100,000 circuits, listed whole")
+		if v.met != tc.want || !strings.Contains(v.measured+" "+v.why+" "+v.settle, tc.words) {
+			t.Errorf("%q: %+v, want %s with %q", tc.rounds, v, tc.want, tc.words)
+		}
+	}
+}
+
+func TestTheReListAfterADeletionIsJudgedFromItsRounds(t *testing.T) {
+	rounds := func(pairs ...float64) string {
+		return roundPairs("relist-deleted-round", pairs...) + "\t200000 relist-deleted-keys-read"
+	}
+	for _, tc := range []struct {
+		rounds      string
+		want, words string
+	}{
+		{"", "not measured", "relist-deleted-round"},
+		// Ratios 1.00 to 1.04: wholly below 1.3.
+		{rounds(5, 5, 5.1, 5, 5.2, 5, 5.05, 5, 5.15, 5), "met", "ratio median 1.020"},
+		// 1.40 to 1.44: wholly above, said why, with the keys it sent.
+		{rounds(7, 5, 7.2, 5, 7.1, 5, 7.05, 5, 7.15, 5), "missed", "(200000 keys sent in all)"},
+		// One ratio far off: the interval holds 1.3.
+		{rounds(5, 5, 5.1, 5, 9, 5, 5.05, 5, 7.5, 5), "unsettled", "more rounds"},
+	} {
+		text := strings.Replace(strings.Replace(out, "200000 targets", "200000 targets"+tc.rounds, 1), "%s", "43", 1)
+		v := find(t, judge(t, text), "re-list of 100,000 circuits after a compaction, a circuit deleted")
 		if v.met != tc.want || !strings.Contains(v.measured+" "+v.why+" "+v.settle, tc.words) {
 			t.Errorf("%q: %+v, want %s with %q", tc.rounds, v, tc.want, tc.words)
 		}
