@@ -1,5 +1,7 @@
 package dynamic
 
+import "slices"
+
 // ParallelMin is the fewest changed objects Commit decodes in parallel.
 const ParallelMin = parallelMin
 
@@ -17,3 +19,16 @@ func (s *Store) DecodeAheadFrom(n int) { s.aheadMin = n }
 
 // Ahead is how many objects are decoded ahead of the next Commit.
 func (s *Store) Ahead() int { return len(s.ahead) }
+
+// Keys is every key held, as its object names it, with its value as held
+// (a digest included), sorted.
+func (s *Store) Keys() []string {
+	var out []string
+	for id, obj := range s.raw {
+		for k, v := range obj.all(&s.keys) {
+			out = append(out, id.String()+"/"+k+" = "+v.s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

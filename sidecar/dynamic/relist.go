@@ -2,8 +2,11 @@ package dynamic
 
 import (
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
 // Listing is a listing of the root key, or one page of it, sorted by key,
@@ -242,12 +245,16 @@ func kindPrefix(k Kind) string {
 	}
 }
 
-// DeleteUnlisted deletes the keys held between lo and hi (excluded; ""
-// has no end) that l, every key of that range as etcd holds it now,
-// sorted, lacks: a re-list that listed part of the tree, as a deletion
-// leaves nothing else to read. A held key's text is rebuilt from its
-// object, so each key put must have been Findable.
-func (s *Store) DeleteUnlisted(lo, hi string, l Listing) {
+// DeleteUnlisted deletes the keys held in the ranges that l, every key of
+// those ranges as etcd holds them now, sorted, lacks: a re-list that listed
+// parts of the tree, as a deletion leaves nothing else to read. A held
+// key's text is rebuilt from its object, so each key put must have been
+// Findable. One pass over the objects serves every range: most are told
+// apart by their kind's prefix alone.
+func (s *Store) DeleteUnlisted(l Listing, ranges []source.KeyRange) {
+	if len(ranges) == 0 {
+		return
+	}
 	type held struct {
 		id  ObjectID
 		sub string
@@ -255,15 +262,23 @@ func (s *Store) DeleteUnlisted(lo, hi string, l Listing) {
 	var gone []held
 	var text []byte
 	for id, obj := range s.raw {
-		text = append(append(append(text[:0], kindPrefix(id.Kind)...), id.Name...), '/')
-		p := len(text)
-		// Every key of the object begins with its name.
-		if (string(text) < lo && !strings.HasPrefix(lo, string(text))) || (hi != "" && string(text) >= hi) {
+		kind := kindPrefix(id.Kind)
+		var touched bool
+		for _, r := range ranges {
+			if mayHold(r, kind) {
+				text = append(append(append(text[:0], kind...), id.Name...), '/')
+				if touched = mayHold(r, string(text)); touched {
+					break
+				}
+			}
+		}
+		if !touched {
 			continue
 		}
+		p := len(text)
 		for sub := range obj.all(&s.keys) {
 			text = append(text[:p], sub...)
-			if string(text) < lo || (hi != "" && string(text) >= hi) {
+			if !slices.ContainsFunc(ranges, func(r source.KeyRange) bool { return r.Holds(string(text)) }) {
 				continue
 			}
 			i := sort.Search(l.Len(), func(i int) bool {
@@ -281,4 +296,12 @@ func (s *Store) DeleteUnlisted(lo, hi string, l Listing) {
 	for _, g := range gone {
 		s.Delete(g.id, g.sub)
 	}
+}
+
+// mayHold says whether r may hold a key that begins with prefix.
+func mayHold(r source.KeyRange, prefix string) bool {
+	if prefix < r.Key && !strings.HasPrefix(r.Key, prefix) {
+		return false // every such key is below r
+	}
+	return r.End == "" || prefix < r.End
 }

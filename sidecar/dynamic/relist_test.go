@@ -3,6 +3,7 @@ package dynamic_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/internal/fixture"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
 // fixtureListing is three circuits' keys (one of them with keys in
@@ -253,20 +255,31 @@ func TestAListedRangeDeletesWhatItLacks(t *testing.T) {
 					ranged = append(ranged, kv)
 				}
 			}
-			got := dynamic.NewStore("traefik-sd")
-			got.Reset(all)
-			got.Commit()
-			got.DeleteUnlisted(lo, hi, ranged)
-			for _, kv := range now {
-				if id, sub, ok := dynamic.SplitKey(kv[0]); ok {
-					got.Put(id, sub, kv[1])
-				}
-			}
-			got.Commit()
 			want := dynamic.NewStore("traefik-sd")
 			want.Reset(now)
 			want.Commit()
-			sameStore(t, fmt.Sprintf("range [%q, %q)", lo, hi), got, want)
+			// The range whole, and cut in two at a key (one object's keys
+			// may lie on both sides).
+			cuts := [][]source.KeyRange{{{Key: lo, End: hi}}}
+			if m := (i + j) / 2; m > i {
+				cuts = append(cuts, []source.KeyRange{{Key: lo, End: all[m][0]}, {Key: all[m][0], End: hi}})
+			}
+			for _, ranges := range cuts {
+				got := dynamic.NewStore("traefik-sd")
+				got.Reset(all)
+				got.Commit()
+				got.DeleteUnlisted(ranged, ranges)
+				for _, kv := range now {
+					if id, sub, ok := dynamic.SplitKey(kv[0]); ok {
+						got.Put(id, sub, kv[1])
+					}
+				}
+				got.Commit()
+				sameStore(t, fmt.Sprintf("ranges %q", ranges), got, want)
+				if g, w := got.Keys(), want.Keys(); !slices.Equal(g, w) {
+					t.Fatalf("ranges %q: the store holds the keys\n%s\nwant\n%s", ranges, strings.Join(g, "\n"), strings.Join(w, "\n"))
+				}
+			}
 		}
 	}
 }

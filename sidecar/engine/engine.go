@@ -242,11 +242,9 @@ func (e *Engine) Etcd(batches []source.EtcdBatch) Result {
 			}
 			continue
 		}
-		for _, r := range b.Listed {
-			// A re-list listed this range as it is: what it lacks was
-			// deleted. Its keys are among the events, in key order.
-			e.store.DeleteUnlisted(r.Key, r.End, b.Events)
-		}
+		// A re-list listed these ranges as they are: what they lack was
+		// deleted. Their keys are among the events, in key order.
+		e.store.DeleteUnlisted(b.Events, b.Listed)
 		for _, ev := range b.Events {
 			id, sub, ok := dynamic.SplitKey(ev.Key)
 			if !ok {
