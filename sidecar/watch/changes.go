@@ -19,7 +19,7 @@ import (
 // etcd cannot say which keys a compacted watch missed, but a read with a
 // minimum modification revision returns only the keys written since, with
 // the count of every key of its range. A key deleted since is not in the
-// answer, so each interval between two splits is counted against the keys
+// answer, so each interval between two marks is counted against the keys
 // handed out for it (the listing's, then the watch's creations and
 // deletions), plus those the read shows created since: one that is short
 // lost a key, and only a listing of it can say which, so the batch holds
@@ -55,9 +55,9 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 		defer cancel()
 		return w.Client.Get(lctx, key, opts...)
 	}
-	// Each span lies between two splits, and in one watched range, whose
+	// Each span lies between two marks, and in one watched range, whose
 	// watch knew it through its own revision.
-	spans, watched := w.spans(), w.watched()
+	spans, watched := w.spans(w.marks), w.watched()
 	in, since := make([]int, len(spans)), make([]int64, len(spans))
 	read := make([]bool, len(w.held))
 	for i, s := range spans {
@@ -120,7 +120,25 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 	written := make([]Events, len(spans))
 	lost, short := make([]bool, len(w.held)), 0
 	whole := func() bool { return short > 0 && (w.unfindable || 2*short > len(w.held)) }
+	// An interval that lost a key is listed as soon as that is known,
+	// while the reading goes on.
+	type listing struct {
+		events Events
+		err    error
+	}
+	listings := make([]chan listing, len(spans))
+	list := func(i int) {
+		listings[i] = make(chan listing, 1)
+		go func() {
+			events, err := w.listSpan(ctx, spans[i], rev, nil)
+			listings[i] <- listing{events, err}
+		}()
+	}
+	first := 0 // the first span of the interval being read
 	for i := range spans {
+		if i > 0 && in[i] != in[i-1] {
+			first = i
+		}
 		a := <-answers[i]
 		if a.err != nil {
 			return nil, nil, a.err
@@ -141,6 +159,9 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 			if whole() {
 				return nil, nil, nil
 			}
+			for k := first; k <= i; k++ {
+				list(k)
+			}
 		}
 	}
 	for j, n := range now {
@@ -152,7 +173,7 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 	}
 	b := &Batch{Revision: rev, Since: slices.Min(w.since)}
 	listed := make([]int, len(w.held))
-	for i, s := range spans {
+	for i := range spans {
 		j := in[i]
 		if !lost[j] {
 			b.Events = append(b.Events, written[i]...)
@@ -162,43 +183,48 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 		if i == 0 || in[i-1] != j {
 			b.Listed = append(b.Listed, w.interval(j))
 		}
-		n := len(b.Events)
-		if b.Events, err = w.listSpan(ctx, s, rev, b.Events); err != nil {
-			return nil, nil, err
+		l := <-listings[i]
+		if l.err != nil {
+			return nil, nil, l.err
 		}
-		w.noteFindable(b.Events[n:]...)
-		listed[j] += len(b.Events) - n
+		b.Events = append(b.Events, l.events...)
+		w.noteFindable(l.events...)
+		listed[j] += len(l.events)
 	}
 	for j := range lost {
 		if lost[j] && listed[j] != now[j] {
-			return nil, nil, fmt.Errorf("listing %s at revision %d: %d keys between two splits, where etcd counted %d", w.Prefix, rev, listed[j], now[j])
+			return nil, nil, fmt.Errorf("listing %s at revision %d: %d keys between two marks, where etcd counted %d", w.Prefix, rev, listed[j], now[j])
 		}
 	}
 	b.Received = time.Now()
 	return b, now, nil
 }
 
-// interval is the range between splits j-1 and j, below the prefix. Its
+// interval is the range between marks j-1 and j, below the prefix. Its
 // keys outside the watched ranges were never handed out, so a listing of
 // its spans is a listing of all it holds.
 func (w *Watcher) interval(j int) KeyRange {
 	p := w.prefix()
 	var r KeyRange
 	if j > 0 {
-		r.Key = w.splits[j-1][len(p):]
+		r.Key = w.marks[j-1][len(p):]
 	}
-	if j < len(w.splits) {
-		r.End = w.splits[j][len(p):]
+	if j < len(w.marks) {
+		r.End = w.marks[j][len(p):]
 	}
 	return r
 }
 
-// listSpan appends every key of the span at rev to events.
+// listSpan appends every key of the span at rev to events. The values
+// alias the pages read, which are never read into again (a consumer copies
+// the values it keeps, as it does of a listing's pages); the keys are
+// copied, as a consumer applies them as changes, which may keep a key's
+// text as it is.
 func (w *Watcher) listSpan(ctx context.Context, s span, rev int64, events Events) (Events, error) {
 	p := w.prefix()
 	_, err := w.readRange(ctx, s.key, s.end, rev, newPagePool(), func(pg *rangePage, _ int64) bool {
 		for _, kv := range pg.kvs {
-			events = append(events, Event{Key: string(kv.key[len(p):]), Value: string(kv.value)})
+			events = append(events, Event{Key: string(kv.key[len(p):]), Value: alias(kv.value)})
 		}
 		return true
 	})
@@ -219,25 +245,25 @@ func (w *Watcher) noteFindable(events ...Event) {
 	}
 }
 
-// between is the index of the interval between splits that holds key:
-// the number of splits at or below it.
+// between is the index of the interval between marks that holds key:
+// the number of marks at or below it.
 func (w *Watcher) between(key string) int {
-	return sort.Search(len(w.splits), func(j int) bool { return w.splits[j] > key })
+	return sort.Search(len(w.marks), func(j int) bool { return w.marks[j] > key })
 }
 
-// heldAfterListing counts a listing's keys between its splits: every
+// heldAfterListing counts a listing's keys between its marks: every
 // apart by construction, the rest after the last.
-func heldAfterListing(splits, listed, every int) []int {
-	held := make([]int, splits+1)
-	for i := range splits {
+func heldAfterListing(marks, listed, every int) []int {
+	held := make([]int, marks+1)
+	for i := range marks {
 		held[i] = every
 	}
-	held[splits] = listed - splits*every
+	held[marks] = listed - marks*every
 	return held
 }
 
 // noteEvent keeps the counts of held keys as a watch hands out an event: a
-// created key adds one between its splits, a deleted one takes one away.
+// created key adds one between its marks, a deleted one takes one away.
 func (w *Watcher) noteEvent(ev *clientv3.Event) {
 	if w.held == nil {
 		return
