@@ -512,7 +512,7 @@ func TestRouteIDsFromTheCoordinator(t *testing.T) {
 // (the etcd server keeps running) while circuits change and etcd compacts
 // past the watch's revision; when the connection returns, the watch cannot
 // resume there, so the sidecar re-lists, counts it, and converges; a key
-// was deleted, and the tree is one range between splits, so listing the
+// was deleted, and the tree is one range between marks, so listing the
 // range that lost it is listing the root key whole.
 func TestAWatchPastACompactionReLists(t *testing.T) {
 	e, proxy := startBehindProxy(t, "worker-cp")

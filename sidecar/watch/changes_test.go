@@ -66,15 +66,20 @@ func (h *heldKeys) apply(b watch.Batch) {
 // revision to a compaction), and re-lists after each: what the consumer
 // holds must be exactly what a read of the prefix returns at the
 // re-list's revision. A re-list must read only the changes since the
-// watcher last knew the prefix, and list an interval between two splits
+// watcher last knew the prefix, and list an interval between two marks
 // if and only if a key held in it was deleted since; it lists the prefix
 // whole only when more than half the intervals lost a key.
 func TestARelistHoldsWhatAListingReads(t *testing.T) {
-	for _, ranges := range [][]string{nil, {"a/", "c/"}} {
-		t.Run(fmt.Sprintf("ranges=%v", ranges), func(t *testing.T) {
+	type sizes struct{ split, count int }
+	for _, tc := range []struct {
+		ranges []string
+		sizes
+	}{{nil, sizes{7, 7}}, {[]string{"a/", "c/"}, sizes{7, 7}}, {nil, sizes{14, 5}}, {[]string{"a/", "c/"}, sizes{14, 5}}} {
+		ranges := tc.ranges
+		t.Run(fmt.Sprintf("ranges=%v,split=%d,count=%d", ranges, tc.split, tc.count), func(t *testing.T) {
 			client := startEtcd(t)
 			ctx := testbed.Context(t, 2*time.Minute)
-			rng := rand.New(rand.NewPCG(uint64(len(ranges)), 7))
+			rng := rand.New(rand.NewPCG(uint64(len(ranges)), uint64(tc.count)))
 			dirs := []string{"a/", "b/", "c/"}
 			present := map[string]bool{} // keys in etcd, as written
 			var wrote int
@@ -108,8 +113,8 @@ func TestARelistHoldsWhatAListingReads(t *testing.T) {
 			for i := range 60 {
 				put(fmt.Sprintf("%s%03d", dirs[i%3], rng.IntN(1000)))
 			}
-			// Small pages and splits: many spans, several intervals.
-			w := &watch.Watcher{Client: client, Prefix: "root", Ranges: ranges, PageSize: 10, SplitEvery: 7, Timeout: 10 * time.Second}
+			// Small pages, splits and marks: many spans, several intervals.
+			w := &watch.Watcher{Client: client, Prefix: "root", Ranges: ranges, PageSize: 10, SplitEvery: tc.split, CountEvery: tc.count, Timeout: 10 * time.Second}
 			change := func() {
 				if rng.IntN(10) == 0 {
 					// Most of the tree deleted: a listing is as cheap.

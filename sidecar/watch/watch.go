@@ -54,8 +54,8 @@ type Watcher struct {
 	Timeout time.Duration
 	// ProgressInterval is how often a quiet watch is asked for progress.
 	ProgressInterval time.Duration
-	// PageSize and SplitEvery override the listing sizes (tests).
-	PageSize, SplitEvery int
+	// PageSize, SplitEvery and CountEvery override the listing sizes (tests).
+	PageSize, SplitEvery, CountEvery int
 	// Findable says whether the consumer can find a key it holds by the
 	// key's text, which a re-list's listing of a range (Batch.Listed)
 	// needs to tell what the range lost. Once a key that is not has been
@@ -65,13 +65,14 @@ type Watcher struct {
 
 	// splits are keys of the last listing, SplitEvery apart; listed is how
 	// many keys it had. The next listing uses both (only Run and List,
-	// called from one goroutine, touch them).
-	splits []string
-	listed int
+	// called from one goroutine, touch them). marks are its keys
+	// CountEvery apart, the finer ranges a re-list counts.
+	splits, marks []string
+	listed        int
 	// since holds, for each watched range, the revision through which the
 	// keys handed out are etcd's: the last listing's, then its watch's (nil:
 	// none, or a listing failed half way). held[i] counts the keys handed out
-	// between splits[i-1] and splits[i]. With both, Relist reads only what
+	// between marks[i-1] and marks[i]. With both, Relist reads only what
 	// changed.
 	since   []int64
 	held    []int
@@ -141,6 +142,12 @@ const (
 	PageSize = 50000
 	// SplitEvery is how many keys a listing puts between two splits.
 	SplitEvery = 50000
+	// CountEvery is how many keys a listing puts between two marks (no
+	// more than SplitEvery): a re-list reads what changed a range between
+	// marks at a time, and lists whole each that lost a key. A Backend.AI
+	// circuit's keys lie in three or four such ranges (its middlewares,
+	// router and service); finer ranges cost a request each.
+	CountEvery = 5000
 )
 
 // List reads the whole prefix at one revision and returns it as one batch.
@@ -173,7 +180,7 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := w.prefix()
-	spans := w.spans()
+	spans := w.spans(w.splits)
 	// A listing that fails half way leaves the consumer holding part of it.
 	w.since, w.held = nil, nil
 	w.unfindable = false
@@ -210,12 +217,17 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 		}()
 		return ch
 	}
+	count := w.CountEvery
+	if count <= 0 {
+		count = CountEvery
+	}
+	count = min(count, every)
 	var (
-		rev    int64
-		splits []string
-		listed int
-		part   int
-		ready  *Batch // the last page read, emitted once the next says whether more follow
+		rev           int64
+		splits, marks []string
+		listed        int
+		part          int
+		ready         *Batch // the last page read, emitted once the next says whether more follow
 	)
 	send := func(b *Batch) error {
 		if b == nil {
@@ -242,6 +254,9 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 				pg.events = make(Events, 0, len(pg.kvs))
 			}
 			for _, kv := range pg.kvs {
+				if listed > 0 && listed%count == 0 {
+					marks = append(marks, string(kv.key))
+				}
 				if listed > 0 && listed%every == 0 {
 					splits = append(splits, string(kv.key))
 				}
@@ -273,8 +288,8 @@ func (w *Watcher) ListPages(ctx context.Context, emit func(Batch) error) (int64,
 	if err := send(ready); err != nil {
 		return 0, err
 	}
-	w.splits, w.listed = splits, listed
-	w.since, w.held = w.all(rev), heldAfterListing(len(splits), listed, every)
+	w.splits, w.marks, w.listed = splits, marks, listed
+	w.since, w.held = w.all(rev), heldAfterListing(len(marks), listed, count)
 	w.history = before
 	return rev, nil
 }
@@ -297,10 +312,9 @@ func (w *Watcher) watched() []span {
 	return out
 }
 
-// spans are the watched ranges cut at the last listing's splits.
-func (w *Watcher) spans() []span {
+// spans are the watched ranges cut at splits, keys of the last listing.
+func (w *Watcher) spans(splits []string) []span {
 	var out []span
-	splits := w.splits
 	for _, s := range w.watched() {
 		for len(splits) > 0 && splits[0] <= s.key {
 			splits = splits[1:]
