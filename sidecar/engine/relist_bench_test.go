@@ -173,7 +173,7 @@ func BenchmarkRelist100k(b *testing.B) {
 	// (nothing was deleted); then, outside the timer, a reading of etcd's
 	// floor, a whole listing (what a re-list costs after most of the tree
 	// changed, or from another etcd history), and a re-list after one
-	// circuit was deleted, which lists the ranges between splits that hold
+	// circuit was deleted, which lists the ranges between marks that hold
 	// its keys; the circuit comes back before the next round.
 	// The goal is a ratio to the floor, judged from the rounds' pairs, as
 	// the floor alone varies by a third from one reading to the next on a

@@ -257,11 +257,11 @@ var relistWholeGoal = relistRoundsGoal(
 	"A whole listing reads every key as the floor does, then sends them all and compares each with what is held.")
 
 // relistDeletedGoal judges the re-list after a compaction when a circuit was
-// deleted meanwhile: it lists the ranges between splits that lost a key.
+// deleted meanwhile: it lists the ranges between marks that lost a key.
 var relistDeletedGoal = relistRoundsGoal(
 	"re-list of 100,000 circuits after a compaction, a circuit deleted meanwhile, etcd's time included",
 	"relist-deleted-round", "re-list", "relist-deleted-keys-read",
-	"It reads every key as the floor does and sends what was written since, then lists each range between two splits "+
+	"It reads every key as the floor does and sends what was written since, then lists each range between two marks (5,000 keys apart) "+
 		"that lost a key (%s keys sent in all): a deletion leaves nothing else to find it by.")
 
 // relistRoundsGoal judges a re-list timed in rounds (name<n>-s), each
