@@ -196,6 +196,10 @@ func (w *Watcher) changes(ctx context.Context) (*Batch, []int, error) {
 			return nil, nil, fmt.Errorf("listing %s at revision %d: %d keys between two marks, where etcd counted %d", w.Prefix, rev, listed[j], now[j])
 		}
 	}
+	if short > 0 && w.unfindable {
+		// This re-list read the first key the consumer cannot find.
+		return nil, nil, nil
+	}
 	b.Received = time.Now()
 	return b, now, nil
 }

@@ -395,23 +395,31 @@ func minorVersion(t *testing.T, bin, arg string) string {
 // Once such a key was handed out, a re-list after a deletion lists whole;
 // without one, it lists the interval that lost the key.
 func TestARelistAfterAnUnfindableKeyListsWhole(t *testing.T) {
-	for _, odd := range []bool{false, true} {
-		t.Run(fmt.Sprintf("odd=%v", odd), func(t *testing.T) {
+	// The key the consumer cannot find: none, in the listing, or written
+	// while the watch was lost (read by the re-list itself).
+	for _, odd := range []string{"", "listed", "meanwhile"} {
+		t.Run("odd="+odd, func(t *testing.T) {
 			client := startEtcd(t)
 			ctx := testbed.Context(t, time.Minute)
 			for i := range 30 {
 				_, err := client.Put(ctx, fmt.Sprintf("root/k%02d", i), "v")
 				testbed.Must(t, err, "put")
 			}
-			if odd {
+			writeOdd := func() {
 				_, err := client.Put(ctx, "root/K99", "v")
 				testbed.Must(t, err, "put")
+			}
+			if odd == "listed" {
+				writeOdd()
 			}
 			w := &watch.Watcher{Client: client, Prefix: "root", SplitEvery: 7,
 				Findable: func(rel string) bool { return !strings.HasPrefix(rel, "K") }}
 			h := &heldKeys{keys: map[string]string{}}
 			_, err := w.Relist(ctx, func(b watch.Batch) error { h.apply(b); return nil })
 			testbed.Must(t, err, "listing")
+			if odd == "meanwhile" {
+				writeOdd()
+			}
 			_, err = client.Delete(ctx, "root/k20")
 			testbed.Must(t, err, "delete")
 			var listed []watch.KeyRange
@@ -420,8 +428,8 @@ func TestARelistAfterAnUnfindableKeyListsWhole(t *testing.T) {
 				return nil
 			})
 			testbed.Must(t, err, "re-list")
-			if whole := listed == nil; whole != odd || (!odd && len(listed) != 1) {
-				t.Fatalf("with a key the consumer cannot find: %v; the re-list listed %v (nil: whole)", odd, listed)
+			if whole := listed == nil; whole != (odd != "") || (odd == "" && len(listed) != 1) {
+				t.Fatalf("with a key the consumer cannot find: %q; the re-list listed %v (nil: whole)", odd, listed)
 			}
 		})
 	}
