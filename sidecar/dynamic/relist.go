@@ -229,7 +229,8 @@ func Findable(rel string) bool {
 	return rel[:len(rel)-len(sub)-len(id.Name)-1] == kindPrefix(id.Kind)
 }
 
-// kindPrefix is how ObjectID.String begins for a kind.
+// kindPrefix is the text before an object's name in its keys, as
+// ObjectID.String writes it.
 func kindPrefix(k Kind) string {
 	switch k {
 	case Routers:

@@ -47,12 +47,7 @@ type ObjectID struct {
 	Name string
 }
 
-func (id ObjectID) String() string {
-	if id.Kind == TCPRouters || id.Kind == TCPServices {
-		return string(id.Kind) + "/" + id.Name
-	}
-	return "http/" + string(id.Kind) + "/" + id.Name
-}
+func (id ObjectID) String() string { return kindPrefix(id.Kind) + id.Name }
 
 // Store is the decoded HTTP configuration below one root key. It is not safe
 // for concurrent use: one goroutine (the etcd watcher's consumer) owns it.
