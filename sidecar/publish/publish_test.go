@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"io"
 	"testing"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
@@ -45,9 +46,10 @@ type lazyBody struct {
 }
 
 func (l *lazyBody) Size() int { return len(l.body) }
-func (l *lazyBody) AppendJSON(dst []byte) []byte {
+func (l *lazyBody) WriteJSON(w io.Writer) error {
 	l.renders++
-	return append(dst, l.body...)
+	_, err := io.WriteString(w, l.body)
+	return err
 }
 
 // A set published lazily is rendered once, only when asked for; its size is
@@ -72,5 +74,30 @@ func TestLazyBodyIsRenderedOnDemandOnce(t *testing.T) {
 	}
 	if p.SetLazy(sha256.Sum256([]byte(l.body)), func() publish.Lazy { t.Fatal("froze an unchanged digest"); return nil }, nil) {
 		t.Fatal("the same digest was published again")
+	}
+}
+
+// The gzip form is compressed as the body is rendered, and the plain body is
+// not kept beside it: a client that asks for plain has it rendered again.
+func TestGzipDoesNotKeepThePlainBody(t *testing.T) {
+	p := publish.New()
+	l := &lazyBody{body: `[{"targets":["a:1"],"labels":{"circuit_id":"c1"}}]`}
+	p.SetLazy(sha256.Sum256([]byte(l.body)), func() publish.Lazy { return l }, map[string]int{})
+	r := p.Current()
+	for i := 0; i < 2; i++ {
+		zr, err := gzip.NewReader(bytes.NewReader(r.Gzipped()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := io.ReadAll(zr)
+		if err != nil || string(plain) != l.body {
+			t.Fatalf("gzip form holds %q (%v), want %s", plain, err, l.body)
+		}
+	}
+	if l.renders != 1 {
+		t.Fatalf("rendered %d times for two gzip requests", l.renders)
+	}
+	if got := string(r.Body()); got != l.body || l.renders != 2 {
+		t.Fatalf("plain body %s after %d renders: the gzip form kept a plain copy", got, l.renders)
 	}
 }

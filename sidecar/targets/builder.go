@@ -3,6 +3,7 @@ package targets
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"io"
 	"runtime"
 	"slices"
 	"sort"
@@ -427,7 +428,31 @@ func (f *Frozen) Size() int { return f.size }
 // AppendJSON appends the set as HTTP SD JSON, growing dst once to the
 // exact size: growing megabytes by doubling leaves garbage behind.
 func (f *Frozen) AppendJSON(dst []byte) []byte {
-	dst = slices.Grow(dst, f.size)
+	dst, _ = f.render(slices.Grow(dst, f.size), nil)
+	return dst
+}
+
+// WriteJSON writes what AppendJSON appends, through a buffer of a few tens
+// of kilobytes: a compressor fed this way never needs the whole body.
+func (f *Frozen) WriteJSON(w io.Writer) error {
+	buf, err := f.render(make([]byte, 0, 2*spillAt), func(b []byte) error {
+		_, err := w.Write(b)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// spillAt is how full render lets its buffer get before it spills it.
+const spillAt = 32 << 10
+
+// render appends the set to dst. With spill, whenever dst holds spillAt
+// bytes or more it hands them to spill and goes on from empty; what is
+// left at the end is returned.
+func (f *Frozen) render(dst []byte, spill func([]byte) error) ([]byte, error) {
 	dst = append(dst, '[')
 	n := 0
 	for _, ts := range f.routers {
@@ -436,6 +461,12 @@ func (f *Frozen) AppendJSON(dst []byte) []byte {
 		}
 		dst = appendElements(dst, ts)
 		n++
+		if spill != nil && len(dst) >= spillAt {
+			if err := spill(dst); err != nil {
+				return nil, err
+			}
+			dst = dst[:0]
+		}
 	}
 	if len(f.static) > 0 {
 		if n > 0 {
@@ -443,7 +474,7 @@ func (f *Frozen) AppendJSON(dst []byte) []byte {
 		}
 		dst = appendElements(dst, f.static)
 	}
-	return append(dst, ']')
+	return append(dst, ']'), nil
 }
 
 // Digest identifies the body AppendJSON would give: a hash of each

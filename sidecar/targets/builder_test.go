@@ -1,6 +1,8 @@
 package targets_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
@@ -347,5 +349,57 @@ func TestParallelBuildIsTheSerialBuild(t *testing.T) {
 	}
 	if len(serial.NotServed()) == 0 || serial.Dropped()["labels"] == 0 || serial.Groups()[targets.GroupRoute] == 0 {
 		t.Fatalf("the walk ends with %d not served, %v dropped, %v: it does not exercise them", len(serial.NotServed()), serial.Dropped(), serial.Groups())
+	}
+}
+
+// chunks records each write it is handed.
+type chunks struct {
+	got  [][]byte
+	fail error // returned from the second write on
+}
+
+func (c *chunks) Write(p []byte) (int, error) {
+	if c.fail != nil && len(c.got) > 0 {
+		return 0, c.fail
+	}
+	c.got = append(c.got, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// WriteJSON, which the publisher compresses from, writes the body AppendJSON
+// appends, in pieces of tens of kilobytes rather than whole; a writer's
+// error ends it.
+func TestWriteJSONWritesTheBodyInPieces(t *testing.T) {
+	w := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
+	store := dynamic.NewStore("traefik-sd")
+	present := map[string]map[string]bool{}
+	for i := 0; i < 400; i++ {
+		applyKeys(store, w, coordinator.SampleInference(i), present)
+	}
+	changed, _ := store.Commit()
+	b := targets.NewBuilder(options())
+	b.Update(targets.Inputs{Store: store}, targets.Changes{Objects: changed})
+	f := b.Freeze()
+	whole := f.AppendJSON(nil)
+	if len(whole) != f.Size() || len(whole) < 200<<10 {
+		t.Fatalf("body of %d bytes, size %d: want one of a few hundred kilobytes", len(whole), f.Size())
+	}
+	var c chunks
+	if err := f.WriteJSON(&c); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Join(c.got, nil); !bytes.Equal(got, whole) {
+		t.Fatalf("WriteJSON wrote %d bytes that differ from AppendJSON's %d", len(got), len(whole))
+	}
+	largest := 0
+	for _, p := range c.got {
+		largest = max(largest, len(p))
+	}
+	if len(c.got) < 4 || largest > 64<<10 {
+		t.Fatalf("%d writes, the largest %d bytes: want pieces of tens of kilobytes", len(c.got), largest)
+	}
+	broken := &chunks{fail: errors.New("connection reset")}
+	if err := f.WriteJSON(broken); err == nil || len(broken.got) != 1 {
+		t.Fatalf("after a failed write: error %v, %d writes", err, len(broken.got))
 	}
 }
