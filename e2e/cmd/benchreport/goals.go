@@ -392,6 +392,11 @@ func memoryGoal(rs runSet) verdict {
 			"what lets one changed key re-decode one object, and the per-router targets are what make a change "+
 			"cost one router instead of a rebuild; halving again means giving up one of the two.",
 			strings.Join(parts, ", ")))
+		if body, ok := rs.one(relistGroup, "", "body-B/target"); ok {
+			if gz, ok := rs.one(relistGroup, "", "gzip-B/target"); ok {
+				why = append(why, fmt.Sprintf("Of that, the plain body Prometheus fetches (its HTTP SD asks for no gzip) is %s B per target; a client that asks for gzip has the sidecar hold %s B instead.", format(body), format(gz)))
+			}
+		}
 	}
 	if peakKnown && !peakMet {
 		why = append(why, fmt.Sprintf("A re-list rose %s MiB above the %s MiB held at rest, where the goal allows %s MiB.", format(peak-rest), format(rest), format((peakOverRest-1)*rest)))

@@ -174,6 +174,7 @@ func TestMemoryNeedsBothHalves(t *testing.T) {
 		// figures, that half is not measured, and the goal is not met.
 		{small, "", "not measured", ""},
 		{"4700 rss-bytes/target", "\t1000 rest-rss-MiB\t1400 relist-peak-rss-MiB", "missed", "largest holders"},
+		{"4700 rss-bytes/target", "\t545 body-B/target\t31.5 gzip-B/target", "missed", "the plain body Prometheus fetches (its HTTP SD asks for no gzip) is 545 B per target; a client that asks for gzip has the sidecar hold 31.5 B instead"},
 	} {
 		text := strings.Replace(strings.Replace(out, "4700 rss-bytes/target", tc.per, 1), "200000 targets", "200000 targets"+tc.extra, 1)
 		v := find(t, judge(t, strings.Replace(text, "%s", "43", 1)), "memory")
