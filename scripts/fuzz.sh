@@ -14,6 +14,7 @@ targets=(
   "./sidecar/kv FuzzDecode"
   "./sidecar/dynamic FuzzStore"
   "./sidecar/dynamic FuzzSlimDecodesTheSame"
+  "./sidecar/dynamic FuzzMayHoldObjectIsMayHold"
   "./sidecar/pluginsync FuzzDecode"
   "./sidecar/traefikapi FuzzRouterAnswer"
   "./sidecar/routeinfo FuzzDecode"

@@ -256,6 +256,16 @@ func (s *Store) DeleteUnlisted(l Listing, ranges []source.KeyRange) {
 	if len(ranges) == 0 {
 		return
 	}
+	// The ranges that may hold each kind's keys, found once: for most
+	// kinds there are none, and the objects of those cost a lookup.
+	byKind := map[Kind][]source.KeyRange{}
+	for _, k := range []Kind{Routers, Services, Middlewares, TCPRouters, TCPServices} {
+		for _, r := range ranges {
+			if mayHold(r, kindPrefix(k)) {
+				byKind[k] = append(byKind[k], r)
+			}
+		}
+	}
 	type held struct {
 		id  ObjectID
 		sub string
@@ -263,23 +273,22 @@ func (s *Store) DeleteUnlisted(l Listing, ranges []source.KeyRange) {
 	var gone []held
 	var text []byte
 	for id, obj := range s.raw {
-		kind := kindPrefix(id.Kind)
-		var touched bool
-		for _, r := range ranges {
-			if mayHold(r, kind) {
-				text = append(append(append(text[:0], kind...), id.Name...), '/')
-				if touched = mayHold(r, string(text)); touched {
-					break
-				}
-			}
-		}
-		if !touched {
+		rs := byKind[id.Kind]
+		if len(rs) == 0 {
 			continue
 		}
+		kind := kindPrefix(id.Kind)
+		// Told apart without writing the object's key: at 100,000 circuits
+		// writing it for every object of a kind was most of a re-list's
+		// own time after a deletion.
+		if !slices.ContainsFunc(rs, func(r source.KeyRange) bool { return mayHoldObject(r, kind, id.Name) }) {
+			continue
+		}
+		text = append(append(append(text[:0], kind...), id.Name...), '/')
 		p := len(text)
 		for sub := range obj.all(&s.keys) {
 			text = append(text[:p], sub...)
-			if !slices.ContainsFunc(ranges, func(r source.KeyRange) bool { return r.Holds(string(text)) }) {
+			if !slices.ContainsFunc(rs, func(r source.KeyRange) bool { return r.Holds(string(text)) }) {
 				continue
 			}
 			i := sort.Search(l.Len(), func(i int) bool {
@@ -297,6 +306,41 @@ func (s *Store) DeleteUnlisted(l Listing, ranges []source.KeyRange) {
 	for _, g := range gone {
 		s.Delete(g.id, g.sub)
 	}
+}
+
+// mayHoldObject is mayHold(r, kind+name+"/"), without writing that key.
+func mayHoldObject(r source.KeyRange, kind, name string) bool {
+	if compareJoined(kind, name, r.Key) < 0 && !hasJoinedPrefix(r.Key, kind, name) {
+		return false
+	}
+	return r.End == "" || compareJoined(kind, name, r.End) < 0
+}
+
+// compareJoined compares kind+name+"/" with s, as strings.Compare would.
+func compareJoined(kind, name, s string) int {
+	for _, p := range [...]string{kind, name, "/"} {
+		n := min(len(p), len(s))
+		if c := strings.Compare(p[:n], s[:n]); c != 0 {
+			return c
+		}
+		if n < len(p) {
+			return 1 // s is a proper prefix of the joined key
+		}
+		s = s[n:]
+	}
+	if s != "" {
+		return -1
+	}
+	return 0
+}
+
+// hasJoinedPrefix says whether s begins with kind+name+"/".
+func hasJoinedPrefix(s, kind, name string) bool {
+	rest, ok := strings.CutPrefix(s, kind)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, name)
+	}
+	return ok && strings.HasPrefix(rest, "/")
 }
 
 // mayHold says whether r may hold a key that begins with prefix.
