@@ -186,7 +186,8 @@ func BenchmarkRelist100k(b *testing.B) {
 	var relists, floors, fulls, deletions []float64
 	var relistPeak int64
 	var changedKeys, deletionKeys int
-	var gone []coordinator.Circuit // deleted in the last round, written again in the next
+	var wholeOwn, deletionOwn time.Duration // the engine's part of the whole listings and of the re-lists after a deletion
+	var gone []coordinator.Circuit          // deleted in the last round, written again in the next
 	rewrite := &coordinator.Writer{Client: relistEnv.client, Authority: "worker-1", SD: &coordinator.TraefikSD{}}
 	// The peak that sizes a pod's limit is one re-list's, from the state at
 	// rest: re-lists come minutes apart, and the runtime collects at least
@@ -234,9 +235,11 @@ func BenchmarkRelist100k(b *testing.B) {
 		floors = append(floors, etcdReadFloor(b, ctx))
 		atRest()
 		t1 := time.Now()
-		if _, _, err := relist(ctx, w.ListPages, e); err != nil {
+		_, own, err = relist(ctx, w.ListPages, e)
+		if err != nil {
 			b.Fatal(err)
 		}
+		wholeOwn += own
 		if e.Take() {
 			b.Fatalf("whole listing %d of an unchanged tree changed the set", i+1)
 		}
@@ -253,8 +256,9 @@ func BenchmarkRelist100k(b *testing.B) {
 		testbed.Must(b, err, "compact")
 		atRest()
 		t2 := time.Now()
-		keys, _, err = relist(ctx, w.Relist, e)
+		keys, own, err = relist(ctx, w.Relist, e)
 		testbed.Must(b, err, "re-list after a deletion")
+		deletionOwn += own
 		// Its two routes withdrawn, and nothing else.
 		if took, n := e.Take(), e.Groups()["appproxy-circuit-route"]; !took || n != 2*relistCircuits-2 {
 			b.Fatalf("re-list %d after a deletion: the set changed %v, %d route targets, want %d", i+1, took, n, 2*relistCircuits-2)
@@ -276,6 +280,8 @@ func BenchmarkRelist100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(changedKeys), "relist-keys-read")
 	b.ReportMetric(float64(deletionKeys), "relist-deleted-keys-read")
+	b.ReportMetric(deletionOwn.Seconds()/float64(b.N), "relist-deleted:own-s")
+	b.ReportMetric(wholeOwn.Seconds()/float64(b.N), "relist-whole:own-s")
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20)/float64(b.N), "relist-alloc-MiB")
 	// The collections the runtime chose, not those forced between rounds.

@@ -138,6 +138,8 @@ func TestTheReListAfterADeletionIsJudgedFromItsRounds(t *testing.T) {
 		{rounds(7, 5, 7.2, 5, 7.1, 5, 7.05, 5, 7.15, 5), "missed", "(200000 keys sent in all)"},
 		// One ratio far off: the interval holds 1.3.
 		{rounds(5, 5, 5.1, 5, 9, 5, 5.05, 5, 7.5, 5), "unsettled", "more rounds"},
+		// Where its time went, when the run timed traefik-sd's part.
+		{rounds(7, 5, 7.2, 5, 7.1, 5, 7.05, 5, 7.15, 5) + "\t0.21 relist-deleted:own-s", "missed", "own work (applying what was sent, comparing, building) took 0.21 s on average"},
 	} {
 		judgedFromRounds(t, "re-list of 100,000 circuits after a compaction, a circuit deleted", tc.rounds, tc.want, tc.words)
 	}
