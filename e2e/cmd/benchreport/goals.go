@@ -335,9 +335,18 @@ func coldParts(rs runSet) string {
 		{"cold-list:plugin-set-s", "applying the plugin's full set (every router rebuilt as its middleware goes live)"},
 		{"cold-list:render-s", "rendering the first body"},
 	} {
-		if x, ok := rs.one(relistGroup, "", p.unit); ok {
-			parts = append(parts, fmt.Sprintf("%s %s s", p.what, format(x)))
+		x, ok := rs.one(relistGroup, "", p.unit)
+		if !ok {
+			continue
 		}
+		part := fmt.Sprintf("%s %s s", p.what, format(x))
+		pages, ok1 := rs.one(relistGroup, "", "cold-list:decode+build:pages-s")
+		last, ok2 := rs.one(relistGroup, "", "cold-list:decode+build:last-page-s")
+		if p.unit == "cold-list:decode+build-s" && ok1 && ok2 {
+			part += fmt.Sprintf(" (%s s on the pages as etcd sent them, comparing and decoding ahead; %s s on the last, "+
+				"committing those decodings and building every router)", format(pages), format(last))
+		}
+		parts = append(parts, part)
 	}
 	return strings.Join(parts, ", ")
 }
