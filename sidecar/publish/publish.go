@@ -31,6 +31,8 @@ type Rendered struct {
 // Lazy is a body rendered on first demand, whose size is known before.
 type Lazy interface {
 	Size() int
+	// AppendJSON appends the body to dst, for the plain body.
+	AppendJSON(dst []byte) []byte
 	// WriteJSON writes the body to w a piece at a time, so that it can be
 	// compressed without a whole plain copy of it.
 	WriteJSON(w io.Writer) error
@@ -43,19 +45,9 @@ type Lazy interface {
 // and so of the change latency's tail.
 func (r *Rendered) Body() []byte {
 	r.bodyOnce.Do(func() {
-		a := appender(make([]byte, 0, r.size))
-		_ = r.lazy.WriteJSON(&a) // appending cannot fail
-		r.body = a
+		r.body = r.lazy.AppendJSON(make([]byte, 0, r.size))
 	})
 	return r.body
-}
-
-// appender is a writer that appends to itself.
-type appender []byte
-
-func (a *appender) Write(p []byte) (int, error) {
-	*a = append(*a, p...)
-	return len(p), nil
 }
 
 // Size is the length of Body, known without making it.
@@ -102,7 +94,8 @@ func (p *Publisher) Publish(body []byte, groups map[string]int) bool {
 // whole is a body already rendered.
 type whole []byte
 
-func (w whole) Size() int { return len(w) }
+func (w whole) Size() int                    { return len(w) }
+func (w whole) AppendJSON(dst []byte) []byte { return append(dst, w...) }
 func (w whole) WriteJSON(out io.Writer) error {
 	_, err := out.Write(w)
 	return err

@@ -46,6 +46,10 @@ type lazyBody struct {
 }
 
 func (l *lazyBody) Size() int { return len(l.body) }
+func (l *lazyBody) AppendJSON(dst []byte) []byte {
+	l.renders++
+	return append(dst, l.body...)
+}
 func (l *lazyBody) WriteJSON(w io.Writer) error {
 	l.renders++
 	_, err := io.WriteString(w, l.body)
