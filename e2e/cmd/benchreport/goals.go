@@ -291,7 +291,7 @@ func relistRoundsGoal(what, name, label, keys, own, why string) func(runSet) ver
 			}
 			v.why = intervalWhy(c, relistOverFloor, atMost, "the "+label, "the floor", v.met) + " " + why
 			if x, ok := rs.one(relistGroup, "", own); ok {
-				v.why += fmt.Sprintf(" Of each, traefik-sd's own work (applying what was sent, comparing, building) took %s s on average; the rest is the wait for etcd.", format(x))
+				v.why += fmt.Sprintf(" Of each, traefik-sd's own work (applying what was sent, comparing, building) took %s s on average; the rest is the listing itself: etcd reading and sending, the watcher receiving.", format(x))
 			}
 		}
 		return v
