@@ -340,15 +340,24 @@ func coldParts(rs runSet) string {
 			continue
 		}
 		part := fmt.Sprintf("%s %s s", p.what, format(x))
-		pages, ok1 := rs.one(relistGroup, "", "cold-list:decode+build:pages-s")
-		last, ok2 := rs.one(relistGroup, "", "cold-list:decode+build:last-page-s")
-		if p.unit == "cold-list:decode+build-s" && ok1 && ok2 {
-			part += fmt.Sprintf(" (%s s on the pages as etcd sent them, comparing and decoding ahead; %s s on the last, "+
-				"committing those decodings and building every router)", format(pages), format(last))
+		if p.unit == "cold-list:decode+build-s" {
+			part += pagesAndLast(rs)
 		}
 		parts = append(parts, part)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// pagesAndLast splits the cold start's engine time between the listing's
+// pages and its last page, or is "" when the run did not time them.
+func pagesAndLast(rs runSet) string {
+	pages, ok1 := rs.one(relistGroup, "", "cold-list:decode+build:pages-s")
+	last, ok2 := rs.one(relistGroup, "", "cold-list:decode+build:last-page-s")
+	if !ok1 || !ok2 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s s on the pages as etcd sent them, comparing and decoding ahead; %s s on the last, "+
+		"committing those decodings and building every router)", format(pages), format(last))
 }
 
 // The re-list benchmark's RSS of the process holding the state, after a
