@@ -324,7 +324,7 @@ func (e *Engine) Pushes(updates []source.Pushes) Result {
 		if u.NewBoot {
 			res.Ask.Sweep = true
 		}
-		for _, name := range e.traefik.apply(u) {
+		for _, name := range e.traefik.apply(u, e.storedConfig) {
 			changed[name] = true
 		}
 		for _, m := range u.Live {
@@ -346,6 +346,22 @@ func (e *Engine) Pushes(updates []source.Pushes) Result {
 	res.Ask.Middlewares = names
 	res.Changed = e.changed
 	return res
+}
+
+// storedConfig is the traefik-sd configuration etcd holds for a middleware
+// named as the plugin names it (name@provider), or nil.
+func (e *Engine) storedConfig(name string) *plugin.Config {
+	if e.store == nil {
+		return nil
+	}
+	local, ok := strings.CutSuffix(name, "@"+e.opts.Targets.Provider)
+	if !ok {
+		return nil
+	}
+	if m := e.store.Middlewares[local]; m != nil {
+		return m.SD
+	}
+	return nil
 }
 
 // routerStatusMayChange lists the routers whose status in Traefik an etcd
@@ -641,16 +657,19 @@ func configHash(cfg *plugin.Config) (uint64, bool) {
 // traefikView is Traefik's own view as the engine last heard it.
 type traefikView struct {
 	ask bool
-	// nodes holds each Traefik process's live middlewares; since, when
-	// each process's session began.
-	nodes   map[string]map[string]plugin.LiveMiddleware
+	// nodes holds each Traefik process's live middlewares, by name, with
+	// the configuration the process runs; since, when each process's
+	// session began. A configuration is never written to once held: Live
+	// hands it out as it is, and one equal to the store's is the store's
+	// (held once, not once more per pushing process).
+	nodes   map[string]map[string]*plugin.Config
 	since   map[string]time.Time
 	routers map[string]targets.RouterState
 	names   []string // of routers, sorted; nil when stale
 }
 
 func newTraefikView(ask bool) *traefikView {
-	return &traefikView{ask: ask, nodes: map[string]map[string]plugin.LiveMiddleware{}, since: map[string]time.Time{},
+	return &traefikView{ask: ask, nodes: map[string]map[string]*plugin.Config{}, since: map[string]time.Time{},
 		routers: map[string]targets.RouterState{}}
 }
 
@@ -664,10 +683,9 @@ func (v *traefikView) Live(name string) *plugin.Config {
 	var best string
 	var cfg *plugin.Config
 	for node, set := range v.nodes {
-		if m, ok := set[name]; ok && (cfg == nil || v.older(node, best)) {
+		if c, ok := set[name]; ok && (cfg == nil || v.older(node, best)) {
 			best = node
-			c := m.Config
-			cfg = &c
+			cfg = c
 		}
 	}
 	return cfg
@@ -710,8 +728,10 @@ func (v *traefikView) liveCount() int {
 }
 
 // apply takes one update and returns the middlewares whose live
-// configuration, as Live answers it, changed.
-func (v *traefikView) apply(u source.Pushes) []string {
+// configuration, as Live answers it, changed. held is a configuration
+// already held for a middleware (the store's, from etcd), or nil: a
+// pushed one equal to it is kept as that one.
+func (v *traefikView) apply(u source.Pushes, held func(name string) *plugin.Config) []string {
 	affected := map[string]bool{}
 	old := v.nodes[u.Node]
 	if u.Full {
@@ -731,10 +751,18 @@ func (v *traefikView) apply(u source.Pushes) []string {
 	}
 	set := old
 	if u.Full || set == nil {
-		set = make(map[string]plugin.LiveMiddleware, len(u.Live))
+		set = make(map[string]*plugin.Config, len(u.Live))
 	}
-	for _, m := range u.Live {
-		set[m.Name] = m
+	for i := range u.Live {
+		m := &u.Live[i]
+		if c := held(m.Name); c != nil && sameConfig(*c, m.Config) {
+			set[m.Name] = c
+			continue
+		}
+		// Its own copy, so that the push's slice, with every name and
+		// time in it, is not kept for the one configuration.
+		c := m.Config
+		set[m.Name] = &c
 	}
 	for _, name := range u.Removed {
 		delete(set, name)
@@ -758,6 +786,26 @@ func (v *traefikView) apply(u source.Pushes) []string {
 		}
 	}
 	return changed
+}
+
+// sameConfig tells whether two configurations say the same: a push leaves
+// out the empty lists and labels that etcd's decoding holds as empty.
+// Any other difference, in a field added later too, makes them differ.
+func sameConfig(a, b plugin.Config) bool {
+	return reflect.DeepEqual(emptyAsNil(a), emptyAsNil(b))
+}
+
+func emptyAsNil(c plugin.Config) plugin.Config {
+	if len(c.SessionIDs) == 0 {
+		c.SessionIDs = nil
+	}
+	if len(c.Routes) == 0 {
+		c.Routes = nil
+	}
+	if len(c.Labels) == 0 {
+		c.Labels = nil
+	}
+	return c
 }
 
 // routersChanged applies an answer of Traefik's API and returns the routers
