@@ -18,8 +18,10 @@ type Rendered struct {
 	Groups map[string]int
 
 	// The body, rendered on first demand. lazy is kept: the gzip form is
-	// made from it, and the plain body only when a client asks for it.
+	// made from it, and the plain body only when a client asks for it, or
+	// for every such request when it is larger than keepUpTo.
 	size     int
+	keepUpTo int
 	bodyOnce sync.Once
 	body     []byte
 	lazy     Lazy
@@ -53,12 +55,39 @@ func (r *Rendered) Body() []byte {
 // Size is the length of Body, known without making it.
 func (r *Rendered) Size() int { return r.size }
 
+// DefaultKeepUpTo is the largest plain body a rendering keeps once made,
+// about 30,000 targets. A larger one is rendered again for each request
+// that asks for it: at 200,000 targets it is 109 MB, more than everything
+// else the sidecar holds for those targets, and Prometheus's HTTP SD asks
+// for it about once a minute, while rendering it takes a quarter of a
+// second.
+const DefaultKeepUpTo = 16 << 20
+
+// Kept is Body when the body is small enough to keep (made on the first
+// request, kept for the next), or nil: WriteBody then renders it for the
+// request.
+func (r *Rendered) Kept() []byte {
+	if r.size > r.keepUpTo {
+		return nil
+	}
+	return r.Body()
+}
+
+// WriteBody writes Body to w a piece at a time, without making it whole.
+func (r *Rendered) WriteBody(w io.Writer) error {
+	if r.size <= r.keepUpTo {
+		_, err := w.Write(r.Body())
+		return err
+	}
+	return r.lazy.WriteJSON(w)
+}
+
 // Gzipped is Body compressed, made on the first request that asks for it:
 // compressing megabytes on every change would dominate the change latency.
 // It is compressed as it is rendered and the plain body is not made: at
 // 200,000 targets the plain body is 109 MB and its gzip form 4 MB, so a
 // client that asks only for gzip should not have the sidecar hold both.
-// (Prometheus's HTTP SD asks for the plain body, which Body keeps.)
+// (Prometheus's HTTP SD asks for the plain body: see Kept.)
 func (r *Rendered) Gzipped() []byte {
 	r.gzipOnce.Do(func() {
 		var gz bytes.Buffer
@@ -73,11 +102,14 @@ func (r *Rendered) Gzipped() []byte {
 // Publisher holds the current rendering. Reads are lock-free.
 type Publisher struct {
 	current atomic.Pointer[Rendered]
+	// KeepUpTo is the largest plain body a rendering keeps (Kept), for the
+	// renderings published after it is set; New sets DefaultKeepUpTo.
+	KeepUpTo int
 }
 
 // New returns a publisher of the empty set.
 func New() *Publisher {
-	p := &Publisher{}
+	p := &Publisher{KeepUpTo: DefaultKeepUpTo}
 	p.Publish([]byte("[]"), map[string]int{})
 	return p
 }
@@ -116,7 +148,7 @@ func (p *Publisher) SetLazy(digest [sha256.Size]byte, freeze func() Lazy, groups
 		return false
 	}
 	l := freeze()
-	p.current.Store(&Rendered{lazy: l, size: l.Size(), ETag: etag(digest), Groups: groups})
+	p.current.Store(&Rendered{lazy: l, size: l.Size(), keepUpTo: p.KeepUpTo, ETag: etag(digest), Groups: groups})
 	return true
 }
 

@@ -105,3 +105,40 @@ func TestGzipDoesNotKeepThePlainBody(t *testing.T) {
 		t.Fatalf("plain body %s after %d renders: the gzip form kept a plain copy", got, l.renders)
 	}
 }
+
+// A plain body larger than KeepUpTo is rendered for each request, a piece
+// at a time, and never made whole or kept; one at most KeepUpTo is made
+// once and kept for the requests that follow.
+func TestALargePlainBodyIsRenderedPerRequestNotKept(t *testing.T) {
+	body := `[{"targets":["a:1"],"labels":{"circuit_id":"c1"}}]`
+	for _, tc := range []struct {
+		keepUpTo int
+		kept     bool
+		renders  int
+	}{
+		{keepUpTo: len(body), kept: true, renders: 1},
+		{keepUpTo: len(body) - 1, kept: false, renders: 3},
+	} {
+		p := publish.New()
+		p.KeepUpTo = tc.keepUpTo
+		l := &lazyBody{body: body}
+		p.SetLazy(sha256.Sum256([]byte(body)), func() publish.Lazy { return l }, map[string]int{})
+		r := p.Current()
+		for i := 0; i < 3; i++ {
+			kept := r.Kept()
+			if (kept != nil) != tc.kept || (kept != nil && string(kept) != body) {
+				t.Fatalf("KeepUpTo %d: Kept gives %q, want it kept: %v", tc.keepUpTo, kept, tc.kept)
+			}
+			var out bytes.Buffer
+			if err := r.WriteBody(&out); err != nil || out.String() != body {
+				t.Fatalf("KeepUpTo %d: WriteBody wrote %q (%v), want %s", tc.keepUpTo, out.String(), err, body)
+			}
+		}
+		if l.renders != tc.renders {
+			t.Errorf("KeepUpTo %d: rendered %d times for three requests, want %d", tc.keepUpTo, l.renders, tc.renders)
+		}
+	}
+	if publish.New().KeepUpTo != publish.DefaultKeepUpTo {
+		t.Error("a new publisher does not keep bodies up to DefaultKeepUpTo")
+	}
+}

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
@@ -285,7 +286,15 @@ func (s *Server) targets(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentLength(r.Size())
 		return
 	}
-	ctx.Response.SetBodyRaw(r.Body())
+	if body := r.Kept(); body != nil {
+		ctx.Response.SetBodyRaw(body)
+		return
+	}
+	// Too large to keep: rendered for this request as it is sent, with its
+	// length known before.
+	ctx.Response.SetBodyStream(fasthttp.NewStreamReader(func(w *bufio.Writer) {
+		_ = r.WriteBody(w) // a client gone mid-body ends it; nothing to report
+	}), r.Size())
 }
 
 func (s *Server) push(ctx *fasthttp.RequestCtx) {

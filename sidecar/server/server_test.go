@@ -324,3 +324,43 @@ func TestConnectionsOverTheLimitAre503(t *testing.T) {
 		t.Errorf("rejected connections counted: %d, want 1 (traefik_sd_http_rejected_connections_total)", n)
 	}
 }
+
+// A body larger than the publisher keeps is rendered as it is sent: the
+// same bytes, with their length known up front (not chunked), and a HEAD
+// and a gzip request answer as for a kept one.
+func TestALargeBodyIsSentAsItIsRendered(t *testing.T) {
+	var ts []targets.Target
+	for i := 0; i < 5000; i++ {
+		ts = append(ts, targets.Target{Address: fmt.Sprintf("10.0.%d.%d:8000", i/250, i%250),
+			Labels: []targets.Label{{Name: "circuit_id", Value: fmt.Sprintf("c%d", i)}, {Name: "service_group", Value: "appproxy-circuit-route"}}})
+	}
+	want := targets.AppendJSON(nil, ts)
+	h := newHarness(t, func(s *server.Server) {
+		s.Publisher.KeepUpTo = 4096
+		s.Publisher.Publish(want, nil)
+	})
+	if h.srv.Publisher.Current().Kept() != nil {
+		t.Fatalf("a %d-byte body is kept with KeepUpTo 4096", len(want))
+	}
+	for i := 0; i < 2; i++ {
+		resp, body := h.do(t, http.MethodGet, "/v1/targets", nil, nil)
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Fatalf("%s: %d bytes, want the %d published", resp.Status, len(body), len(want))
+		}
+		if resp.ContentLength != int64(len(want)) || len(resp.TransferEncoding) != 0 {
+			t.Errorf("length %d, transfer encoding %v: want Content-Length %d", resp.ContentLength, resp.TransferEncoding, len(want))
+		}
+	}
+	resp, headBody := h.do(t, http.MethodHead, "/v1/targets", nil, nil)
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(want)) || len(headBody) != 0 {
+		t.Errorf("HEAD: %s, length %d, %d body bytes", resp.Status, resp.ContentLength, len(headBody))
+	}
+	resp, gz := h.do(t, http.MethodGet, "/v1/targets", nil, map[string]string{"Accept-Encoding": "gzip"})
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatalf("gzip: %s %v", resp.Status, err)
+	}
+	if plain, _ := io.ReadAll(zr); !bytes.Equal(plain, want) {
+		t.Errorf("the gzip form holds %d bytes, want the %d published", len(plain), len(want))
+	}
+}
