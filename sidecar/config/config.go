@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik/paerser/cli"
 	"github.com/traefik/paerser/types"
 )
@@ -252,6 +253,7 @@ type Server struct {
 	TLSKey           string         `description:"Key file of tlsCert." json:"tlsKey,omitempty"`
 	TLSClientCA      string         `description:"Require a client certificate signed by a CA in this PEM file on every HTTPS connection (with tlsCert); read at start and on SIGHUP, as tlsCert and tlsKey are." json:"tlsClientCA,omitempty"`
 	MaxPushBytes     int            `description:"Largest plugin push body accepted." json:"maxPushBytes,omitempty"`
+	KeepBodyUpTo     int            `description:"Largest /v1/targets JSON body kept between requests, in bytes; a larger one is rendered again for each request that asks for it plain (about a quarter of a second for 100 MB) instead of being held. 0 keeps none." json:"keepBodyUpTo,omitempty"`
 	ReadTimeout      types.Duration `description:"Timeout to read a request." json:"readTimeout,omitempty"`
 	WriteTimeout     types.Duration `description:"Timeout to write a response." json:"writeTimeout,omitempty"`
 	MaxConns         int            `description:"Most concurrent connections." json:"maxConns,omitempty"`
@@ -276,6 +278,7 @@ func Default() *Configuration {
 		BackendAI: BackendAI{PollInterval: types.Duration(30 * time.Second), Heartbeat: types.Duration(60 * time.Second), Etcd: SDStore{Namespace: "local"}},
 		Server: Server{
 			MaxPushBytes: 32 << 20,
+			KeepBodyUpTo: publish.DefaultKeepUpTo,
 			ReadTimeout:  types.Duration(10 * time.Second),
 			WriteTimeout: types.Duration(30 * time.Second),
 			MaxConns:     1024,
@@ -449,6 +452,9 @@ func (c *Configuration) Complete() error {
 	}
 	if c.Limits.MaxTargets < 0 || c.Limits.MaxLabels < 0 {
 		return errors.New("--limits.maxTargets and --limits.maxLabels: 0 (no bound) or more")
+	}
+	if c.Server.KeepBodyUpTo < 0 {
+		return fmt.Errorf("--server.keepBodyUpTo %d: 0 (keep none) or more", c.Server.KeepBodyUpTo)
 	}
 	if c.Server.MaxConns < 1 {
 		return fmt.Errorf("--server.maxConns %d: at least 1", c.Server.MaxConns)

@@ -267,6 +267,7 @@ func TestEveryBadValueNamesItsOption(t *testing.T) {
 		{"server.maxConns", "many", []string{"maxConns", "a whole number"}},
 		{"server.maxConns", "0", []string{"maxConns", "at least 1"}},
 		{"server.maxConnsPerIP", "-1", []string{"maxConnsPerIP", "0 (no bound) or more"}},
+		{"server.keepBodyUpTo", "-1", []string{"keepBodyUpTo", "0 (keep none) or more"}},
 		{"server.tlsClientCA", "/etc/ca.pem", []string{"tlsClientCA", "needs --server.tlsCert"}},
 		{"etcd.endpoints", "10.0.0.1", []string{"endpoints", "host:port"}},
 		{"etcd.endpoints", "ftp://x:1", []string{"endpoints", "host:port"}},

@@ -90,7 +90,7 @@ func New(cfg *config.Configuration, log *slog.Logger) *Daemon {
 		cfg:     cfg,
 		log:     log,
 		metrics: metrics.New(),
-		pub:     publish.New(),
+		pub:     newPublisher(cfg.Server.KeepBodyUpTo),
 		plugins: pluginsync.NewStore(),
 		// TLS is read in Run, which can fail before it serves.
 		traefikAuth: traefikapi.NewAuth(nil),
@@ -238,4 +238,10 @@ func (d *Daemon) Run(ctx context.Context, started chan<- net.Addr) error {
 	_ = httpd.Shutdown()
 	wg.Wait()
 	return err
+}
+
+func newPublisher(keepUpTo int) *publish.Publisher {
+	p := publish.New()
+	p.KeepUpTo = keepUpTo
+	return p
 }
