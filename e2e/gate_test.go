@@ -304,9 +304,12 @@ func (w *promWatch) stop() ([]string, int) {
 // TestSidecarKilledWhilePrometheusPollsLosesNothing: SIGKILL and restart of
 // the sidecar, twice, while Prometheus refreshes its discovery every second:
 // no 200 answer of the sidecar lacks a target, and Prometheus's own target
-// list, polled every 200 ms, never loses one.
+// list, polled every 200 ms, never loses one. The sidecar keeps no body
+// (--server.keepBodyUpTo=0), so every answer Prometheus reads is rendered
+// as it is sent, as a large set's is, and a kill can cut one short.
 func TestSidecarKilledWhilePrometheusPollsLosesNothing(t *testing.T) {
-	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: time.Second, Quiet: true})
+	s := stack.Start(t, stack.Options{Dir: t.TempDir(), ScrapeInterval: time.Second, Quiet: true,
+		SidecarArgs: []string{"--server.keepBodyUpTo=0"}})
 	ctx := testbed.Context(t, 5*time.Minute)
 	jupyter := stack.StartContainer(t, "jupyter", "0b7c1c1e-2f0a-4d8e-9a41-6a1f3e5d7c90", "")
 	llama1 := stack.StartContainer(t, "llama-1", "4e5f8a9b-0c1d-4e2f-8a4b-5c6d7e8f9a0b", "8d1e6f0a-3b2c-4e5f-8a9b-0c1d2e3f4a5b")

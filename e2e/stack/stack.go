@@ -69,6 +69,8 @@ type Options struct {
 	// store, as Backend.AI's own Prometheus job does, instead of through
 	// the sidecar. It implies Redis.
 	ThroughManager bool
+	// SidecarArgs are more options for the sidecar.
+	SidecarArgs []string
 	// TCPPort adds a TCP entry point portproxy_<port> on that port, for
 	// TCP circuits in port mode (as Backend.AI's workers have).
 	TCPPort int
@@ -299,6 +301,7 @@ func (s *Stack) startSidecar(t testbed.T, opts Options, port int) {
 	if s.TraefikAuth != nil {
 		extra = append(extra, s.TraefikAuth.SidecarArgs(s.TraefikAPI)...)
 	}
+	extra = append(extra, opts.SidecarArgs...)
 	s.Sidecar = testbed.Start(t, &testbed.Process{
 		Name: "traefik-sd",
 		Path: testbed.Binary(t, "SIDECAR_BIN", "traefik-sd"),
