@@ -380,6 +380,16 @@ func memoryGoal(rs runSet) verdict {
 	if heap, ok := rs.one(relistGroup, "", "heap-B/target"); ok {
 		v.measured += fmt.Sprintf(" (live heap %s KiB)", format(heap/1024))
 	}
+	// The plain body is held only up to --server.keepBodyUpTo; past it the
+	// memory is saved by rendering it for each fetch, whose cost belongs
+	// beside the figure.
+	body, bodyOK := rs.one(relistGroup, "", "body-B/target")
+	kept, keptOK := rs.one(relistGroup, "", "kept-body-B/target")
+	fetch, fetchOK := rs.one(relistGroup, "", "plain-fetch-s")
+	notKept := bodyOK && keptOK && fetchOK && kept == 0
+	if notKept {
+		v.measured += fmt.Sprintf(", the plain body (%s B per target) not held: each fetch renders it in %s s", format(body), format(fetch))
+	}
 	perMet := per <= 2048
 	rest, ok1 := rs.one(relistGroup, "", restRSSUnit)
 	peak, ok2 := rs.one(relistGroup, "", relistPeakRSS)
@@ -414,8 +424,10 @@ func memoryGoal(rs runSet) verdict {
 			"what lets one changed key re-decode one object, and the per-router targets are what make a change "+
 			"cost one router instead of a rebuild; halving again means giving up one of the two.",
 			strings.Join(parts, ", ")))
-		if body, ok := rs.one(relistGroup, "", "body-B/target"); ok {
-			if gz, ok := rs.one(relistGroup, "", "gzip-B/target"); ok {
+		if gz, ok := rs.one(relistGroup, "", "gzip-B/target"); ok && bodyOK {
+			if notKept {
+				why = append(why, fmt.Sprintf("None of it is the plain body Prometheus fetches (its HTTP SD asks for no gzip): at %s B per target it is larger than --server.keepBodyUpTo keeps, and is rendered as it is sent; a client that asks for gzip has the sidecar hold %s B per target.", format(body), format(gz)))
+			} else {
 				why = append(why, fmt.Sprintf("Of that, the plain body Prometheus fetches (its HTTP SD asks for no gzip) is %s B per target; a client that asks for gzip has the sidecar hold %s B instead.", format(body), format(gz)))
 			}
 		}

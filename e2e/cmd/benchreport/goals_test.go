@@ -177,11 +177,33 @@ func TestMemoryNeedsBothHalves(t *testing.T) {
 		{small, "", "not measured", ""},
 		{"4700 rss-bytes/target", "\t1000 rest-rss-MiB\t1400 relist-peak-rss-MiB", "missed", "largest holders"},
 		{"4700 rss-bytes/target", "\t545 body-B/target\t31.5 gzip-B/target", "missed", "the plain body Prometheus fetches (its HTTP SD asks for no gzip) is 545 B per target; a client that asks for gzip has the sidecar hold 31.5 B instead"},
+		{"4700 rss-bytes/target", "\t545 body-B/target\t545 kept-body-B/target\t0.1 plain-fetch-s\t31.5 gzip-B/target", "missed", "is 545 B per target; a client that asks for gzip"},
+		// Past --server.keepBodyUpTo the body is not held, and what each
+		// fetch costs instead is said beside the figure.
+		{"4700 rss-bytes/target", "\t545 body-B/target\t0 kept-body-B/target\t0.125 plain-fetch-s\t31.5 gzip-B/target", "missed", "None of it is the plain body Prometheus fetches (its HTTP SD asks for no gzip): at 545 B per target it is larger than --server.keepBodyUpTo keeps"},
 	} {
 		text := strings.Replace(strings.Replace(out, "4700 rss-bytes/target", tc.per, 1), "200000 targets", "200000 targets"+tc.extra, 1)
 		v := find(t, judge(t, strings.Replace(text, "%s", "43", 1)), "memory")
 		if v.met != tc.want || !strings.Contains(v.why, tc.why) || (tc.why == "" && v.why != "") {
 			t.Errorf("%s%s: %+v, want %s", tc.per, tc.extra, v, tc.want)
+		}
+	}
+}
+
+// A memory figure that leaves out the plain body (past
+// --server.keepBodyUpTo) says so beside it, with what a fetch then costs;
+// one that holds it says nothing of the kind.
+func TestAMemoryFigureWithoutTheBodySaysWhatAFetchCosts(t *testing.T) {
+	for _, tc := range []struct {
+		kept string
+		want bool
+	}{{"0", true}, {"545", false}} {
+		text := strings.Replace(strings.Replace(out, "%s", "43", 1), "200000 targets",
+			"200000 targets\t545 body-B/target\t"+tc.kept+" kept-body-B/target\t0.125 plain-fetch-s\t31.5 gzip-B/target", 1)
+		v := find(t, judge(t, text), "memory")
+		said := strings.Contains(v.measured, "the plain body (545 B per target) not held: each fetch renders it in 0.125 s")
+		if said != tc.want {
+			t.Errorf("kept %s B per target: measured %q", tc.kept, v.measured)
 		}
 	}
 }
