@@ -208,6 +208,32 @@ func TestAMemoryFigureWithoutTheBodySaysWhatAFetchCosts(t *testing.T) {
 	}
 }
 
+// A cold start's peak is said beside the re-list's, with and without
+// GOMEMLIMIT, and whether it stayed within the limit; the capacity sizes
+// for it when it is the larger peak.
+func TestTheColdStartsPeakIsSaidAndSizedFor(t *testing.T) {
+	for _, tc := range []struct {
+		limited, want, capacity string
+	}{
+		{"1400", "1400 MiB with GOMEMLIMIT at 90% of a 1500 MiB limit (within it; the cold start took 30 s against 25 s)", "A cold start's peak (with GOMEMLIMIT at 90% of the limit) was 1400 MiB"},
+		{"1600", "1600 MiB with GOMEMLIMIT at 90% of a 1500 MiB limit (over it;", "A cold start's peak (with GOMEMLIMIT at 90% of the limit) was 1600 MiB"},
+		{"900", "900 MiB with GOMEMLIMIT", "A re-list's peak was 1200 MiB"},
+	} {
+		text := strings.Replace(strings.Replace(out, "%s", "43", 1), "200000 targets",
+			"200000 targets\t1000 rest-rss-MiB\t1200 relist-peak-rss-MiB\t2300 cold-peak-rss-MiB\t1500 cold-limit-MiB\t"+tc.limited+" cold-limited-peak-rss-MiB\t30 cold-limited-s\t25 cold-list-s", 1)
+		groups, _, _ := parse(strings.NewReader(text))
+		v := find(t, judge(t, text), "memory")
+		if !strings.Contains(v.measured, "a cold start's peak 2300 MiB, 2.300× the rest, under Go's default collector, "+tc.want) {
+			t.Errorf("limited peak %s: measured %q", tc.limited, v.measured)
+		}
+		var b strings.Builder
+		writeGoals(&b, runSet{groups: groups})
+		if !strings.Contains(b.String(), tc.capacity) {
+			t.Errorf("limited peak %s: the capacity does not say %q:\n%s", tc.limited, tc.capacity, b.String())
+		}
+	}
+}
+
 func TestOneRunOverTheLimitMissesTheLatencyGoal(t *testing.T) {
 	vs := judge(t, strings.Replace(out, "%s", "50.5", 1))
 	if v := find(t, vs, "etcd change → `/v1/targets`, 10,000"); v.met != "missed" || !strings.Contains(v.why, "50.5 ms") {
