@@ -11,11 +11,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
 	"github.com/traefik-sd/traefik-sd/sidecar/daemon"
+	"github.com/traefik-sd/traefik-sd/sidecar/memlimit"
 	"github.com/traefik-sd/traefik-sd/sidecar/sdnotify"
 	"github.com/traefik-sd/traefik-sd/sidecar/version"
 	"github.com/traefik/paerser/cli"
@@ -34,6 +36,9 @@ func main() {
 			return err
 		}
 		log := NewLogger(os.Stderr, cfg.Log)
+		if os.Getenv("GOMEMLIMIT") == "" {
+			setMemoryLimit(log, "/sys/fs/cgroup")
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		d := daemon.New(cfg, log)
@@ -72,6 +77,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "traefik-sd:", err)
 		os.Exit(1)
 	}
+}
+
+// setMemoryLimit gives Go's collector a soft limit at memlimit.Share of
+// the container's memory limit, when GOMEMLIMIT does not set one: without
+// it a restart's peak, twice the memory held at rest, can pass a limit
+// that the memory at rest and a re-list fit in.
+func setMemoryLimit(log *slog.Logger, root string) {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return // no cgroups to read a limit from
+	}
+	limit, from, err := memlimit.Limit(root, self)
+	if err != nil {
+		log.Warn("the container's memory limit was not read; set GOMEMLIMIT to about 90% of it", "error", err)
+		return
+	}
+	if limit == 0 {
+		return
+	}
+	soft := int64(float64(limit) * memlimit.Share)
+	debug.SetMemoryLimit(soft)
+	log.Info("Go's soft memory limit set from the container's", "limit", from, "bytes", limit, "GOMEMLIMIT", soft)
 }
 
 // notify tells systemd the state, when it runs the sidecar as a

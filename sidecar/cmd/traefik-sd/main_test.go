@@ -1,12 +1,14 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,4 +135,115 @@ func TestSIGHUPRereadsTheSecretFiles(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Errorf("after SIGHUP: new token %d, old token %d", push("new"), push("old"))
+}
+
+// memoryCgroup makes a child of this process's memory cgroup limited to
+// limit bytes, and returns the file a process writes its pid to, to join
+// it. It skips the test where cgroups cannot be written (not root).
+func memoryCgroup(t *testing.T, limit int64) (procs string) {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skip("no /proc/self/cgroup:", err)
+	}
+	var dir, limitFile string
+	for _, line := range strings.Split(string(self), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		switch {
+		case parts[0] == "0" && parts[1] == "" && dir == "":
+			if c, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(c), "memory") {
+				dir, limitFile = filepath.Join("/sys/fs/cgroup", parts[2]), "memory.max"
+			}
+		case strings.Contains(","+parts[1]+",", ",memory,"):
+			dir, limitFile = filepath.Join("/sys/fs/cgroup/memory", parts[2]), "memory.limit_in_bytes"
+		}
+	}
+	if dir == "" {
+		t.Skip("no memory cgroup controller")
+	}
+	child := filepath.Join(dir, "traefik-sd-test-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Skip("cannot make a memory cgroup here:", err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(child); err != nil {
+			t.Errorf("removing the cgroup: %v", err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(child, limitFile), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(child, "cgroup.procs")
+}
+
+// gomemlimit starts the sidecar inside the cgroup with env added and
+// returns its Go collector's go_gc_gomemlimit_bytes: the soft limit the
+// runtime runs with.
+func gomemlimit(t *testing.T, procs string, env ...string) float64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	// The shell joins the cgroup, then becomes the sidecar: it reads its
+	// limit from its first instruction on.
+	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$1" && exec "$0"`, os.Args[0], procs)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "GOMEMLIMIT=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(cmd.Env, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
+		"--traefik.apiURL=http://127.0.0.1:1 --address="+addr)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("sidecar's log:\n%s", stderr.String())
+		}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "go_gc_gomemlimit_bytes "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("go_gc_gomemlimit_bytes %q", v)
+				}
+				return f
+			}
+		}
+	}
+	t.Fatal("no go_gc_gomemlimit_bytes on /metrics within 20s")
+	return 0
+}
+
+// TestTheContainersMemoryLimitBecomesGoesSoftLimit: in a cgroup limited to
+// 512 MiB the sidecar runs with GOMEMLIMIT at 90% of it; a GOMEMLIMIT the
+// operator set is left as it is.
+func TestTheContainersMemoryLimitBecomesGoesSoftLimit(t *testing.T) {
+	const limit = 512 << 20
+	procs := memoryCgroup(t, limit)
+	if got, want := gomemlimit(t, procs), 483183820.0; got != want { // 90% of 512 MiB, in whole bytes
+		t.Errorf("in a %d-byte cgroup: GOMEMLIMIT %.0f, want %.0f", int64(limit), got, want)
+	}
+	if got := gomemlimit(t, procs, "GOMEMLIMIT=100MiB"); got != 100<<20 {
+		t.Errorf("with GOMEMLIMIT=100MiB: %.0f", got)
+	}
 }
