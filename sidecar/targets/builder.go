@@ -3,6 +3,7 @@ package targets
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"hash/maphash"
 	"io"
 	"runtime"
 	"slices"
@@ -98,7 +99,7 @@ func NewBuilder(opts Options) *Builder {
 	return &Builder{
 		opts:       opts,
 		routers:    map[string]*routerTargets{},
-		readers:    readerIndex{one: map[dynamic.ObjectID]string{}, many: map[dynamic.ObjectID]*readerSet{}},
+		readers:    newReaderIndex(),
 		static:     static,
 		staticJSON: AppendJSON(nil, static),
 		overLabels: map[string]int{},
@@ -113,7 +114,7 @@ func NewBuilder(opts Options) *Builder {
 func (b *Builder) Update(in Inputs, ch Changes) []string {
 	dirty := map[string]bool{}
 	mark := func(id dynamic.ObjectID) {
-		b.readers.each(id, func(r string) { dirty[r] = true })
+		b.eachReader(id, func(r string) { dirty[r] = true })
 	}
 	defs := definitionsOf(b.opts, in)
 	if ch.All {
@@ -526,7 +527,7 @@ func (b *Builder) NotServed() map[string]NotServed { return b.notServed }
 // Readers lists the routers whose targets read an etcd object, sorted.
 func (b *Builder) Readers(id dynamic.ObjectID) []string {
 	var out []string
-	b.readers.each(id, func(r string) { out = append(out, r) })
+	b.eachReader(id, func(r string) { out = append(out, r) })
 	sort.Strings(out)
 	return out
 }
@@ -553,47 +554,76 @@ func (b *Builder) mixIn(name string, sum [sha256.Size]byte, add bool) {
 // sits in one map, and only an input a second router reads (CORSHeaders)
 // gets a readerSet, in the other. A set for every input took about 90
 // bytes an input, five inputs a circuit.
+//
+// Inputs are keyed by a hash of their kind and name, not by the two
+// strings: a slot of 24 bytes instead of 48, at about five inputs a
+// circuit. Two inputs whose hashes collide share a key, so each can name a
+// router that reads the other and not this one; the Builder keeps only
+// those whose own reads hold the input (eachReader). A router's reads are
+// all removed before its new ones are added (store), so a key names it
+// exactly while one of its reads hashes to it.
 type readerIndex struct {
-	one  map[dynamic.ObjectID]string
-	many map[dynamic.ObjectID]*readerSet
+	key  func(dynamic.ObjectID) uint64 // this process's seed: a collision cannot be aimed at
+	one  map[uint64]string
+	many map[uint64]*readerSet
+}
+
+func newReaderIndex() readerIndex {
+	seed := maphash.MakeSeed()
+	return readerIndex{key: func(id dynamic.ObjectID) uint64 { return maphash.Comparable(seed, id) },
+		one: map[uint64]string{}, many: map[uint64]*readerSet{}}
 }
 
 func (x readerIndex) add(id dynamic.ObjectID, name string) {
-	if rs := x.many[id]; rs != nil {
+	k := x.key(id)
+	if rs := x.many[k]; rs != nil {
 		rs.add(name)
 		return
 	}
-	r, ok := x.one[id]
+	r, ok := x.one[k]
 	switch {
 	case !ok:
-		x.one[id] = name
+		x.one[k] = name
 	case r != name:
-		delete(x.one, id)
+		delete(x.one, k)
 		rs := &readerSet{}
 		rs.add(r)
 		rs.add(name)
-		x.many[id] = rs
+		x.many[k] = rs
 	}
 }
 
 func (x readerIndex) remove(id dynamic.ObjectID, name string) {
-	if rs := x.many[id]; rs != nil {
+	k := x.key(id)
+	if rs := x.many[k]; rs != nil {
 		if rs.remove(name) {
-			delete(x.many, id)
+			delete(x.many, k)
 		}
 		return
 	}
-	if r, ok := x.one[id]; ok && r == name {
-		delete(x.one, id)
+	if r, ok := x.one[k]; ok && r == name {
+		delete(x.one, k)
 	}
 }
 
+// each calls f with every router that may read id: those that do, and
+// any that read an input whose hash is id's.
 func (x readerIndex) each(id dynamic.ObjectID, f func(string)) {
-	if r, ok := x.one[id]; ok {
+	k := x.key(id)
+	if r, ok := x.one[k]; ok {
 		f(r)
 		return
 	}
-	x.many[id].each(f)
+	x.many[k].each(f)
+}
+
+// eachReader calls f with every router whose targets read id.
+func (b *Builder) eachReader(id dynamic.ObjectID, f func(string)) {
+	b.readers.each(id, func(r string) {
+		if rt := b.routers[r]; rt != nil && slices.Contains(rt.reads, id) {
+			f(r)
+		}
+	})
 }
 
 // readerSet is the routers that read one input. Almost every input has one

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -43,13 +44,26 @@ func deleteKeys(s *dynamic.Store, id string, present map[string]map[string]bool)
 	delete(present, id)
 }
 
+// TestIncrementalEqualsFullBuild, and again with every input of the
+// builder's reader index hashing alike: a collision may only add routers
+// to look at, never lose one that reads a change, and Readers still names
+// exactly the routers that read an object.
 func TestIncrementalEqualsFullBuild(t *testing.T) {
+	for _, colliding := range []bool{false, true} {
+		t.Run(fmt.Sprintf("colliding=%v", colliding), func(t *testing.T) { incrementalEqualsFullBuild(t, colliding) })
+	}
+}
+
+func incrementalEqualsFullBuild(t *testing.T, colliding bool) {
 	rng := rand.New(rand.NewSource(7))
 	// Coordinators with the traefik-sd setting and without, a circuit at random from either.
 	withSD := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
 	withoutSD := &coordinator.Writer{Authority: "worker-1"}
 	store := dynamic.NewStore("traefik-sd")
 	b := targets.NewBuilder(options())
+	if colliding {
+		targets.Colliding(b)
+	}
 	present := map[string]map[string]bool{}
 	down := downSet{}
 	var w *coordinator.Writer
@@ -94,6 +108,27 @@ func TestIncrementalEqualsFullBuild(t *testing.T) {
 			t.Fatalf("step %d: digest changed %v, body changed %v", step, digest != lastDigest, got != lastBody)
 		}
 		lastDigest, lastBody = digest, got
+		// Readers names the routers that read an object as a builder made
+		// afresh from the same inputs does.
+		fresh := targets.NewBuilder(options())
+		fresh.Update(targets.Inputs{Store: store, Health: down}, targets.Changes{All: true})
+		for _, id := range []dynamic.ObjectID{
+			{Kind: dynamic.Services, Name: fmt.Sprintf("bai_service_c%02d", rng.Intn(30))},
+			{Kind: dynamic.Middlewares, Name: fmt.Sprintf("bai_sd_c%02d", rng.Intn(30))},
+		} {
+			if got, want := b.Readers(id), fresh.Readers(id); !slices.Equal(got, want) {
+				t.Fatalf("step %d: %v is read by %v, a fresh builder says %v", step, id, got, want)
+			}
+		}
+	}
+	// With every circuit gone, the index holds nothing.
+	for i := 0; i < 30; i++ {
+		deleteKeys(store, fmt.Sprintf("c%02d", i), present)
+	}
+	changed, _ := store.Commit()
+	b.Update(targets.Inputs{Store: store, Health: down}, targets.Changes{Objects: changed})
+	if n := targets.ReaderKeys(b); n != 0 {
+		t.Errorf("with no circuit left the reader index holds %d keys", n)
 	}
 }
 

@@ -1,8 +1,21 @@
 package targets
 
+import "github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+
 // BuildOn makes b build on workers goroutines whatever the number of
 // routers a change rebuilds (1: the serial path).
 func BuildOn(b *Builder, workers int) *Builder {
 	b.workers, b.parallelFrom = workers, 1
 	return b
 }
+
+// Colliding makes every input of b's reader index hash alike, as if each
+// collided with every other: what b builds and Readers answers must not
+// change. Call it before the first Update.
+func Colliding(b *Builder) *Builder {
+	b.readers.key = func(dynamic.ObjectID) uint64 { return 0 }
+	return b
+}
+
+// ReaderKeys is how many keys b's reader index holds.
+func ReaderKeys(b *Builder) int { return len(b.readers.one) + len(b.readers.many) }

@@ -39,7 +39,7 @@ func TestReaderSetAcrossItsTwoForms(t *testing.T) {
 // input's readers are in, through any order of adds and removes; an input
 // with one reader takes no set.
 func TestReaderIndexAnswersAsAMapOfSets(t *testing.T) {
-	x := readerIndex{one: map[dynamic.ObjectID]string{}, many: map[dynamic.ObjectID]*readerSet{}}
+	x := newReaderIndex()
 	model := map[dynamic.ObjectID]map[string]bool{}
 	rng := rand.New(rand.NewSource(3))
 	ids := []dynamic.ObjectID{{Kind: dynamic.Middlewares, Name: "CORSHeaders"}, {Kind: dynamic.Services, Name: "s1"}, {Kind: dynamic.Middlewares, Name: "m1"}}
@@ -69,7 +69,7 @@ func TestReaderIndexAnswersAsAMapOfSets(t *testing.T) {
 			}
 		}
 	}
-	x = readerIndex{one: map[dynamic.ObjectID]string{}, many: map[dynamic.ObjectID]*readerSet{}}
+	x = newReaderIndex()
 	for i := 0; i < 100; i++ {
 		x.add(dynamic.ObjectID{Kind: dynamic.Services, Name: fmt.Sprint(i)}, fmt.Sprintf("r%d@etcd", i))
 	}
