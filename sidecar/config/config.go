@@ -253,7 +253,7 @@ type Server struct {
 	TLSKey           string         `description:"Key file of tlsCert." json:"tlsKey,omitempty"`
 	TLSClientCA      string         `description:"Require a client certificate signed by a CA in this PEM file on every HTTPS connection (with tlsCert); read at start and on SIGHUP, as tlsCert and tlsKey are." json:"tlsClientCA,omitempty"`
 	MaxPushBytes     int            `description:"Largest plugin push body accepted." json:"maxPushBytes,omitempty"`
-	KeepBodyUpTo     int            `description:"Largest /v1/targets JSON body kept between requests, in bytes; a larger one is rendered again for each request that asks for it plain (about a quarter of a second for 100 MB) instead of being held. 0 keeps none." json:"keepBodyUpTo,omitempty"`
+	KeepBodyUpTo     int            `description:"Largest /v1/targets JSON body kept between requests, in bytes; a larger one is rendered again for each request that asks for it plain (about a fifth of a second for 100 MB) instead of being held. 0 keeps none." json:"keepBodyUpTo,omitempty"`
 	ReadTimeout      types.Duration `description:"Timeout to read a request." json:"readTimeout,omitempty"`
 	WriteTimeout     types.Duration `description:"Timeout to write a response." json:"writeTimeout,omitempty"`
 	MaxConns         int            `description:"Most concurrent connections." json:"maxConns,omitempty"`

@@ -59,8 +59,7 @@ func (r *Rendered) Size() int { return r.size }
 // about 30,000 targets. A larger one is rendered again for each request
 // that asks for it: at 200,000 targets it is 109 MB, more than everything
 // else the sidecar holds for those targets, and Prometheus's HTTP SD asks
-// for it about once a minute, while rendering it takes a quarter of a
-// second.
+// for it about once a minute, while rendering it took 0.18 s (make bench).
 const DefaultKeepUpTo = 16 << 20
 
 // Kept is Body when the body is small enough to keep (made on the first
@@ -73,7 +72,8 @@ func (r *Rendered) Kept() []byte {
 	return r.Body()
 }
 
-// WriteBody writes Body to w a piece at a time, without making it whole.
+// WriteBody writes Body to w: the kept body, or one larger than keepUpTo
+// rendered a piece at a time, without making it whole.
 func (r *Rendered) WriteBody(w io.Writer) error {
 	if r.size <= r.keepUpTo {
 		_, err := w.Write(r.Body())

@@ -98,7 +98,8 @@ type RouteInfo interface {
 // API. Names are qualified (name@provider).
 type Traefik interface {
 	// Live is the configuration of a traefik-sd middleware with a live
-	// instance in Traefik, or nil.
+	// instance in Traefik, or nil. It may be held elsewhere too (the
+	// store's): read it, never write to it.
 	Live(middleware string) *plugin.Config
 	// Router is Traefik's view of a router; known is false when Traefik
 	// does not hold it (not loaded yet, or dropped).
