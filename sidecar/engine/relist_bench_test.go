@@ -407,8 +407,8 @@ func etcdReadFloor(b *testing.B, ctx context.Context) float64 {
 	return took.Seconds()
 }
 
-// cold is a cold start's time and its parts.
-type cold struct {
+// coldTimes are a cold start's time and its parts.
+type coldTimes struct {
 	keys                                      int
 	total, list, etcd, commit, pushes, render time.Duration
 }
@@ -416,8 +416,8 @@ type cold struct {
 // coldStart is a restarted sidecar's way to its first answer: the first
 // listing, every object decoded, the plugin's full set, the set published
 // and fetched once.
-func coldStart(b *testing.B, ctx context.Context, w *watch.Watcher) (*engine.Engine, *publish.Publisher, cold) {
-	var c cold
+func coldStart(b *testing.B, ctx context.Context, w *watch.Watcher) (*engine.Engine, *publish.Publisher, coldTimes) {
+	var c coldTimes
 	start := time.Now()
 	e := engine.New(engine.Options{Targets: options(true).Targets, Etcd: true, PluginName: "traefik-sd"}, start)
 	// The cold start's parts, so that a missed goal can say where its time
