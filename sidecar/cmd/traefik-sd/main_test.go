@@ -44,6 +44,34 @@ func run(t *testing.T, args string) (string, string, int) {
 	return stdout.String(), stderr.String(), code
 }
 
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start starts cmd, the test binary playing a long-running sidecar, and
+// returns what stops it with SIGTERM, showing its log if the test failed.
+func start(t *testing.T, cmd *exec.Cmd) (stop func()) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("sidecar's log:\n%s", stderr.String())
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	out, _, code := run(t, "--version")
 	if code != 0 || !strings.HasPrefix(out, "traefik-sd ") || !strings.Contains(out, runtime.Version()) || !strings.Contains(out, "revision ") {
@@ -81,27 +109,11 @@ func TestSIGHUPRereadsTheSecretFiles(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("old\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
 		"--traefik.apiURL=http://127.0.0.1:1 --address="+addr+" --plugin.tokenFile="+tokenFile)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("sidecar's log:\n%s", stderr.String())
-		}
-	}()
+	defer start(t, cmd)()
 	push := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/plugin/sync", strings.NewReader("{}"))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -184,12 +196,7 @@ func memoryCgroup(t *testing.T, limit int64) (procs string) {
 // runtime runs with.
 func gomemlimit(t *testing.T, procs string, env ...string) float64 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	// The shell joins the cgroup, then becomes the sidecar: it reads its
 	// limit from its first instruction on.
 	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$1" && exec "$0"`, os.Args[0], procs)
@@ -201,18 +208,7 @@ func gomemlimit(t *testing.T, procs string, env ...string) float64 {
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Env = append(cmd.Env, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
 		"--traefik.apiURL=http://127.0.0.1:1 --address="+addr)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("sidecar's log:\n%s", stderr.String())
-		}
-	}()
+	defer start(t, cmd)()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
