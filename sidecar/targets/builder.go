@@ -45,7 +45,7 @@ type Builder struct {
 	// a change's cost. A frozen set shares rendered; the next change to
 	// it copies it first. inner is the sum of their JSON sizes without
 	// brackets.
-	rendered [][]Target
+	rendered [][]storedTarget
 	at       map[string]int
 	shared   bool
 	inner    int
@@ -57,6 +57,9 @@ type Builder struct {
 	// The most notServed and held held since they were last copied: both
 	// hold every router at a start (shrink).
 	notServedPeak, heldPeak int
+	// schemas are the labels' names and common values that stored
+	// targets share.
+	schemas *schemas
 	// workers and parallelFrom, when set, replace GOMAXPROCS and
 	// parallelMin: the tests build on both paths.
 	workers, parallelFrom int
@@ -67,7 +70,7 @@ type Builder struct {
 // can render them later. Their JSON is not kept: it was as large as the
 // targets themselves, and only a body that someone asks for needs it.
 type routerTargets struct {
-	targets []Target
+	targets []storedTarget
 	size    int               // of their JSON array, brackets included
 	sum     [sha256.Size]byte // of their JSON array
 	reads   []dynamic.ObjectID
@@ -106,6 +109,7 @@ func NewBuilder(opts Options) *Builder {
 		notServed:  map[string]NotServed{},
 		held:       map[string]bool{},
 		at:         map[string]int{},
+		schemas:    newSchemas(),
 	}
 }
 
@@ -293,7 +297,7 @@ func (b *Builder) buildOne(in Inputs, defs definitions, name string, old *router
 	}
 	// Kept at their exact size: grown by appending, their slack was a
 	// fifth of them.
-	out.rt = routerTargets{targets: ts, reads: slices.Clone(bl.reads)}
+	out.rt = routerTargets{targets: b.schemas.store(ts), reads: slices.Clone(bl.reads)}
 	if len(ts) > 0 {
 		*scratch = AppendJSON((*scratch)[:0], ts)
 		out.rt.size, out.rt.sum = len(*scratch), sha256.Sum256(*scratch)
@@ -359,7 +363,7 @@ func (b *Builder) store(name string, old *routerTargets, r built) {
 // index places every router of order in rendered, after order changed.
 func (b *Builder) index() {
 	b.at = make(map[string]int, len(b.order))
-	b.rendered = make([][]Target, len(b.order))
+	b.rendered = make([][]storedTarget, len(b.order))
 	b.shared = false
 	for i, name := range b.order {
 		b.at[name] = i
@@ -369,7 +373,7 @@ func (b *Builder) index() {
 
 // place stores a rebuilt router's targets at its place, copying rendered
 // first if a frozen set still reads it.
-func (b *Builder) place(i int, ts []Target) {
+func (b *Builder) place(i int, ts []storedTarget) {
 	if b.shared {
 		b.rendered = slices.Clone(b.rendered)
 		b.shared = false
@@ -379,9 +383,11 @@ func (b *Builder) place(i int, ts []Target) {
 
 // Targets returns the current set: route targets by router, then the static ones.
 func (b *Builder) Targets() []Target {
-	var out []Target
+	out := make([]Target, 0, b.routed+len(b.static))
 	for _, name := range b.order[:b.kept] {
-		out = append(out, b.routers[name].targets...)
+		for i := range b.routers[name].targets {
+			out = append(out, b.routers[name].targets[i].target())
+		}
 	}
 	return append(out, b.static...)
 }
@@ -402,7 +408,7 @@ func (b *Builder) Freeze() *Frozen {
 		f = &Frozen{routers: b.rendered, static: b.static}
 		pieces, inner = len(b.order), b.inner
 	} else {
-		f = &Frozen{routers: make([][]Target, 0, b.kept), static: b.static}
+		f = &Frozen{routers: make([][]storedTarget, 0, b.kept), static: b.static}
 		for _, name := range b.order[:b.kept] {
 			rt := b.routers[name]
 			f.routers = append(f.routers, rt.targets)
@@ -418,7 +424,7 @@ func (b *Builder) Freeze() *Frozen {
 
 // Frozen is the set at one moment, rendered on demand.
 type Frozen struct {
-	routers [][]Target
+	routers [][]storedTarget
 	static  []Target
 	size    int
 }
@@ -460,7 +466,7 @@ func (f *Frozen) render(dst []byte, spill func([]byte) error) ([]byte, error) {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendElements(dst, ts)
+		dst = appendStored(dst, ts)
 		n++
 		if spill != nil && len(dst) >= spillAt {
 			if err := spill(dst); err != nil {

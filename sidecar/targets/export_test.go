@@ -19,3 +19,23 @@ func Colliding(b *Builder) *Builder {
 
 // ReaderKeys is how many keys b's reader index holds.
 func ReaderKeys(b *Builder) int { return len(b.readers.one) + len(b.readers.many) }
+
+// Schemas is how many label schemas b's stored targets share.
+func Schemas(b *Builder) int {
+	b.schemas.mu.RLock()
+	defer b.schemas.mu.RUnlock()
+	return b.schemas.n
+}
+
+// LimitSchemas makes b share at most n schemas. Call it before the first Update.
+func LimitSchemas(b *Builder, n int) *Builder {
+	b.schemas.max = n
+	return b
+}
+
+// CollidingSchemas makes every label schema of b hash alike. Call it
+// before the first Update.
+func CollidingSchemas(b *Builder) *Builder {
+	b.schemas.alike = true
+	return b
+}

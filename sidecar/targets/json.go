@@ -16,20 +16,38 @@ func appendElements(b []byte, ts []Target) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"targets":[`...)
-		b = appendString(b, t.Address)
-		b = append(b, `],"labels":{`...)
-		for j, l := range t.Labels {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, l.Name)
-			b = append(b, ':')
-			b = appendString(b, l.Value)
-		}
-		b = append(b, "}}"...)
+		b = appendElement(b, t.Address, len(t.Labels), func(j int) (string, string) { return t.Labels[j].Name, t.Labels[j].Value })
 	}
 	return b
+}
+
+// appendStored appends stored targets as appendElements appends the
+// targets they were made from.
+func appendStored(b []byte, ts []storedTarget) []byte {
+	for i := range ts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendElement(b, ts[i].address, len(*ts[i].schema), ts[i].label)
+	}
+	return b
+}
+
+// appendElement appends one target's group: its address and its n labels.
+func appendElement(b []byte, address string, n int, label func(int) (name, value string)) []byte {
+	b = append(b, `{"targets":[`...)
+	b = appendString(b, address)
+	b = append(b, `],"labels":{`...)
+	for j := 0; j < n; j++ {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		name, value := label(j)
+		b = appendString(b, name)
+		b = append(b, ':')
+		b = appendString(b, value)
+	}
+	return append(b, "}}"...)
 }
 
 const hexDigits = "0123456789abcdef"

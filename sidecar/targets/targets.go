@@ -268,7 +268,7 @@ type builder struct {
 	reads     []dynamic.ObjectID
 	notServed *NotServed
 	// before are the router's targets as last built, for HoldUnnamed.
-	before []Target
+	before []storedTarget
 	// exists is set once the router is found in its definitions; held,
 	// once a server was left out waiting for the coordinator.
 	exists bool
@@ -429,9 +429,9 @@ func (b *builder) router(out []Target, name string) []Target {
 		if down {
 			health = "down"
 		}
-		// Gathered on the stack, then kept at their exact size without the
-		// empty ones (Prometheus treats an empty label as absent): slack
-		// capacity was a fifth of a target's bytes at 200,000 targets.
+		// Gathered on the stack, then copied without the empty ones
+		// (Prometheus treats an empty label as absent); the Builder keeps
+		// only their values (storedTarget).
 		var buf [24]Label
 		all := append(buf[:0],
 			Label{"service_group", GroupRoute},
@@ -468,8 +468,7 @@ func (b *builder) router(out []Target, name string) []Target {
 	return out
 }
 
-// nonEmpty copies the labels that have a value into a slice of their
-// exact size.
+// nonEmpty copies the labels that have a value.
 func nonEmpty(ls []Label) []Label {
 	n := 0
 	for _, l := range ls {
@@ -550,7 +549,7 @@ func isNameByte(c byte) bool {
 // published tells whether the router's last build had a target at address.
 func (b *builder) published(address string) bool {
 	for _, t := range b.before {
-		if t.Address == address {
+		if t.address == address {
 			return true
 		}
 	}
