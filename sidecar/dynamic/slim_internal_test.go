@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
 )
@@ -207,4 +208,41 @@ func sameKeys(t *subKeys, obj, slim *rawObject) bool {
 		i++
 	}
 	return i == len(kept)
+}
+
+// A router's lists decode to the mirror's own text of their values, not to
+// slices of a joined copy that the router would keep alive beside it; a
+// list whose values the decoder does not give back as written (spaces
+// trimmed) decodes as written to the decoder.
+func TestARoutersListsShareTheMirrorsText(t *testing.T) {
+	s := NewStore("traefik-sd")
+	id := ObjectID{Kind: Routers, Name: "r"}
+	for k, v := range map[string]string{
+		"rule": "Host(`h`)", "service": "svc",
+		"middlewares/0": "CORSHeaders", "middlewares/1": "bai_sd_c1", "middlewares/2": "bai_appproxy_plugin_c1_go",
+		"entryPoints/0": " web ", "entryPoints/1": "websecure",
+	} {
+		s.Put(id, k, v)
+	}
+	if _, errs := s.Commit(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	r := s.Routers["r"]
+	if want := []string{"CORSHeaders", "bai_sd_c1", "bai_appproxy_plugin_c1_go"}; !reflect.DeepEqual(r.Middlewares, want) {
+		t.Fatalf("middlewares %q, want %q", r.Middlewares, want)
+	}
+	if want := []string{"web", "websecure"}; !reflect.DeepEqual(r.EntryPoints, want) {
+		t.Fatalf("entry points %q, want %q", r.EntryPoints, want)
+	}
+	packed := s.raw[id].packed
+	within := func(v string) bool {
+		start := uintptr(unsafe.Pointer(unsafe.StringData(packed)))
+		p := uintptr(unsafe.Pointer(unsafe.StringData(v)))
+		return p >= start && p+uintptr(len(v)) <= start+uintptr(len(packed))
+	}
+	for _, m := range append(r.Middlewares, r.EntryPoints[1]) {
+		if !within(m) {
+			t.Errorf("%q is not the mirror's text", m)
+		}
+	}
 }

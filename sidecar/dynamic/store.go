@@ -403,9 +403,12 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 	switch id.Kind {
 	case Routers, TCPRouters:
 		r := &Router{}
-		if err := kv.Decode(s.pairsOf(obj, ""), r); err != nil {
+		pairs := s.pairsOf(obj, "")
+		if err := kv.Decode(pairs, r); err != nil {
 			return nil, "", err
 		}
+		shareList(r.Middlewares, pairs, "middlewares")
+		shareList(r.EntryPoints, pairs, "entrypoints")
 		return r, "", nil
 	case Services:
 		svc := &Service{}
@@ -609,6 +612,26 @@ func checkAddress(addr string) error {
 		return errors.New("port out of range")
 	}
 	return nil
+}
+
+// shareList points each element of a decoded list at the value of the key
+// it came from (name/0, name/1, … in the order kv.ToNode lists them), where
+// they are equal. The decoder splits a list that kv.ToNode joined into one
+// string, so each element was a slice of that copy, kept alive beside the
+// mirror's own text of the same values: about 90 bytes a circuit for a
+// router's middlewares.
+func shareList(list []string, pairs []kv.Pair, name string) {
+	i := 0
+	for _, p := range pairs {
+		base, index, ok := strings.Cut(p.Key, "/")
+		if !ok || !strings.EqualFold(base, name) || !kv.IsIndex(index) {
+			continue
+		}
+		if i < len(list) && list[i] == p.Value {
+			list[i] = p.Value
+		}
+		i++
+	}
 }
 
 func nonEmpty(ids []string) []string {

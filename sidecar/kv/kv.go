@@ -176,7 +176,7 @@ func ToNode(pairs []Pair) *parser.Node {
 	var listKeys []string
 	for _, p := range sorted {
 		key := strings.TrimSuffix(p.Key, "/")
-		if i := strings.LastIndexByte(key, '/'); i > 0 && isIndex(key[i+1:]) {
+		if i := strings.LastIndexByte(key, '/'); i > 0 && IsIndex(key[i+1:]) {
 			base := key[:i]
 			if _, seen := lists[base]; !seen {
 				listKeys = append(listKeys, base)
@@ -198,7 +198,7 @@ func ToNode(pairs []Pair) *parser.Node {
 		}
 		node := root
 		for _, part := range strings.Split(p.Key, "/") {
-			if isIndex(part) {
+			if IsIndex(part) {
 				part = "[" + part + "]"
 			}
 			child := findChild(node.Children, part)
@@ -213,7 +213,8 @@ func ToNode(pairs []Pair) *parser.Node {
 	return root
 }
 
-func isIndex(s string) bool {
+// IsIndex tells whether a key's segment is a list index (digits only).
+func IsIndex(s string) bool {
 	if s == "" {
 		return false
 	}
