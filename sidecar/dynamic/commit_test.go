@@ -114,7 +114,7 @@ func (tw twin) commit(round string) (changed []dynamic.ObjectID, errs []error) {
 }
 
 func compareIDs(a, b dynamic.ObjectID) int {
-	if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
+	if c := strings.Compare(a.Kind.String(), b.Kind.String()); c != 0 {
 		return c
 	}
 	return strings.Compare(a.Name, b.Name)

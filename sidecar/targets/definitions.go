@@ -40,11 +40,11 @@ func definitionsOf(opts Options, in Inputs) definitions {
 // router's own changes rebuild it by name. Each entry costs a map per router,
 // which at 200,000 targets is megabytes.
 const (
-	readLive    dynamic.Kind = "live"    // without etcd: a middleware's live instance, by qualified name
-	readService dynamic.Kind = "service" // without etcd: a service and its servers' health, by qualified name
+	readLive    = dynamic.OtherKinds + iota // without etcd: a middleware's live instance, by qualified name
+	readService                             // without etcd: a service and its servers' health, by qualified name
 	// readRoutes: the coordinator's routes of a circuit, by circuit id, so
 	// that its answer rebuilds the circuits it changed and not every one.
-	readRoutes dynamic.Kind = "routes"
+	readRoutes
 )
 
 // etcdDefinitions are the routers, services and middlewares etcd holds for
