@@ -34,7 +34,7 @@ func TestPackedObjectMatchesAMap(t *testing.T) {
 				obj = obj.with(keys, k, v, false)
 				model[k] = v
 			}
-			if obj.n != len(model) {
+			if int(obj.n) != len(model) {
 				t.Fatalf("full=%v step %d: %d keys, want %d", full, step, obj.n, len(model))
 			}
 			want := make([]string, 0, len(model))

@@ -174,7 +174,7 @@ func own(id ObjectID) ObjectID {
 // sameRun says whether the listing's run is exactly the object's keys, in
 // the same order.
 func (s *Store) sameRun(obj *rawObject, l Listing, r keyRun) bool {
-	if obj.n != r.j-r.i {
+	if int(obj.n) != r.j-r.i {
 		return false
 	}
 	k := r.i

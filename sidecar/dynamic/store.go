@@ -79,7 +79,7 @@ func (id ObjectID) String() string { return kindPrefix(id.Kind) + id.Name }
 type Store struct {
 	pluginName string
 	raw        map[ObjectID]*rawObject
-	gen        uint64 // listing generation, for Reset
+	gen        uint32 // listing generation, for Reset
 	dirty      map[ObjectID]bool
 	// held is the last object's keys of a listing's page, kept until the
 	// next page says whether more of its keys follow (see ResetPage).
