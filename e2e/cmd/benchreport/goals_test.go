@@ -181,6 +181,9 @@ func TestMemoryNeedsBothHalves(t *testing.T) {
 		// Past --server.keepBodyUpTo the body is not held, and what each
 		// fetch costs instead is said beside the figure.
 		{"4700 rss-bytes/target", "\t545 body-B/target\t0 kept-body-B/target\t0.125 plain-fetch-s\t31.5 gzip-B/target", "missed", "None of it is the plain body Prometheus fetches (its HTTP SD asks for no gzip): at 545 B per target it is larger than --server.keepBodyUpTo keeps"},
+		// The room the heap holds beside its live objects is said, as a
+		// share of the live heap (3800 B in out).
+		{"4700 rss-bytes/target", "\t760 heap-unused-B/target", "missed", "Beside the live heap, 760 B per target (20% of it) is room inside partly used spans"},
 	} {
 		text := strings.Replace(strings.Replace(out, "4700 rss-bytes/target", tc.per, 1), "200000 targets", "200000 targets"+tc.extra, 1)
 		v := find(t, judge(t, strings.Replace(text, "%s", "43", 1)), "memory")
