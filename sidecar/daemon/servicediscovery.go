@@ -11,25 +11,27 @@ import (
 // serviceDiscovery is the loop's side of the Backend.AI writers.
 type serviceDiscovery struct {
 	// sdUpdates hand the latest set to each ServiceDiscovery writer.
-	sdUpdates []chan []targets.Target
+	sdUpdates []chan *targets.Frozen
 }
 
 // startServiceDiscovery runs one writer per store.
 func (d *Daemon) startServiceDiscovery(ctx context.Context, run func(func()), stores []servicediscovery.Store) {
 	for _, store := range stores {
-		updates := make(chan []targets.Target, 1)
+		updates := make(chan *targets.Frozen, 1)
 		d.sdUpdates = append(d.sdUpdates, updates)
 		run(func() { d.runServiceDiscovery(ctx, store, updates) })
 	}
 }
 
 // offerServiceDiscovery hands the engine's set to every writer; the loop
-// calls it after publishing.
+// calls it after publishing. The set is frozen, not made: a writer makes
+// the targets of the set it takes, and never those of a set a later one
+// replaced (at 200,000 targets, about 80 MB each).
 func (d *Daemon) offerServiceDiscovery() {
 	if len(d.sdUpdates) == 0 {
 		return
 	}
-	set := d.engine.Targets()
+	set := d.engine.Freeze()
 	for _, updates := range d.sdUpdates {
 		// Latest wins: a set the writer has not taken yet is replaced.
 		select {
@@ -41,7 +43,7 @@ func (d *Daemon) offerServiceDiscovery() {
 }
 
 // runServiceDiscovery writes every published set into one Backend.AI store.
-func (d *Daemon) runServiceDiscovery(ctx context.Context, store servicediscovery.Store, updates <-chan []targets.Target) {
+func (d *Daemon) runServiceDiscovery(ctx context.Context, store servicediscovery.Store, updates <-chan *targets.Frozen) {
 	name := store.Name()
 	failing := false
 	w := &servicediscovery.Writer{

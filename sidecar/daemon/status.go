@@ -150,14 +150,14 @@ func (d *Daemon) trackSince(now time.Time) {
 	}
 	d.sinceDigest = digest
 	next := make(map[uint64]time.Time, len(d.since))
-	for _, t := range d.engine.Targets() {
+	d.engine.EachTarget(func(t targets.Target) {
 		k := targetKey(d.sinceSeed, t)
 		if at, ok := d.since[k]; ok {
 			next[k] = at
 		} else {
 			next[k] = now
 		}
-	}
+	})
 	d.since = next
 }
 

@@ -597,6 +597,10 @@ func (e *Engine) Freeze() *targets.Frozen   { return e.builder.Freeze() }
 func (e *Engine) Targets() []targets.Target { return e.builder.Targets() }
 func (e *Engine) Groups() map[string]int    { return e.builder.Groups() }
 
+// EachTarget calls fn with each current target without making the whole
+// set (targets.Builder.Each): fn must not keep a target's Labels.
+func (e *Engine) EachTarget(fn func(targets.Target)) { e.builder.Each(fn) }
+
 // Dropped says how many targets each limit leaves out.
 func (e *Engine) Dropped() map[string]int { return e.builder.Dropped() }
 

@@ -75,8 +75,8 @@ type Writer struct {
 }
 
 // Run writes until ctx is done, then withdraws what it wrote. updates
-// delivers the latest published set.
-func (w *Writer) Run(ctx context.Context, updates <-chan []targets.Target) {
+// delivers the latest published set, whose targets it makes as it takes it.
+func (w *Writer) Run(ctx context.Context, updates <-chan *targets.Frozen) {
 	w.registered, w.written, w.want = map[string]float64{}, map[string]Entry{}, map[string]Entry{}
 	heartbeat := time.NewTicker(w.Heartbeat)
 	defer heartbeat.Stop()
@@ -89,8 +89,8 @@ func (w *Writer) Run(ctx context.Context, updates <-chan []targets.Target) {
 		select {
 		case <-ctx.Done():
 			return
-		case ts := <-updates:
-			w.SetTargets(ts)
+		case set := <-updates:
+			w.SetTargets(set.Targets())
 		case <-heartbeat.C:
 			w.written = map[string]Entry{} // rewrite every entry whole, with a fresh heartbeat
 		case <-again.C:

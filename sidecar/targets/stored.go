@@ -53,11 +53,16 @@ func (t *storedTarget) label(i int) (name, value string) {
 }
 
 func (t *storedTarget) target() Target {
-	ls := make([]Label, len(*t.schema))
-	for i := range ls {
-		ls[i].Name, ls[i].Value = t.label(i)
+	return Target{Address: t.address, Labels: t.appendLabels(make([]Label, 0, len(*t.schema)))}
+}
+
+// appendLabels appends the target's labels to ls.
+func (t *storedTarget) appendLabels(ls []Label) []Label {
+	for i := range *t.schema {
+		name, value := t.label(i)
+		ls = append(ls, Label{Name: name, Value: value})
 	}
-	return Target{Address: t.address, Labels: ls}
+	return ls
 }
 
 // schemas interns the schemas that stored targets share. Builders'

@@ -2,6 +2,8 @@ package targets_test
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/traefik-sd/traefik-sd/internal/coordinator"
@@ -82,5 +84,52 @@ func TestTargetsLabelledAlikeShareASchemaAndKeepTheirOwnValues(t *testing.T) {
 				t.Errorf("%d schemas kept, want %d", got, wantSchemas)
 			}
 		})
+	}
+}
+
+// TestEachAndAFrozenSetGiveTheTargetsWithoutHoldingThem: Each walks the
+// set as Targets lists it, and a frozen set's Targets are the set when it
+// was frozen, whatever changed since (a ServiceDiscovery writer makes the
+// targets of the set it takes, later).
+func TestEachAndAFrozenSetGiveTheTargetsWithoutHoldingThem(t *testing.T) {
+	store := dynamic.NewStore("traefik-sd")
+	w := &coordinator.Writer{Authority: "worker-1", SD: &coordinator.TraefikSD{}}
+	present := map[string]map[string]bool{}
+	put := func(i int, host string) {
+		applyKeys(store, w, coordinator.Circuit{ID: fmt.Sprintf("c%02d", i), App: "app", Mode: "inference", Hostname: "h", HealthCheckPath: "/health",
+			Routes: []coordinator.Route{{RouteID: "r", SessionID: "s", Host: host, Port: 8000}, {RouteID: "r2", SessionID: "s2", Host: host + "1", Port: 8000}}}, present)
+	}
+	for i := 0; i < 5; i++ {
+		put(i, fmt.Sprintf("10.0.0.%d", i))
+	}
+	b := targets.NewBuilder(options())
+	changed, _ := store.Commit()
+	b.Update(targets.Inputs{Store: store}, targets.Changes{Objects: changed})
+
+	want := b.Targets()
+	if len(want) != 10+1 { // two a circuit, and Traefik's own
+		t.Fatalf("%d targets, want 11: %+v", len(want), want)
+	}
+	var each []targets.Target
+	b.Each(func(tg targets.Target) {
+		each = append(each, targets.Target{Address: tg.Address, Labels: slices.Clone(tg.Labels)})
+	})
+	if !reflect.DeepEqual(each, want) {
+		t.Errorf("Each gave\n%+v\nTargets gives\n%+v", each, want)
+	}
+
+	frozen := b.Freeze()
+	put(0, "10.0.9.9")
+	deleteKeys(store, "c01", present)
+	changed, _ = store.Commit()
+	b.Update(targets.Inputs{Store: store}, targets.Changes{Objects: changed})
+	if got := frozen.Targets(); !reflect.DeepEqual(got, want) {
+		t.Errorf("the frozen set changed with the builder:\n%+v\nwant\n%+v", got, want)
+	}
+	if got := string(targets.AppendJSON(nil, frozen.Targets())); got != string(frozen.AppendJSON(nil)) {
+		t.Errorf("the frozen set's targets are not its body:\n%s\n%s", got, frozen.AppendJSON(nil))
+	}
+	if now := b.Targets(); reflect.DeepEqual(now, want) || len(now) != 8+1 {
+		t.Errorf("after the change the builder has %d targets, want 9", len(now))
 	}
 }
