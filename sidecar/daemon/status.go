@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"hash/maphash"
 	"sort"
 	"sync"
@@ -199,10 +197,7 @@ func (s *sightings) note(v *view, keys []uint64, now time.Time) []time.Time {
 func (d *Daemon) statusOf(context.Context) (*status.Snapshot, error) {
 	v := d.view.Load()
 	now := time.Now()
-	set, err := frozenTargets(v.set)
-	if err != nil {
-		return nil, err
-	}
+	set := v.set.Targets()
 	keys := make([]uint64, len(set))
 	for i, t := range set {
 		keys[i] = targetKey(d.sinceSeed, t)
@@ -259,48 +254,4 @@ func (d *Daemon) statusOf(context.Context) (*status.Snapshot, error) {
 		s.Nodes = append(s.Nodes, status.Node{Name: n.Node, Boot: n.Boot, LastSeen: n.LastSeen})
 	}
 	return s, nil
-}
-
-// frozenTargets reads a frozen set back from its HTTP SD JSON, the one form
-// a frozen set gives; the page pays for it, not the loop.
-func frozenTargets(f *targets.Frozen) ([]targets.Target, error) {
-	var groups []struct {
-		Targets []string      `json:"targets"`
-		Labels  labelsInOrder `json:"labels"`
-	}
-	if err := json.Unmarshal(f.AppendJSON(nil), &groups); err != nil {
-		return nil, err
-	}
-	out := make([]targets.Target, 0, len(groups))
-	for _, g := range groups {
-		for _, address := range g.Targets {
-			out = append(out, targets.Target{Address: address, Labels: g.Labels})
-		}
-	}
-	return out, nil
-}
-
-// labelsInOrder keeps a target's labels in their rendered order (by name,
-// as the engine keeps them), which a map would lose: the first-sighting key
-// hashes them in that order.
-type labelsInOrder []targets.Label
-
-func (l *labelsInOrder) UnmarshalJSON(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if _, err := dec.Token(); err != nil {
-		return err
-	}
-	for dec.More() {
-		name, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		var value string
-		if err := dec.Decode(&value); err != nil {
-			return err
-		}
-		n, _ := name.(string)
-		*l = append(*l, targets.Label{Name: n, Value: value})
-	}
-	return nil
 }
