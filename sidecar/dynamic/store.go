@@ -21,9 +21,9 @@ import (
 )
 
 // Kind is the kind of a configuration object. It is a number and not its
-// name: an ObjectID keys the mirror, and the readers' index holds each
-// router's, about seven a circuit; a kind of one byte instead of a string
-// of sixteen makes each of those slots a third smaller.
+// name: an ObjectID keys the mirror, and each router's list of what it
+// read holds them, about seven a circuit; with a kind of one byte instead
+// of a string of sixteen, an ObjectID is 24 bytes instead of 32.
 type Kind uint8
 
 // The kinds traefik-sd decodes: HTTP routers, services and middlewares, and

@@ -10,8 +10,8 @@ import (
 // shares. A label was two strings; the names are the same dozen in nearly
 // every target, and a few values (its group, the worker, the router's
 // protocol, provider and entry points) the same in most, so the schema
-// holds those and the target one string for each other label: about 170
-// bytes less a route target at 200,000 targets. It is never written to
+// holds those and the target one string for each other label: about 200
+// bytes less a route target (30,000 circuits: sidecar/targets 828 → 612 B). It is never written to
 // once made, so a frozen set can render it later.
 type storedTarget struct {
 	address string
