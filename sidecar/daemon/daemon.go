@@ -54,6 +54,7 @@ type Daemon struct {
 	services *traefikapi.Poller
 	coord    *routeinfo.Poller // nil without a coordinator
 	ready    atomic.Bool
+	firstSet func() // OnFirstSet's
 	addr     net.Addr
 	server   *server.Server
 
@@ -66,6 +67,10 @@ type Daemon struct {
 	secrets          // secrets.go
 	serviceDiscovery // servicediscovery.go
 }
+
+// OnFirstSet has fn called once, on the loop, when the first set may be
+// served: the sidecar's start is over. Call it before Run.
+func (d *Daemon) OnFirstSet(fn func()) { d.firstSet = fn }
 
 // New prepares a daemon from a completed configuration.
 func New(cfg *config.Configuration, log *slog.Logger) *Daemon {

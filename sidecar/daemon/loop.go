@@ -159,7 +159,9 @@ func (d *Daemon) handle(res engine.Result, received time.Time) {
 	if !d.engine.Ready(now) {
 		return
 	}
-	d.ready.Store(true)
+	if !d.ready.Swap(true) && d.firstSet != nil {
+		d.firstSet()
+	}
 	if d.engine.Take() {
 		d.publish(received)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
 	"github.com/traefik-sd/traefik-sd/sidecar/engine"
+	"github.com/traefik-sd/traefik-sd/sidecar/memlimit"
 	"github.com/traefik-sd/traefik-sd/sidecar/pluginsync"
 	"github.com/traefik-sd/traefik-sd/sidecar/publish"
 	"github.com/traefik-sd/traefik-sd/sidecar/watch"
@@ -427,6 +428,10 @@ type coldTimes struct {
 func coldStart(b *testing.B, ctx context.Context, w *watch.Watcher) (*engine.Engine, *publish.Publisher, coldTimes) {
 	var c coldTimes
 	start := time.Now()
+	// As the command starts the daemon: collecting often until the first
+	// set may be served (memlimit.StartGCPercent).
+	dense := memlimit.DenseStart(os.Getenv)
+	defer dense()
 	e := engine.New(engine.Options{Targets: options(true).Targets, Etcd: true, PluginName: "traefik-sd"}, start)
 	// The cold start's parts, so that a missed goal can say where its time
 	// goes: the engine's work on the pages, and the rest of the wall time,
@@ -452,6 +457,7 @@ func coldStart(b *testing.B, ctx context.Context, w *watch.Watcher) (*engine.Eng
 	if !e.Ready(start) || !e.Take() {
 		b.Fatal("the first set is not ready to publish")
 	}
+	dense()
 	// Fetched once as Prometheus fetches it, plain (its HTTP SD asks for
 	// no gzip), the way the server answers: the publisher then holds the
 	// plain body if it is small enough to keep (--server.keepBodyUpTo's

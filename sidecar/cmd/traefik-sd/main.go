@@ -42,6 +42,9 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		d := daemon.New(cfg, log)
+		// Until the first set is built, collect often: what the start
+		// keeps then fills the room its garbage leaves (memlimit.StartGCPercent).
+		d.OnFirstSet(memlimit.DenseStart(os.Getenv))
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/traefik-sd/traefik-sd/sidecar/memlimit"
 )
 
 // The test binary plays traefik-sd when asked, so that the command line is
@@ -209,6 +211,15 @@ func gomemlimit(t *testing.T, procs string, env ...string) float64 {
 	cmd.Env = append(cmd.Env, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
 		"--traefik.apiURL=http://127.0.0.1:1 --address="+addr)
 	defer start(t, cmd)()
+	return goMetric(t, addr, "go_gc_gomemlimit_bytes", func(float64) bool { return true })
+}
+
+// goMetric reads one of the sidecar's own metrics at addr until done
+// accepts it, and returns the last value read; it fails the test if the
+// metric is never on /metrics within 20 s.
+func goMetric(t *testing.T, addr, name string, done func(float64) bool) float64 {
+	t.Helper()
+	last, seen := 0.0, false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
@@ -217,17 +228,53 @@ func gomemlimit(t *testing.T, procs string, env ...string) float64 {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, "go_gc_gomemlimit_bytes "); ok {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				f, err := strconv.ParseFloat(v, 64)
 				if err != nil {
-					t.Fatalf("go_gc_gomemlimit_bytes %q", v)
+					t.Fatalf("%s %q", name, v)
 				}
-				return f
+				if last, seen = f, true; done(f) {
+					return f
+				}
 			}
 		}
 	}
-	t.Fatal("no go_gc_gomemlimit_bytes on /metrics within 20s")
-	return 0
+	if !seen {
+		t.Fatalf("no %s on /metrics within 20s", name)
+	}
+	return last
+}
+
+// TestTheStartCollectsOftenUntilTheFirstSet: until its first set may be
+// served the sidecar runs with GOGC at memlimit.StartGCPercent, and then
+// with Go's default; a GOGC the operator set holds throughout.
+func TestTheStartCollectsOftenUntilTheFirstSet(t *testing.T) {
+	for _, tc := range []struct {
+		grace string
+		env   []string
+		want  float64
+	}{
+		{grace: "1h", want: memlimit.StartGCPercent}, // not ready for an hour
+		{grace: "0s", want: 100},                     // ready at once: the start is over
+		{grace: "1h", env: []string{"GOGC=150"}, want: 150},
+	} {
+		addr := freeAddr(t)
+		cmd := exec.Command(os.Args[0])
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "GOGC=") {
+				cmd.Env = append(cmd.Env, e)
+			}
+		}
+		cmd.Env = append(cmd.Env, tc.env...)
+		cmd.Env = append(cmd.Env, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
+			"--traefik.apiURL=http://127.0.0.1:1 --plugin.startGrace="+tc.grace+" --address="+addr)
+		stop := start(t, cmd)
+		got := goMetric(t, addr, "go_gc_gogc_percent", func(v float64) bool { return v == tc.want })
+		stop()
+		if got != tc.want {
+			t.Errorf("--plugin.startGrace=%s %v: go_gc_gogc_percent %v, want %v", tc.grace, tc.env, got, tc.want)
+		}
+	}
 }
 
 // TestTheContainersMemoryLimitBecomesGoesSoftLimit: in a cgroup limited to
