@@ -95,21 +95,28 @@ func (x *schemas) store(ts []Target) []storedTarget {
 	}
 	out := make([]storedTarget, len(ts))
 	for i, t := range ts {
-		own := 0
-		for _, l := range t.Labels {
-			if !sharedValues[l.Name] {
-				own++
+		// The schema says which values are the target's own, and where.
+		s := x.intern(t.Labels)
+		values := make([]string, len(t.Labels)-s.shared())
+		for j, l := range *s {
+			if !l.shared {
+				values[l.at] = t.Labels[j].Value
 			}
 		}
-		values := make([]string, 0, own)
-		for _, l := range t.Labels {
-			if !sharedValues[l.Name] {
-				values = append(values, l.Value)
-			}
-		}
-		out[i] = storedTarget{address: t.Address, schema: x.intern(t.Labels), values: values}
+		out[i] = storedTarget{address: t.Address, schema: s, values: values}
 	}
 	return out
+}
+
+// shared is how many of s's labels hold their value in s.
+func (s *schema) shared() int {
+	n := 0
+	for _, l := range *s {
+		if l.shared {
+			n++
+		}
+	}
+	return n
 }
 
 // intern returns the shared schema of ls.

@@ -202,16 +202,24 @@ func gomemlimit(t *testing.T, procs string, env ...string) float64 {
 	// The shell joins the cgroup, then becomes the sidecar: it reads its
 	// limit from its first instruction on.
 	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$1" && exec "$0"`, os.Args[0], procs)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "GOMEMLIMIT=") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Env = append(cmd.Env, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
-		"--traefik.apiURL=http://127.0.0.1:1 --address="+addr)
+	cmd.Env = plainSidecarEnv("GOMEMLIMIT", env, "--address="+addr)
 	defer start(t, cmd)()
 	return goMetric(t, addr, "go_gc_gomemlimit_bytes", func(float64) bool { return true })
+}
+
+// plainSidecarEnv is the environment of the test binary playing a sidecar
+// without etcd, whose Traefik never answers, with more args: this test's,
+// without the variable named drop, then env.
+func plainSidecarEnv(drop string, env []string, args string) []string {
+	var out []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, drop+"=") {
+			out = append(out, e)
+		}
+	}
+	out = append(out, env...)
+	return append(out, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
+		"--traefik.apiURL=http://127.0.0.1:1 "+args)
 }
 
 // goMetric reads one of the sidecar's own metrics at addr until done
@@ -260,14 +268,7 @@ func TestTheStartCollectsOftenUntilTheFirstSet(t *testing.T) {
 	} {
 		addr := freeAddr(t)
 		cmd := exec.Command(os.Args[0])
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "GOGC=") {
-				cmd.Env = append(cmd.Env, e)
-			}
-		}
-		cmd.Env = append(cmd.Env, tc.env...)
-		cmd.Env = append(cmd.Env, "TESTMAIN_RUN=1", "TESTMAIN_ARGS=--worker.authority=w --worker.node=n --etcd.endpoints= "+
-			"--traefik.apiURL=http://127.0.0.1:1 --plugin.startGrace="+tc.grace+" --address="+addr)
+		cmd.Env = plainSidecarEnv("GOGC", tc.env, "--plugin.startGrace="+tc.grace+" --address="+addr)
 		stop := start(t, cmd)
 		got := goMetric(t, addr, "go_gc_gogc_percent", func(v float64) bool { return v == tc.want })
 		stop()
