@@ -300,3 +300,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestATreesNodesAreNotOneAllocationEach: ToNode's nodes are short-lived,
+// and one allocation each (136 bytes) shared the spans of what decoding
+// keeps of that size; a cold start's collections left those spans partly
+// used (BENCHMARKS.md's heap-unused figure). A tree with 180 more nodes
+// must cost fewer than 180 more allocations (each node's children list
+// is still its own).
+func TestATreesNodesAreNotOneAllocationEach(t *testing.T) {
+	pairs := func(n int) []kv.Pair {
+		var ps []kv.Pair
+		for i := 0; i < n; i++ {
+			ps = append(ps, kv.Pair{Key: fmt.Sprintf("k%03d/sub/leaf", i), Value: "v"})
+		}
+		return ps
+	}
+	few, many := pairs(4), pairs(64)
+	a := testing.AllocsPerRun(20, func() { kv.ToNode(few) })
+	b := testing.AllocsPerRun(20, func() { kv.ToNode(many) })
+	if nodes := 3 * (64 - 4); b-a >= float64(nodes) {
+		t.Errorf("%d more nodes took %.0f more allocations (%.0f against %.0f)", nodes, b-a, b, a)
+	}
+}
