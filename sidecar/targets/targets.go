@@ -4,10 +4,10 @@
 package targets
 
 import (
+	"cmp"
 	"net"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -228,10 +228,12 @@ func Normalize(ts []Target) []Target {
 				ls = append(ls, l)
 			}
 		}
-		sort.Slice(ls, func(a, b int) bool { return ls[a].Name < ls[b].Name })
+		// slices', not sort.Slice, which allocates twice a call, for
+		// every router built; the same algorithm, so the same order.
+		slices.SortFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 		ts[i].Labels = ls
 	}
-	sort.Slice(ts, func(i, j int) bool { return less(ts[i], ts[j]) })
+	slices.SortFunc(ts, compareTargets)
 	out := ts[:0]
 	for i, t := range ts {
 		if i > 0 && !less(ts[i-1], t) {
@@ -242,22 +244,24 @@ func Normalize(ts []Target) []Target {
 	return out
 }
 
-func less(a, b Target) bool {
-	if ga, gb := a.Label("service_group"), b.Label("service_group"); ga != gb {
-		return ga < gb
+func less(a, b Target) bool { return compareTargets(a, b) < 0 }
+
+func compareTargets(a, b Target) int {
+	if c := strings.Compare(a.Label("service_group"), b.Label("service_group")); c != 0 {
+		return c
 	}
-	if a.Address != b.Address {
-		return a.Address < b.Address
+	if c := strings.Compare(a.Address, b.Address); c != 0 {
+		return c
 	}
 	for i := 0; i < len(a.Labels) && i < len(b.Labels); i++ {
-		if a.Labels[i] != b.Labels[i] {
-			if a.Labels[i].Name != b.Labels[i].Name {
-				return a.Labels[i].Name < b.Labels[i].Name
-			}
-			return a.Labels[i].Value < b.Labels[i].Value
+		if c := strings.Compare(a.Labels[i].Name, b.Labels[i].Name); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Labels[i].Value, b.Labels[i].Value); c != 0 {
+			return c
 		}
 	}
-	return len(a.Labels) < len(b.Labels)
+	return cmp.Compare(len(a.Labels), len(b.Labels))
 }
 
 // builder builds one router's targets and records every input it read
