@@ -482,8 +482,10 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 		if err := cfg.Validate(); err != nil {
 			return nil, "", fmt.Errorf("plugin/%s/%w", s.pluginName, err)
 		}
-		described := cfg.Described()
-		m.SD = &described
+		// In place: a copy would leave the decoded one as garbage the size
+		// of the kept one, among them in a cold start's spans.
+		*cfg = cfg.Described()
+		m.SD = cfg
 	}
 	if pairs := s.pairsOf(obj, goPrefix); len(pairs) > 0 {
 		var goCfg struct {
