@@ -264,10 +264,16 @@ func validLabels(labels map[string]string) bool {
 	return true
 }
 
-// sidecarURLOK is parsed on every call, not cached: under Yaegi a lock
-// and a map lookup cost more native calls than the one url.Parse they
-// would save.
+// sidecarURLOK takes the default, which nearly every configuration keeps,
+// without a parse: the sidecar checks every configuration it decodes from
+// etcd, and each parse left a URL among what a cold start keeps. Any other
+// is parsed on every call, not cached: under Yaegi a lock and a map lookup
+// cost more native calls than the one url.Parse they would save.
 func sidecarURLOK(raw string) bool {
+	return raw == DefaultSidecarURL || parsedSidecarURLOK(raw)
+}
+
+func parsedSidecarURLOK(raw string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

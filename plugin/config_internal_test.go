@@ -58,3 +58,15 @@ func FuzzOkAgreesWithCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestTheDefaultSidecarURLIsOneTheParseAccepts: sidecarURLOK takes the
+// default without parsing it, which is right only while the parse would
+// take it too.
+func TestTheDefaultSidecarURLIsOneTheParseAccepts(t *testing.T) {
+	if !parsedSidecarURLOK(DefaultSidecarURL) {
+		t.Errorf("the default sidecar URL %q is one the parse refuses", DefaultSidecarURL)
+	}
+	if !sidecarURLOK(DefaultSidecarURL) || sidecarURLOK("127.0.0.1:9180") || sidecarURLOK("") {
+		t.Error("sidecarURLOK does not answer as the parse does")
+	}
+}
