@@ -147,6 +147,9 @@ func BenchmarkRelist100k(b *testing.B) {
 		// For pprof by function, when the package figures are not enough.
 		writeHeapProfile(b, f)
 	}
+	if os.Getenv("BENCH_HOLES") != "" {
+		holesByClass()
+	}
 
 	var listing, applying time.Duration
 	// What the re-lists allocate and how often the collector ran during
@@ -512,4 +515,51 @@ func benchCircuits() int {
 		return n
 	}
 	return 100000
+}
+
+// holesByClass says, on standard error, how many bytes of each size
+// class's partly used spans are free: the room heap-unused-B/target
+// counts, by class, found by allocating objects of the class (with and
+// without pointers, which have spans of their own) until the runtime's
+// count of unused heap stops falling. A diagnostic for BENCH_HOLES: it
+// grows the heap, so it runs after the figures at rest, and the re-list's
+// figures after it are not the benchmark's.
+func holesByClass() {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	u := []metrics.Sample{{Name: "/memory/classes/heap/unused:bytes"}}
+	unused := func() int64 { metrics.Read(u); return int64(u[0].Value.Uint64()) }
+	var keep []any
+	total := int64(0)
+	for _, c := range ms.BySize[1:] {
+		size := int(c.Size)
+		for _, pointers := range []bool{false, true} {
+			start := unused()
+			low, still := start, 0
+			// A span's worth at a time: the holes are taken span by span,
+			// as the allocator refills its cache from partly used spans.
+			chunk := max(32768/size, 1)
+			for still < 4 {
+				for i := 0; i < chunk; i++ {
+					if pointers {
+						keep = append(keep, make([]*int, size/8))
+					} else {
+						keep = append(keep, make([]byte, size))
+					}
+				}
+				if now := unused(); now < low {
+					low, still = now, 0
+				} else {
+					still++
+				}
+			}
+			if d := start - low; d >= 64<<10 {
+				fmt.Fprintf(os.Stderr, "holes: class %5d B, pointers %-5v: %6d KiB\n", size, pointers, d>>10)
+			}
+			total += start - low
+		}
+	}
+	fmt.Fprintf(os.Stderr, "holes: %d KiB found\n", total>>10)
+	runtime.KeepAlive(keep)
 }
