@@ -1,6 +1,7 @@
 package dynamic
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -235,14 +236,66 @@ func TestARoutersListsShareTheMirrorsText(t *testing.T) {
 		t.Fatalf("entry points %q, want %q", r.EntryPoints, want)
 	}
 	packed := s.raw[id].packed
-	within := func(v string) bool {
-		start := uintptr(unsafe.Pointer(unsafe.StringData(packed)))
-		p := uintptr(unsafe.Pointer(unsafe.StringData(v)))
-		return p >= start && p+uintptr(len(v)) <= start+uintptr(len(packed))
-	}
 	for _, m := range append(r.Middlewares, r.EntryPoints[1]) {
-		if !within(m) {
+		if !within(packed, m) {
 			t.Errorf("%q is not the mirror's text", m)
+		}
+	}
+}
+
+// within tells whether v's bytes lie inside text's.
+func within(text, v string) bool {
+	start := uintptr(unsafe.Pointer(unsafe.StringData(text)))
+	p := uintptr(unsafe.Pointer(unsafe.StringData(v)))
+	return p >= start && p+uintptr(len(v)) <= start+uintptr(len(text))
+}
+
+// A circuit's identity read from its JSON is the mirror's own text (the
+// projection it keeps), not a copy held beside it; a value the JSON
+// and the projection escape has no equal text there, and stays the
+// decoded copy.
+func TestACircuitsIdentityIsTheMirrorsText(t *testing.T) {
+	for _, app := range []string{"llama-chat", `a"b`} {
+		l := circuitListing(t, func(k, v string) string {
+			if !strings.HasSuffix(k, "/"+circuitKey) {
+				return v
+			}
+			var c map[string]any
+			if err := json.Unmarshal([]byte(v), &c); err != nil {
+				t.Fatal(err)
+			}
+			c["app"], c["session_ids"] = app, []string{"sess-2", "sess-1"}
+			b, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		})
+		s := NewStore("traefik-sd")
+		s.Reset(l)
+		if _, errs := s.Commit(); len(errs) != 0 {
+			t.Fatal(errs)
+		}
+		seen := false
+		for name, m := range s.Middlewares {
+			a := m.AppProxy
+			if a == nil || a.App == "" {
+				continue
+			}
+			seen = true
+			want := AppProxyIdentity{CircuitID: "00000007-0000-4000-8000-000000000000", App: app, SessionIDs: []string{"sess-1", "sess-2"}}
+			if !reflect.DeepEqual(*a, want) {
+				t.Fatalf("%s: %+v, want %+v", name, *a, want)
+			}
+			packed := s.raw[ObjectID{Kind: Middlewares, Name: name}].packed
+			for _, v := range append([]string{a.CircuitID, a.App}, a.SessionIDs...) {
+				if in := within(packed, v); in != (v != `a"b`) {
+					t.Errorf("%s: %q in the mirror's text: %v", name, v, in)
+				}
+			}
+		}
+		if !seen {
+			t.Fatal("no middleware read the circuit JSON")
 		}
 	}
 }

@@ -539,10 +539,33 @@ func (s *Store) decodeMiddleware(obj *rawObject) (*Middleware, string, error) {
 		}
 		projections = append(projections, projection)
 	}
-	if size >= whole {
-		return m, "", nil
+	text, slim := obj.packed, ""
+	if size < whole {
+		slim = s.slim(obj, size, projections, sdPrefix, goPrefix)
+		text = slim
 	}
-	return m, s.slim(obj, size, projections, sdPrefix, goPrefix), nil
+	if a := m.AppProxy; a != nil {
+		// Decoded from the circuit JSON, they are copies of bytes the
+		// mirror keeps (in its projection): 64 bytes a circuit, in a size
+		// class the decoding's garbage shares. From the Go plugin's keys,
+		// they are the old packing's text, which they would keep alive.
+		a.CircuitID, a.App = sameText(text, a.CircuitID), sameText(text, a.App)
+		for i, id := range a.SessionIDs {
+			a.SessionIDs[i] = sameText(text, id)
+		}
+	}
+	return m, slim, nil
+}
+
+// sameText returns s as a run of text that equals it, where text has one.
+func sameText(text, s string) string {
+	if s == "" {
+		return s
+	}
+	if i := strings.Index(text, s); i >= 0 {
+		return text[i : i+len(s)]
+	}
+	return s
 }
 
 // slim packs obj's keys in size bytes, as decodeMiddleware's first pass
