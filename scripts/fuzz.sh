@@ -19,6 +19,7 @@ targets=(
   "./sidecar/traefikapi FuzzRouterAnswer"
   "./sidecar/routeinfo FuzzDecode"
   "./sidecar/watch FuzzParseRange"
+  "./sidecar/serverurl FuzzPlainReadsAsURLParse"
   "./plugin FuzzOkAgreesWithCheck"
 )
 for t in "${targets[@]}"; do
