@@ -18,6 +18,7 @@ import (
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/kv"
 	"github.com/traefik-sd/traefik-sd/sidecar/redact"
+	"github.com/traefik-sd/traefik-sd/sidecar/serverurl"
 )
 
 // Kind is the kind of a configuration object. It is a number and not its
@@ -442,6 +443,9 @@ func (s *Store) decodeObject(id ObjectID, obj *rawObject) (value interface{}, sl
 		}
 		if svc.LoadBalancer != nil {
 			for i, srv := range svc.LoadBalancer.Servers {
+				if serverurl.Accepted(srv.URL) {
+					continue
+				}
 				if err := plugin.CheckServerURL(srv.URL); err != nil {
 					return nil, "", fmt.Errorf("loadBalancer/servers/[%d]/url: %w", i, err)
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/traefik-sd/traefik-sd/plugin"
 	"github.com/traefik-sd/traefik-sd/sidecar/dynamic"
+	"github.com/traefik-sd/traefik-sd/sidecar/serverurl"
 	"github.com/traefik-sd/traefik-sd/sidecar/source"
 )
 
@@ -608,6 +609,12 @@ func (s server) endpoint() (host, port, scheme string, ok bool) {
 		host, port, err := net.SplitHostPort(s.url)
 		return host, port, "", err == nil && host != "" && port != ""
 	}
+	if scheme, host, port, ok := serverurl.Plain(s.url); ok {
+		if port == "" {
+			port = defaultPort(scheme)
+		}
+		return host, port, scheme, true
+	}
 	u, err := url.Parse(s.url)
 	if err != nil || u.Hostname() == "" {
 		return "", "", "", false
@@ -622,7 +629,11 @@ func serverPort(u *url.URL) string {
 	if p := u.Port(); p != "" {
 		return p
 	}
-	if u.Scheme == "https" {
+	return defaultPort(u.Scheme)
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
 		return "443"
 	}
 	return "80"
