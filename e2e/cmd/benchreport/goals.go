@@ -453,7 +453,7 @@ func memoryGoal(rs runSet) verdict {
 }
 
 // The cold start's peaks: under Go's default collector, and under
-// GOMEMLIMIT at 90% of a limit of 1.5 times the RSS at rest, with that
+// GOMEMLIMIT at 90% of a limit of twice the RSS at rest, with that
 // cold start's time.
 const (
 	coldPeakRSS        = "cold-peak-rss-MiB"
