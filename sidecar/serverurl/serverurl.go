@@ -6,53 +6,38 @@
 // where it answers as url.Parse does (FuzzPlainReadsAsURLParse).
 package serverurl
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Plain splits raw as url.Parse would give its Scheme, Hostname() and
 // Port(), when raw is scheme://host[:port][/path] with a scheme of
-// lower-case letters and digits, a host of letters, digits, dots and hyphens, a port of digits
-// and a path of letters, digits and ._~/- only; ok is false otherwise.
+// lower-case letters and digits, a host of letters, digits, dots and
+// hyphens, a port of digits and a path of letters, digits and ._~/- only;
+// ok is false otherwise.
 func Plain(raw string) (scheme, host, port string, ok bool) {
 	i := 0
-	for i < len(raw) && ('a' <= raw[i] && raw[i] <= 'z' || i > 0 && '0' <= raw[i] && raw[i] <= '9') {
+	for i < len(raw) && ('a' <= raw[i] && raw[i] <= 'z' || i > 0 && isDigit(raw[i])) {
 		i++
 	}
 	if i == 0 || len(raw)-i < 3 || raw[i:i+3] != "://" {
 		return "", "", "", false
 	}
 	scheme, rest := raw[:i], raw[i+3:]
-	end := 0
-	for end < len(rest) && rest[end] != '/' {
-		end++
-	}
-	authority, path := rest[:end], rest[end:]
-	for j := 0; j < len(path); j++ {
-		if c := path[j]; !alnum(c) && c != '.' && c != '_' && c != '~' && c != '/' && c != '-' {
-			return "", "", "", false
-		}
+	authority, path := rest, ""
+	if j := strings.IndexByte(rest, '/'); j >= 0 {
+		authority, path = rest[:j], rest[j:]
 	}
 	host = authority
-	for j := 0; j < len(authority); j++ {
-		if authority[j] == ':' {
-			host, port = authority[:j], authority[j+1:]
-			if port == "" {
-				return "", "", "", false
-			}
-			for k := 0; k < len(port); k++ {
-				if port[k] < '0' || port[k] > '9' {
-					return "", "", "", false
-				}
-			}
-			break
-		}
-	}
-	if host == "" {
-		return "", "", "", false
-	}
-	for j := 0; j < len(host); j++ {
-		if c := host[j]; !alnum(c) && c != '.' && c != '-' {
+	if j := strings.IndexByte(authority, ':'); j >= 0 {
+		host, port = authority[:j], authority[j+1:]
+		if port == "" || !only(port, isDigit) {
 			return "", "", "", false
 		}
+	}
+	if host == "" || !only(host, isHostByte) || !only(path, isPathByte) {
+		return "", "", "", false
 	}
 	return scheme, host, port, true
 }
@@ -72,6 +57,20 @@ func Accepted(raw string) bool {
 	return err == nil && n >= 1 && n <= 65535
 }
 
-func alnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+// only tells whether every byte of s is one ok takes.
+func only(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isHostByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || isDigit(c) || c == '.' || c == '-'
+}
+
+func isPathByte(c byte) bool { return isHostByte(c) || c == '_' || c == '~' || c == '/' }

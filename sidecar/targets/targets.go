@@ -237,15 +237,13 @@ func Normalize(ts []Target) []Target {
 	slices.SortFunc(ts, compareTargets)
 	out := ts[:0]
 	for i, t := range ts {
-		if i > 0 && !less(ts[i-1], t) {
+		if i > 0 && compareTargets(ts[i-1], t) == 0 {
 			continue
 		}
 		out = append(out, t)
 	}
 	return out
 }
-
-func less(a, b Target) bool { return compareTargets(a, b) < 0 }
 
 func compareTargets(a, b Target) int {
 	if c := strings.Compare(a.Label("service_group"), b.Label("service_group")); c != 0 {
