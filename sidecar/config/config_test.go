@@ -3,11 +3,13 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/traefik-sd/traefik-sd/sidecar/config"
+	"github.com/traefik/paerser/types"
 )
 
 // load runs the paerser command as main does, with args after the program name.
@@ -356,5 +358,41 @@ func TestAPlainTraefikNeedsNoBackendAI(t *testing.T) {
 		if _, err := load(t, args...); err == nil || !strings.Contains(err.Error(), "--worker.authority") {
 			t.Errorf("%v: got %v, want --worker.authority required", args, err)
 		}
+	}
+}
+
+// TestFlagsGiveTheConfigurationBack: the command line Flags writes for a
+// configuration loads into the same configuration, durations, lists,
+// booleans turned off and optional groups included; an option left at its
+// default is not written.
+func TestFlagsGiveTheConfigurationBack(t *testing.T) {
+	want := config.Default()
+	want.Address = "127.0.0.1:19180"
+	want.Worker.Authority, want.Worker.Node = "worker-1", "node-a"
+	want.Etcd.Endpoints = []string{"10.0.0.1:2379", "10.0.0.2:2379"}
+	want.Etcd.ProgressInterval = types.Duration(300 * time.Millisecond)
+	want.Etcd.TLS = &config.TLS{InsecureSkipVerify: true}
+	want.Traefik.MetricsURL = "http://127.0.0.1:8080/metrics"
+	want.Traefik.ScrapeInterval = types.Duration(90 * time.Second)
+	want.Routes.All, want.Routes.Meta = true, false
+	want.Server.MaxPushBytes = 200 << 20
+	args, err := config.Flags(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--log.level=") || strings.HasPrefix(a, "--server.maxConns=") {
+			t.Errorf("%s: written, though at its default", a)
+		}
+	}
+	got, err := load(t, args...)
+	if err != nil {
+		t.Fatalf("loading %q: %v", args, err)
+	}
+	if err := want.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("loaded from %q:\n%+v\nwant\n%+v", args, got, want)
 	}
 }

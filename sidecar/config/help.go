@@ -51,6 +51,54 @@ func Options() ([]Option, error) {
 	return out, nil
 }
 
+// Flags is the command line that gives c from the defaults: every option
+// whose value differs from Default's, as --option=value. Tests start the
+// built binary with it, configured as they would run the daemon in process.
+// It is for a configuration as given, before Complete derives from it.
+func Flags(c *Configuration) ([]string, error) {
+	defaults := map[string]string{}
+	flats, err := flag.Encode(Default())
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range flats {
+		defaults[f.Name] = f.Default
+	}
+	if flats, err = flag.Encode(c); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range flats {
+		path := strings.Split(f.Name, ".")
+		field, ok := fieldAt(reflect.TypeOf(Configuration{}), path)
+		if !ok {
+			return nil, fmt.Errorf("option %s: no field of the configuration", f.Name)
+		}
+		if k := field.Type.Kind(); k == reflect.Struct || k == reflect.Pointer {
+			continue // a group: its options follow it
+		}
+		if def, ok := defaults[f.Name]; ok && def == f.Default {
+			continue
+		}
+		value := f.Default
+		if d, ok := valueAt(reflect.ValueOf(c), path).Interface().(types.Duration); ok {
+			value = time.Duration(d).String() // paerser's encoding drops what is under a second
+		}
+		out = append(out, "--"+optionName(path)+"="+value)
+	}
+	return out, nil
+}
+
+// valueAt is the value of the field a lower-case option path names, in a
+// configuration whose groups along the path are set (as flag.Encode lists
+// only those).
+func valueAt(v reflect.Value, path []string) reflect.Value {
+	for _, name := range path {
+		v = reflect.Indirect(v).FieldByNameFunc(func(f string) bool { return strings.EqualFold(f, name) })
+	}
+	return v
+}
+
 // printHelp lists every option with its flag, its environment variable and
 // its default, in the order the sources apply.
 func printHelp(w io.Writer, cmd *cli.Command) error {
