@@ -32,9 +32,10 @@ run go test -run '^$' -bench 'BuildAndRender' -benchtime 20x ./sidecar/targets
 (cd plugin/interpreted && run go test -run '^$' -bench 'ServeHTTP' -benchtime 1000000x .)
 (cd plugin/interpreted && run go test -run '^$' -bench 'BenchmarkNew$' -benchtime 3000x .)
 # Three runs at 10,000 circuits (the goal is met in three out of three),
-# then one at 100,000, each size in a process of its own.
-run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=10000$' -benchtime 1000x -count 3 -timeout 30m ./sidecar/daemon
-run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=100000$' -benchtime 200x -timeout 60m ./sidecar/daemon
+# then three at 100,000 (every run), each size in a process of its own;
+# the sidecar is the built binary, a process of its own beside them.
+SIDECAR_BIN="$PWD/bin/traefik-sd" run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=10000$' -benchtime 1000x -count 3 -timeout 30m ./sidecar/daemon
+SIDECAR_BIN="$PWD/bin/traefik-sd" run go test -run '^$' -bench 'EtcdChangeToTargets/circuits=100000$' -benchtime 200x -count 3 -timeout 60m ./sidecar/daemon
 run go test -run '^$' -bench 'Relist100k' -benchtime 5x -timeout 60m ./sidecar/engine
 echo "bench: Traefik with and without the plugin, in Backend.AI's chain; its etcd ceiling; etcd write to targets through Traefik; without etcd" >&2
 # Rounds alternate the variants: ten of each for one router's throughput,

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,13 +53,16 @@ func (f *fakeTraefikMetrics) set(body string) {
 
 type env struct {
 	// logTo, when set, receives the sidecar's log from info up.
-	logTo   io.Writer
-	etcd    *testbed.Etcd
-	client  *clientv3.Client
-	coord   *coordinator.Writer
-	base    string
-	metrics *fakeTraefikMetrics
-	traefik *fakeTraefik
+	logTo io.Writer
+	// processIn, when set, runs the sidecar as the built binary, a process
+	// of its own with its log in that directory, instead of in the tests'.
+	processIn string
+	etcd      *testbed.Etcd
+	client    *clientv3.Client
+	coord     *coordinator.Writer
+	base      string
+	metrics   *fakeTraefikMetrics
+	traefik   *fakeTraefik
 	// coordinatorURL serves the coordinator's API from what coord wrote.
 	coordinatorURL string
 }
@@ -89,7 +94,18 @@ func startEnvLogging(t testbed.T, authority string, configure func(*config.Confi
 	} else {
 		dir = t.(interface{ TempDir() string }).TempDir()
 	}
-	e := &env{etcd: testbed.StartEtcd(t, dir), logTo: logTo}
+	return (&env{logTo: logTo}).start(t, authority, configure, dir)
+}
+
+// startEnvProcess is startEnvWith with the sidecar as the built binary
+// (SIDECAR_BIN, or traefik-sd on the PATH): its heap and its collector are
+// its own, not shared with the stand-ins, as beside a real Traefik.
+func startEnvProcess(t testbed.T, authority string, configure func(*config.Configuration), dir string) *env {
+	return (&env{processIn: dir}).start(t, authority, configure, dir)
+}
+
+func (e *env) start(t testbed.T, authority string, configure func(*config.Configuration), dir string) *env {
+	e.etcd = testbed.StartEtcd(t, dir)
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	testbed.Must(t, err, "etcd client")
 	t.Cleanup(func() { client.Close() })
@@ -126,9 +142,20 @@ func startEnvLogging(t testbed.T, authority string, configure func(*config.Confi
 func (e *env) runWithTraefik(t testbed.T, cfg *config.Configuration) (string, *fakeTraefik) {
 	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
 	cfg.Traefik.MetricsURL = f.URL + "/metrics"
+	var base string
+	if e.processIn != "" {
+		cfg.Address = "127.0.0.1:" + strconv.Itoa(testbed.FreePort(t))
+		args, err := config.Flags(cfg)
+		testbed.Must(t, err, "the sidecar's flags")
+		testbed.Start(t, &testbed.Process{Name: "traefik-sd", Path: testbed.Binary(t, "SIDECAR_BIN", "traefik-sd"),
+			Args: args, Dir: e.processIn, Log: filepath.Join(e.processIn, "traefik-sd.log")})
+		base = "http://" + cfg.Address
+	}
 	testbed.Must(t, cfg.Complete(), "config")
-	addr, _ := startDaemonLogging(t, cfg, e.logTo)
-	base := "http://" + addr
+	if base == "" {
+		addr, _ := startDaemonLogging(t, cfg, e.logTo)
+		base = "http://" + addr
+	}
 	f.attach(base)
 	testbed.WaitHTTP(t, nil, base+"/readyz", http.StatusOK, 20*time.Second)
 	return base, f
