@@ -40,14 +40,13 @@ type Builder struct {
 	routed int
 	mix    [4]uint64
 	// rendered holds each router's targets in order, and at each router's
-	// place in it, so that freezing the set copies one slice instead of
+	// place in it, so that freezing the set shares a list instead of
 	// looking up every router: at 100,000 circuits that walk was most of
-	// a change's cost. A frozen set shares rendered; the next change to
-	// it copies it first. inner is the sum of their JSON sizes without
-	// brackets.
-	rendered [][]storedTarget
+	// a change's cost. A frozen set shares rendered's chunks; the next
+	// change copies the chunk it writes first. inner is the sum of their
+	// JSON sizes without brackets.
+	rendered ownedList
 	at       map[string]int
-	shared   bool
 	inner    int
 	// notServed holds the circuits Traefik does not serve, by router.
 	notServed map[string]NotServed
@@ -110,6 +109,7 @@ func NewBuilder(opts Options) *Builder {
 		held:       map[string]bool{},
 		at:         map[string]int{},
 		schemas:    newSchemas(),
+		rendered:   ownedList{chunk: chunkLen},
 	}
 }
 
@@ -178,7 +178,7 @@ func (b *Builder) Update(in Inputs, ch Changes) []string {
 	} else {
 		for _, name := range names {
 			if i, ok := b.at[name]; ok {
-				b.place(i, b.routers[name].targets)
+				b.rendered.set(i, b.routers[name].targets)
 			}
 		}
 	}
@@ -363,28 +363,17 @@ func (b *Builder) store(name string, old *routerTargets, r built) {
 // index places every router of order in rendered, after order changed.
 func (b *Builder) index() {
 	b.at = make(map[string]int, len(b.order))
-	b.rendered = make([][]storedTarget, len(b.order))
-	b.shared = false
+	b.rendered.reset(len(b.order))
 	for i, name := range b.order {
 		b.at[name] = i
-		b.rendered[i] = b.routers[name].targets
+		b.rendered.set(i, b.routers[name].targets)
 	}
-}
-
-// place stores a rebuilt router's targets at its place, copying rendered
-// first if a frozen set still reads it.
-func (b *Builder) place(i int, ts []storedTarget) {
-	if b.shared {
-		b.rendered = slices.Clone(b.rendered)
-		b.shared = false
-	}
-	b.rendered[i] = ts
 }
 
 // Targets returns the current set: route targets by router, then the
 // static ones. It makes every target; Each does not.
 func (b *Builder) Targets() []Target {
-	return (&Frozen{routers: b.rendered[:b.kept], static: b.static}).Targets()
+	return (&Frozen{routers: b.rendered.prefix(b.kept), static: b.static}).Targets()
 }
 
 // Each calls fn with each target of the current set, in the order Targets
@@ -393,7 +382,7 @@ func (b *Builder) Targets() []Target {
 // whole set made is about 80 MB.
 func (b *Builder) Each(fn func(Target)) {
 	var labels []Label
-	for _, ts := range b.rendered[:b.kept] {
+	for ts := range b.rendered.prefix(b.kept).all() {
 		for i := range ts {
 			labels = ts[i].appendLabels(labels[:0])
 			fn(Target{Address: ts[i].address, Labels: labels})
@@ -413,18 +402,12 @@ func (b *Builder) AppendJSON(dst []byte) []byte { return b.Freeze().AppendJSON(d
 func (b *Builder) Freeze() *Frozen {
 	// Each piece's JSON without its brackets, a comma between pieces, and
 	// the brackets around them all.
-	var f *Frozen
-	pieces, inner := 0, 0
-	if b.kept == len(b.order) {
-		b.shared = true
-		f = &Frozen{routers: b.rendered, static: b.static}
-		pieces, inner = len(b.order), b.inner
-	} else {
-		f = &Frozen{routers: make([][]storedTarget, 0, b.kept), static: b.static}
+	f := &Frozen{routers: b.rendered.share().prefix(b.kept), static: b.static}
+	pieces, inner := len(b.order), b.inner
+	if b.kept < len(b.order) {
+		pieces, inner = 0, 0
 		for _, name := range b.order[:b.kept] {
-			rt := b.routers[name]
-			f.routers = append(f.routers, rt.targets)
-			pieces, inner = pieces+1, inner+rt.size-2
+			pieces, inner = pieces+1, inner+b.routers[name].size-2
 		}
 	}
 	if len(b.static) > 0 {
@@ -436,7 +419,7 @@ func (b *Builder) Freeze() *Frozen {
 
 // Frozen is the set at one moment, rendered on demand.
 type Frozen struct {
-	routers [][]storedTarget
+	routers routerList
 	static  []Target
 	size    int
 }
@@ -445,11 +428,11 @@ type Frozen struct {
 // the static ones.
 func (f *Frozen) Targets() []Target {
 	n := len(f.static)
-	for _, ts := range f.routers {
+	for ts := range f.routers.all() {
 		n += len(ts)
 	}
 	out := make([]Target, 0, n)
-	for _, ts := range f.routers {
+	for ts := range f.routers.all() {
 		for i := range ts {
 			out = append(out, ts[i].target())
 		}
@@ -490,7 +473,7 @@ const spillAt = 32 << 10
 func (f *Frozen) render(dst []byte, spill func([]byte) error) ([]byte, error) {
 	dst = append(dst, '[')
 	n := 0
-	for _, ts := range f.routers {
+	for ts := range f.routers.all() {
 		if n > 0 {
 			dst = append(dst, ',')
 		}

@@ -39,3 +39,11 @@ func CollidingSchemas(b *Builder) *Builder {
 	b.schemas.alike = true
 	return b
 }
+
+// Chunked makes b keep its routers' targets in chunks of n routers
+// (chunkLen otherwise), so that a few routers span several chunks. Call it
+// before the first Update.
+func Chunked(b *Builder, n int) *Builder {
+	b.rendered.chunk = n
+	return b
+}
