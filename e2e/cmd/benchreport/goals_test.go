@@ -249,14 +249,20 @@ func TestOneRunOverTheLimitMissesTheLatencyGoal(t *testing.T) {
 }
 
 func TestTheLatencyGoalAtOneHundredThousandCircuits(t *testing.T) {
-	for p99, want := range map[string]string{"49.9": "met", "50.1": "missed"} {
-		vs := judge(t, "BenchmarkEtcdChangeToTargets/circuits=100000-2	200	1 ns/op	20 p50-ms	"+p99+" p99-ms\n")
-		v := find(t, vs, "etcd change → `/v1/targets`, 100,000")
-		if v.met != want || v.goal != "p99 ≤ 50 ms in every run" {
-			t.Errorf("p99 %s: %+v, want %s", p99, v, want)
+	const run = "BenchmarkEtcdChangeToTargets/circuits=100000-2	200	1 ns/op	20 p50-ms	%s p99-ms\n"
+	for _, c := range []struct{ p99s, want, why string }{
+		{"3 49.9 12", "met", ""},
+		{"3 50.1 12", "missed", "The median change took 20 ms: the tail"},
+		{"3 12", "missed", "Only 2 runs made"},
+		{"49.9", "missed", "Only 1 run made"},
+	} {
+		var lines string
+		for _, p99 := range strings.Fields(c.p99s) {
+			lines += fmt.Sprintf(run, p99)
 		}
-		if want == "missed" && !strings.Contains(v.why, "The median change took 20 ms: the tail") {
-			t.Errorf("why: %q", v.why)
+		v := find(t, judge(t, lines), "etcd change → `/v1/targets`, 100,000")
+		if v.met != c.want || v.goal != "p99 ≤ 50 ms in three runs out of three" || !strings.Contains(v.why, c.why) {
+			t.Errorf("p99s %s: %+v, want %s (%q)", c.p99s, v, c.want, c.why)
 		}
 	}
 }
