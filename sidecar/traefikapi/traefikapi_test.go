@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -427,5 +428,40 @@ func TestAnUnchangedListingIsNotDecodedAgain(t *testing.T) {
 			t.Fatalf("a listing after a per-name answer was skipped: %+v", u)
 		}
 		break
+	}
+}
+
+// TestASweepAllocatesItsPagesOnce: reading a listing of 32 pages of 128 KiB
+// (100,000 routers are a hundred pages of about 500 KiB) keeps each page in
+// a slice of its size and reads it through one buffer: io.ReadAll's growing
+// slices allocated twice the listing.
+func TestASweepAllocatesItsPagesOnce(t *testing.T) {
+	const pages, size = 32, 128 << 10
+	page := []byte("[" + strings.Repeat(" ", size-2) + "]")
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		n, _ := strconv.Atoi(req.URL.Query().Get("page"))
+		next := n + 1
+		if n == pages {
+			next = 1
+		}
+		rw.Header().Set("X-Next-Page", strconv.Itoa(next))
+		_, _ = rw.Write(page) // no Content-Length: Traefik's listings are chunked too
+	}))
+	t.Cleanup(srv.Close)
+	c := &traefikapi.Client{Base: srv.URL, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	ctx := context.Background()
+	if _, _, err := traefikapi.List(ctx, c, "/api/http/routers"); err != nil { // connections made
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, _, err := traefikapi.List(ctx, c, "/api/http/routers")
+	runtime.ReadMemStats(&after)
+	if err != nil || len(got) != pages {
+		t.Fatalf("%d pages, %v", len(got), err)
+	}
+	listing := pages * size
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(listing)*3/2 {
+		t.Errorf("reading %d bytes allocated %d", listing, n)
 	}
 }
