@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,7 @@ type fakeTraefik struct {
 
 	mu       sync.Mutex
 	routers  map[string]routerAnswer // by qualified name
+	sorted   []string                // the routers' names in order, for the listing's pages; nil after a reload
 	disabled map[string]string       // router name -> Traefik's error
 	noPlugin bool
 	// badStatus, when set, is the status the API gives every router: one
@@ -187,7 +189,7 @@ func (f *fakeTraefik) reload(ctx context.Context) {
 		}
 		routers[a.Name] = a
 	}
-	f.routers = routers
+	f.routers, f.sorted = routers, nil
 	if f.cancel != nil {
 		f.cancel()
 	}
@@ -220,12 +222,40 @@ func (f *fakeTraefik) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	rw.Header().Set("Content-Type", "application/json")
 	switch rest := strings.TrimPrefix(req.URL.EscapedPath(), "/api/http/"); {
 	case rest == "routers":
-		list := make([]routerAnswer, 0, len(f.routers))
-		for _, r := range f.routers {
-			list = append(list, f.answer(r))
+		// Paged as Traefik pages it (pkg/api/criterion.go, pagination):
+		// per_page (100 unless given) from page (1 unless given), a page
+		// past the end refused, X-Next-Page naming the next and 1 after
+		// the last. Whole, the listing of 100,000 routers was one answer
+		// of tens of megabytes, which Traefik never sends.
+		if f.sorted == nil {
+			f.sorted = make([]string, 0, len(f.routers))
+			for name := range f.routers {
+				f.sorted = append(f.sorted, name)
+			}
+			sort.Strings(f.sorted)
 		}
-		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-		rw.Header().Set("X-Next-Page", "1")
+		per, page := 100, 1
+		if v, err := strconv.Atoi(req.URL.Query().Get("per_page")); err == nil {
+			per = v
+		}
+		if v, err := strconv.Atoi(req.URL.Query().Get("page")); err == nil {
+			page = v
+		}
+		start := (page - 1) * per
+		if start != 0 && start >= len(f.sorted) {
+			http.Error(rw, fmt.Sprintf("invalid request: page: %d, per_page: %d", page, per), http.StatusBadRequest)
+			return
+		}
+		end := min(start+per, len(f.sorted))
+		next := 1
+		if page*per < len(f.sorted) {
+			next = page + 1
+		}
+		list := make([]routerAnswer, 0, end-start)
+		for _, name := range f.sorted[start:end] {
+			list = append(list, f.answer(f.routers[name]))
+		}
+		rw.Header().Set("X-Next-Page", strconv.Itoa(next))
 		_ = json.NewEncoder(rw).Encode(list)
 	case strings.HasPrefix(rest, "routers/"):
 		name, _ := url.PathUnescape(strings.TrimPrefix(rest, "routers/"))
