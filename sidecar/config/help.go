@@ -70,18 +70,18 @@ func Flags(c *Configuration) ([]string, error) {
 	var out []string
 	for _, f := range flats {
 		path := strings.Split(f.Name, ".")
-		field, ok := fieldAt(reflect.TypeOf(Configuration{}), path)
-		if !ok {
+		field := valueAt(reflect.ValueOf(c), path)
+		if !field.IsValid() {
 			return nil, fmt.Errorf("option %s: no field of the configuration", f.Name)
 		}
-		if k := field.Type.Kind(); k == reflect.Struct || k == reflect.Pointer {
+		if k := field.Kind(); k == reflect.Struct || k == reflect.Pointer {
 			continue // a group: its options follow it
 		}
 		if def, ok := defaults[f.Name]; ok && def == f.Default {
 			continue
 		}
 		value := f.Default
-		if d, ok := valueAt(reflect.ValueOf(c), path).Interface().(types.Duration); ok {
+		if d, ok := field.Interface().(types.Duration); ok {
 			value = time.Duration(d).String() // paerser's encoding drops what is under a second
 		}
 		out = append(out, "--"+optionName(path)+"="+value)
@@ -89,12 +89,15 @@ func Flags(c *Configuration) ([]string, error) {
 	return out, nil
 }
 
-// valueAt is the value of the field a lower-case option path names, in a
-// configuration whose groups along the path are set (as flag.Encode lists
-// only those).
+// valueAt is the field a lower-case option path names, as paerser matches
+// names (case-insensitively), in a configuration whose groups along the
+// path are set (flag.Encode lists only those); invalid if there is none.
 func valueAt(v reflect.Value, path []string) reflect.Value {
 	for _, name := range path {
-		v = reflect.Indirect(v).FieldByNameFunc(func(f string) bool { return strings.EqualFold(f, name) })
+		if v = reflect.Indirect(v); v.Kind() != reflect.Struct {
+			return reflect.Value{}
+		}
+		v = v.FieldByNameFunc(func(f string) bool { return strings.EqualFold(f, name) })
 	}
 	return v
 }

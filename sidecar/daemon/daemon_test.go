@@ -142,20 +142,22 @@ func (e *env) start(t testbed.T, authority string, configure func(*config.Config
 func (e *env) runWithTraefik(t testbed.T, cfg *config.Configuration) (string, *fakeTraefik) {
 	f := startFakeTraefik(t, e.client, cfg.Worker.Authority)
 	cfg.Traefik.MetricsURL = f.URL + "/metrics"
-	var base string
+	var args []string // the binary's, written before Complete derives from them
 	if e.processIn != "" {
 		cfg.Address = "127.0.0.1:" + strconv.Itoa(testbed.FreePort(t))
-		args, err := config.Flags(cfg)
+		var err error
+		args, err = config.Flags(cfg)
 		testbed.Must(t, err, "the sidecar's flags")
-		testbed.Start(t, &testbed.Process{Name: "traefik-sd", Path: testbed.Binary(t, "SIDECAR_BIN", "traefik-sd"),
-			Args: args, Dir: e.processIn, Log: filepath.Join(e.processIn, "traefik-sd.log")})
-		base = "http://" + cfg.Address
 	}
 	testbed.Must(t, cfg.Complete(), "config")
-	if base == "" {
-		addr, _ := startDaemonLogging(t, cfg, e.logTo)
-		base = "http://" + addr
+	addr := cfg.Address
+	if e.processIn != "" {
+		testbed.Start(t, &testbed.Process{Name: "traefik-sd", Path: testbed.Binary(t, "SIDECAR_BIN", "traefik-sd"),
+			Args: args, Dir: e.processIn, Log: filepath.Join(e.processIn, "traefik-sd.log")})
+	} else {
+		addr, _ = startDaemonLogging(t, cfg, e.logTo)
 	}
+	base := "http://" + addr
 	f.attach(base)
 	testbed.WaitHTTP(t, nil, base+"/readyz", http.StatusOK, 20*time.Second)
 	return base, f
